@@ -1,0 +1,1 @@
+//! Typed phimon configuration (placeholder).

@@ -1,0 +1,57 @@
+//! Phi-accrual failure detection math for phimon.
+//!
+//! This crate turns heartbeat arrival times into a suspicion level,
+//! phi = -log10(P_later(t)): the improbability that a peer which has been
+//! silent for `t` is still alive, given the recent rhythm of its heartbeats.
+//!
+//! - [`PeerDetector`]: one peer's window of inter-arrival intervals
+//!   ([`IntervalWindow`], exact integer running sums) and its phi. O(1),
+//!   allocation-free `record` and `phi`.
+//! - [`Registry`]: the detectors of every peer, keyed by node id, reset
+//!   when a peer's generation changes.
+//! - [`tail`]: the normal upper tail in log space, accurate and finite for
+//!   every score, so phi keeps growing however long a peer is silent.
+//! - [`trace`] and [`qos`]: parsing of recorded arrival traces and the
+//!   Chen–Toueg–Aguilera quality-of-service figures `phimon eval` prints.
+//!
+//! The crate does no IO, reads no clock and spawns nothing: callers pass
+//! [`Timestamp`]s from their own monotonic clock (or a trace, or a
+//! simulator), so every result is reproducible.
+
+mod config;
+mod peer;
+pub mod qos;
+mod registry;
+pub mod tail;
+mod time;
+pub mod trace;
+
+pub use config::{DetectorConfig, Distribution};
+pub use peer::{COLD_START_SAMPLES, Estimate, IntervalWindow, MAX_INTERVAL_MICROS, PeerDetector};
+pub use registry::{Observation, PeerState, Registry};
+pub use time::Timestamp;
+
+/// A heartbeat-driven suspicion model: what `phimon eval` replays traces
+/// through. phimon's [`PeerDetector`] implements it; so do the baseline
+/// models used for comparison.
+pub trait AccrualDetector {
+    /// Records a heartbeat received at `at`.
+    fn record(&mut self, at: Timestamp);
+    /// The suspicion level at `now`: finite, non-negative, non-decreasing
+    /// in `now` between two heartbeats.
+    fn phi(&self, now: Timestamp) -> f64;
+    /// Time of the last heartbeat, if any.
+    fn last_arrival(&self) -> Option<Timestamp>;
+}
+
+impl AccrualDetector for PeerDetector {
+    fn record(&mut self, at: Timestamp) {
+        PeerDetector::record(self, at)
+    }
+    fn phi(&self, now: Timestamp) -> f64 {
+        PeerDetector::phi(self, now)
+    }
+    fn last_arrival(&self) -> Option<Timestamp> {
+        PeerDetector::last_arrival(self)
+    }
+}

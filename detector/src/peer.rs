@@ -1,0 +1,396 @@
+//! One peer's heartbeat history and its phi.
+
+use crate::config::{DetectorConfig, Distribution};
+use crate::tail::phi_normal;
+use crate::time::{Timestamp, duration_micros};
+use std::f64::consts::LN_10;
+
+/// Intervals longer than this (about 71 minutes) are stored as this. Such
+/// a gap is an outage, not jitter; clamping keeps a slot at 4 bytes and
+/// the exact integer sums far from overflow.
+pub const MAX_INTERVAL_MICROS: u64 = u32::MAX as u64;
+
+/// Below this many observed intervals the configured heartbeat interval
+/// acts as a prior (as pseudo-samples that fade out one per observation),
+/// so a new peer is judged sensibly instead of from one or two samples.
+pub const COLD_START_SAMPLES: u32 = 4;
+
+/// Smallest standard deviation ever used, whatever the configuration says,
+/// so y = (t - mean) / std stays finite.
+const STD_FLOOR_MICROS: f64 = 1.0;
+
+/// A fixed-capacity ring of inter-arrival intervals with exact running sums.
+///
+/// Sums are integers of microseconds, so they never drift: after a year of
+/// heartbeats the mean and variance are bit-for-bit those of a recount.
+#[derive(Debug, Clone)]
+pub struct IntervalWindow {
+    slots: Box<[u32]>,
+    /// Index of the oldest interval when full, else of the next free slot.
+    head: usize,
+    len: usize,
+    sum: u64,
+    sum_sq: u128,
+}
+
+impl IntervalWindow {
+    /// An empty window of `capacity` slots (at least one).
+    pub fn new(capacity: usize) -> Self {
+        IntervalWindow {
+            slots: vec![0; capacity.max(1)].into_boxed_slice(),
+            head: 0,
+            len: 0,
+            sum: 0,
+            sum_sq: 0,
+        }
+    }
+
+    /// Adds an interval, evicting the oldest when full. O(1), no allocation.
+    pub fn push(&mut self, micros: u64) {
+        let v = micros.min(MAX_INTERVAL_MICROS) as u32;
+        let cap = self.slots.len();
+        if self.len == cap {
+            let old = self.slots[self.head];
+            self.sum -= u64::from(old);
+            self.sum_sq -= u128::from(old) * u128::from(old);
+            self.slots[self.head] = v;
+            self.head = (self.head + 1) % cap;
+        } else {
+            self.slots[(self.head + self.len) % cap] = v;
+            self.len += 1;
+        }
+        self.sum += u64::from(v);
+        self.sum_sq += u128::from(v) * u128::from(v);
+    }
+
+    /// Forgets every interval.
+    pub fn clear(&mut self) {
+        self.head = 0;
+        self.len = 0;
+        self.sum = 0;
+        self.sum_sq = 0;
+    }
+
+    /// Number of intervals held.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// True when no interval is held.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// Slots available.
+    pub fn capacity(&self) -> usize {
+        self.slots.len()
+    }
+
+    /// Sum of the held intervals, in microseconds.
+    pub fn sum(&self) -> u64 {
+        self.sum
+    }
+
+    /// Sum of squares of the held intervals, in square microseconds.
+    pub fn sum_sq(&self) -> u128 {
+        self.sum_sq
+    }
+
+    /// The held intervals, oldest first.
+    pub fn iter(&self) -> impl Iterator<Item = u32> + '_ {
+        let cap = self.slots.len();
+        (0..self.len).map(move |i| self.slots[(self.head + i) % cap])
+    }
+
+    /// Mean and population variance in microseconds (and square
+    /// microseconds), computed exactly in integers before the one rounding
+    /// to `f64`. `None` when empty.
+    pub fn mean_var(&self) -> Option<(f64, f64)> {
+        if self.len == 0 {
+            return None;
+        }
+        let n = self.len as u128;
+        let sum = u128::from(self.sum);
+        // n * sum_sq >= sum^2 by Cauchy-Schwarz, so this never underflows.
+        let num = n * self.sum_sq - sum * sum;
+        let n2 = (n * n) as f64;
+        Some((sum as f64 / n as f64, num as f64 / n2))
+    }
+}
+
+/// Location and scale the detector judges the current silence against,
+/// in microseconds, after the prior, the floor and the acceptable pause.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Estimate {
+    /// Expected interval (mean plus acceptable pause), microseconds.
+    pub mean_micros: f64,
+    /// Standard deviation after the `min_std_dev` floor, microseconds.
+    pub std_dev_micros: f64,
+}
+
+/// The heartbeat history of one peer and its suspicion level.
+///
+/// Call [`record`](Self::record) with the local monotonic time of every
+/// heartbeat received from the peer, and [`phi`](Self::phi) with any later
+/// time to read the suspicion level. Both are O(1) and allocation-free;
+/// the ring buffer is allocated once in [`new`](Self::new).
+#[derive(Debug, Clone)]
+pub struct PeerDetector {
+    window: IntervalWindow,
+    last: Option<Timestamp>,
+    /// Set after the observer itself stalled: the next interval spans the
+    /// stall and says nothing about the peer.
+    skip_next: bool,
+    estimate: Estimate,
+    /// Mean of the window (before the pause), for the exponential model.
+    raw_mean_micros: f64,
+    distribution: Distribution,
+    min_std_micros: f64,
+    pause_micros: f64,
+    prior_mean_micros: f64,
+}
+
+impl PeerDetector {
+    /// A detector with no history yet.
+    pub fn new(config: &DetectorConfig) -> Self {
+        let prior = duration_micros(config.first_heartbeat_estimate).max(1) as f64;
+        let mut d = PeerDetector {
+            window: IntervalWindow::new(config.window.clamp(1, DetectorConfig::MAX_WINDOW)),
+            last: None,
+            skip_next: false,
+            estimate: Estimate {
+                mean_micros: prior,
+                std_dev_micros: prior / 4.0,
+            },
+            raw_mean_micros: prior,
+            distribution: config.distribution,
+            min_std_micros: (duration_micros(config.min_std_dev) as f64).max(STD_FLOOR_MICROS),
+            pause_micros: duration_micros(config.acceptable_pause) as f64,
+            prior_mean_micros: prior,
+        };
+        d.refresh_estimate();
+        d
+    }
+
+    /// Records a heartbeat that arrived at `at`. An arrival earlier than
+    /// the previous one (a caller bug or clock mix-up) counts as a zero
+    /// interval and does not move the last arrival back.
+    pub fn record(&mut self, at: Timestamp) {
+        match self.last {
+            None => self.last = Some(at),
+            Some(last) => {
+                if self.skip_next {
+                    self.skip_next = false;
+                } else {
+                    self.window.push(at.micros_since(last));
+                    self.refresh_estimate();
+                }
+                self.last = Some(at.max(last));
+            }
+        }
+    }
+
+    /// The suspicion level at `now`: 0 before the first heartbeat, then
+    /// -log10 of the probability that the next heartbeat comes later than
+    /// `now - last`. Finite, never NaN, non-decreasing in `now`.
+    pub fn phi(&self, now: Timestamp) -> f64 {
+        match self.last {
+            None => 0.0,
+            Some(last) => self.phi_after(now.micros_since(last) as f64),
+        }
+    }
+
+    /// phi after `elapsed_micros` of silence, with the current estimate.
+    pub fn phi_after(&self, elapsed_micros: f64) -> f64 {
+        match self.distribution {
+            Distribution::Normal => {
+                let e = self.estimate;
+                phi_normal((elapsed_micros - e.mean_micros) / e.std_dev_micros)
+            }
+            Distribution::Exponential => {
+                let t = (elapsed_micros - self.pause_micros).max(0.0);
+                t / (self.raw_mean_micros.max(1.0) * LN_10)
+            }
+        }
+    }
+
+    /// Tells the detector that the observer itself was stalled until
+    /// `resumed_at` (event loop blocked, process paused, host suspended).
+    /// The silence is measured from `resumed_at` and the interval that
+    /// spans the stall is not recorded.
+    pub fn observer_resumed(&mut self, resumed_at: Timestamp) {
+        if let Some(last) = self.last {
+            if last < resumed_at {
+                self.last = Some(resumed_at);
+                self.skip_next = true;
+            }
+        }
+    }
+
+    /// Forgets everything, as for a peer that restarted.
+    pub fn reset(&mut self) {
+        self.window.clear();
+        self.last = None;
+        self.skip_next = false;
+        self.refresh_estimate();
+    }
+
+    /// Time of the last recorded heartbeat (or of the end of an observer
+    /// stall that came after it).
+    pub fn last_arrival(&self) -> Option<Timestamp> {
+        self.last
+    }
+
+    /// The interval window.
+    pub fn window(&self) -> &IntervalWindow {
+        &self.window
+    }
+
+    /// Mean and standard deviation phi is computed against.
+    pub fn estimate(&self) -> Estimate {
+        self.estimate
+    }
+
+    fn refresh_estimate(&mut self) {
+        let n = self.window.len() as f64;
+        let (mean, var) = self.window.mean_var().unwrap_or((0.0, 0.0));
+        let (mean, var) = if (self.window.len() as u32) < COLD_START_SAMPLES {
+            // Blend with (COLD_START_SAMPLES - n) pseudo-samples drawn from
+            // the prior: mean = estimate, std = estimate / 4 (Akka's choice).
+            let w = f64::from(COLD_START_SAMPLES) - n;
+            let pm = self.prior_mean_micros;
+            let pv = (pm / 4.0) * (pm / 4.0);
+            let total = w + n;
+            let m = (w * pm + n * mean) / total;
+            let second = (w * (pv + pm * pm) + n * (var + mean * mean)) / total;
+            (m, (second - m * m).max(0.0))
+        } else {
+            (mean, var)
+        };
+        self.raw_mean_micros = mean;
+        self.estimate = Estimate {
+            mean_micros: mean + self.pause_micros,
+            std_dev_micros: var.sqrt().max(self.min_std_micros),
+        };
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    fn ms(v: u64) -> Timestamp {
+        Timestamp::from_micros(v * 1000)
+    }
+
+    #[test]
+    fn window_sums_match_recount_after_wraparound() {
+        let mut w = IntervalWindow::new(7);
+        for i in 0..1000u64 {
+            w.push(i * 7919 % 100_003);
+            let sum: u64 = w.iter().map(u64::from).sum();
+            let sq: u128 = w.iter().map(|v| u128::from(v) * u128::from(v)).sum();
+            assert_eq!((w.sum(), w.sum_sq()), (sum, sq));
+        }
+        assert_eq!(w.len(), 7);
+    }
+
+    #[test]
+    fn huge_intervals_are_clamped_not_overflowed() {
+        let mut w = IntervalWindow::new(100_000);
+        for _ in 0..100_000 {
+            w.push(u64::MAX);
+        }
+        let (mean, var) = w.mean_var().unwrap();
+        assert_eq!(mean, MAX_INTERVAL_MICROS as f64);
+        assert_eq!(var, 0.0);
+    }
+
+    #[test]
+    fn steady_heartbeats_follow_the_normal_tail() {
+        let cfg = DetectorConfig::default();
+        let mut d = PeerDetector::new(&cfg);
+        for i in 0..100 {
+            d.record(ms(i * 1000));
+        }
+        let e = d.estimate();
+        assert_eq!(e.mean_micros, 1_000_000.0);
+        assert_eq!(e.std_dev_micros, 100_000.0); // the floor
+        // One mean later, phi = -log10(0.5).
+        let p = d.phi(ms(99_000 + 1000));
+        assert!((p - 0.5f64.log10().abs()).abs() < 1e-12, "{p}");
+        // 10 sigma late: Q(10) = 7.62e-24.
+        let p = d.phi(ms(99_000 + 2000));
+        assert!((p - 23.118_05).abs() < 1e-4, "{p}");
+    }
+
+    #[test]
+    fn cold_start_uses_the_prior() {
+        let cfg = DetectorConfig {
+            first_heartbeat_estimate: Duration::from_secs(2),
+            ..DetectorConfig::default()
+        };
+        let mut d = PeerDetector::new(&cfg);
+        assert_eq!(d.phi(ms(5_000)), 0.0, "no heartbeat yet");
+        d.record(ms(0));
+        assert_eq!(d.estimate().mean_micros, 2_000_000.0);
+        assert_eq!(d.estimate().std_dev_micros, 500_000.0);
+        // 1 s after the first heartbeat of a 2 s sender: not suspicious.
+        assert!(d.phi(ms(1_000)) < 1.0);
+        assert!(d.phi(ms(6_000)) > 8.0);
+    }
+
+    #[test]
+    fn acceptable_pause_shifts_the_mean() {
+        let cfg = DetectorConfig {
+            acceptable_pause: Duration::from_secs(3),
+            ..DetectorConfig::default()
+        };
+        let mut d = PeerDetector::new(&cfg);
+        for i in 0..10 {
+            d.record(ms(i * 1000));
+        }
+        assert_eq!(d.estimate().mean_micros, 4_000_000.0);
+        assert!(d.phi(ms(9_000 + 3_500)) < 0.5);
+    }
+
+    #[test]
+    fn exponential_is_cassandras_formula() {
+        let cfg = DetectorConfig {
+            distribution: Distribution::Exponential,
+            ..DetectorConfig::default()
+        };
+        let mut d = PeerDetector::new(&cfg);
+        for i in 0..10 {
+            d.record(ms(i * 1000));
+        }
+        let p = d.phi(ms(9_000 + 2_000));
+        assert!((p - 2.0 / LN_10).abs() < 1e-12, "{p}");
+    }
+
+    #[test]
+    fn observer_stall_is_not_recorded() {
+        let mut d = PeerDetector::new(&DetectorConfig::default());
+        for i in 0..10 {
+            d.record(ms(i * 1000));
+        }
+        // The observer froze from 9 s to 30 s.
+        d.observer_resumed(ms(30_000));
+        assert!(d.phi(ms(30_100)) < 0.1);
+        d.record(ms(30_050));
+        assert_eq!(d.window().len(), 9, "the stall interval was skipped");
+        d.record(ms(31_050));
+        assert_eq!(d.window().len(), 10);
+        assert_eq!(d.estimate().mean_micros, 1_000_000.0);
+    }
+
+    #[test]
+    fn out_of_order_arrival_does_not_go_back() {
+        let mut d = PeerDetector::new(&DetectorConfig::default());
+        d.record(ms(1000));
+        d.record(ms(500));
+        assert_eq!(d.last_arrival(), Some(ms(1000)));
+        assert_eq!(d.window().iter().collect::<Vec<_>>(), vec![0]);
+    }
+}
