@@ -25,10 +25,13 @@ const STD_FLOOR_MICROS: f64 = 1.0;
 /// heartbeats the mean and variance are bit-for-bit those of a recount.
 #[derive(Debug, Clone)]
 pub struct IntervalWindow {
-    slots: Box<[u32]>,
-    /// Index of the oldest interval when full, else of the next free slot.
+    /// Grows to `capacity` (doubling, so a handful of allocations over a
+    /// peer's life), then is used as a ring: a cluster of thousands of
+    /// peers that are all young does not pay for full windows up front.
+    slots: Vec<u32>,
+    capacity: usize,
+    /// Index of the oldest interval once full.
     head: usize,
-    len: usize,
     sum: u64,
     sum_sq: u128,
 }
@@ -37,53 +40,62 @@ impl IntervalWindow {
     /// An empty window of `capacity` slots (at least one).
     pub fn new(capacity: usize) -> Self {
         IntervalWindow {
-            slots: vec![0; capacity.max(1)].into_boxed_slice(),
+            slots: Vec::new(),
+            capacity: capacity.max(1),
             head: 0,
-            len: 0,
             sum: 0,
             sum_sq: 0,
         }
     }
 
-    /// Adds an interval, evicting the oldest when full. O(1), no allocation.
+    /// Adds an interval, evicting the oldest when full. O(1); allocates
+    /// only while the window is still growing toward its capacity.
     pub fn push(&mut self, micros: u64) {
         let v = micros.min(MAX_INTERVAL_MICROS) as u32;
-        let cap = self.slots.len();
-        if self.len == cap {
+        if self.slots.len() == self.capacity {
             let old = self.slots[self.head];
             self.sum -= u64::from(old);
             self.sum_sq -= u128::from(old) * u128::from(old);
             self.slots[self.head] = v;
-            self.head = (self.head + 1) % cap;
+            self.head = (self.head + 1) % self.capacity;
         } else {
-            self.slots[(self.head + self.len) % cap] = v;
-            self.len += 1;
+            if self.slots.len() == self.slots.capacity() {
+                // Double, but never past the configured capacity.
+                let want = (self.slots.len() * 2).max(8).min(self.capacity);
+                self.slots.reserve_exact(want - self.slots.len());
+            }
+            self.slots.push(v);
         }
         self.sum += u64::from(v);
         self.sum_sq += u128::from(v) * u128::from(v);
     }
 
-    /// Forgets every interval.
+    /// Forgets every interval (keeping the allocation).
     pub fn clear(&mut self) {
+        self.slots.clear();
         self.head = 0;
-        self.len = 0;
         self.sum = 0;
         self.sum_sq = 0;
     }
 
     /// Number of intervals held.
     pub fn len(&self) -> usize {
-        self.len
+        self.slots.len()
     }
 
     /// True when no interval is held.
     pub fn is_empty(&self) -> bool {
-        self.len == 0
+        self.slots.is_empty()
     }
 
-    /// Slots available.
+    /// Maximum number of intervals held.
     pub fn capacity(&self) -> usize {
-        self.slots.len()
+        self.capacity
+    }
+
+    /// Bytes of heap memory held by the window.
+    pub fn heap_bytes(&self) -> usize {
+        self.slots.capacity() * std::mem::size_of::<u32>()
     }
 
     /// Sum of the held intervals, in microseconds.
@@ -98,18 +110,18 @@ impl IntervalWindow {
 
     /// The held intervals, oldest first.
     pub fn iter(&self) -> impl Iterator<Item = u32> + '_ {
-        let cap = self.slots.len();
-        (0..self.len).map(move |i| self.slots[(self.head + i) % cap])
+        let (newer, older) = self.slots.split_at(self.head);
+        older.iter().chain(newer).copied()
     }
 
     /// Mean and population variance in microseconds (and square
     /// microseconds), computed exactly in integers before the one rounding
     /// to `f64`. `None` when empty.
     pub fn mean_var(&self) -> Option<(f64, f64)> {
-        if self.len == 0 {
+        if self.slots.is_empty() {
             return None;
         }
-        let n = self.len as u128;
+        let n = self.slots.len() as u128;
         let sum = u128::from(self.sum);
         // n * sum_sq >= sum^2 by Cauchy-Schwarz, so this never underflows.
         let num = n * self.sum_sq - sum * sum;
@@ -294,6 +306,23 @@ mod tests {
             assert_eq!((w.sum(), w.sum_sq()), (sum, sq));
         }
         assert_eq!(w.len(), 7);
+    }
+
+    #[test]
+    fn memory_per_peer_stays_under_8_kib_at_window_1000() {
+        let mut d = PeerDetector::new(&DetectorConfig::default());
+        for i in 0..5000 {
+            d.record(ms(i * 1000));
+        }
+        let total = std::mem::size_of::<PeerDetector>() + d.window().heap_bytes();
+        assert_eq!(d.window().len(), 1000);
+        assert!(total <= 8 * 1024, "{total} bytes per peer");
+        // A young peer pays only for what it holds.
+        let mut young = PeerDetector::new(&DetectorConfig::default());
+        for i in 0..10 {
+            young.record(ms(i * 1000));
+        }
+        assert!(young.window().heap_bytes() <= 64);
     }
 
     #[test]
