@@ -1,1 +1,23 @@
-//! Typed phimon configuration (placeholder).
+//! Typed configuration of a phimon sidecar.
+//!
+//! [`Config`] is plain serde data mirroring the TOML file of DESIGN.md,
+//! with every default in one place (`impl Default` of each section) and
+//! unknown keys rejected. Loading is two steps:
+//!
+//! 1. [`Config::load`] / [`Config::from_toml`] parse TOML, apply
+//!    `PHIMON_<SECTION>_<KEY>` environment overrides and deserialize,
+//!    failing on the first syntax, type or unknown-key error with its key
+//!    path (`detector.threshold`).
+//! 2. [`Config::validate`] checks values and referenced files and returns
+//!    every [`Problem`] at once, each with its key path and a fix.
+//!
+//! The crate reads files and the environment it is given; it starts no
+//! threads and keeps no global state.
+
+mod load;
+mod schema;
+mod validate;
+
+pub use load::{ConfigError, ENV_PREFIX};
+pub use schema::*;
+pub use validate::{Problem, Scope};
