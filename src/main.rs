@@ -5,6 +5,7 @@ use clap::{Parser, Subcommand};
 use std::process::ExitCode;
 
 mod certs;
+mod check_config;
 mod eval;
 mod simulate;
 
@@ -31,6 +32,8 @@ enum Command {
     Simulate(simulate::SimulateArgs),
     /// Create a development CA and one certificate/key per node.
     Certs(certs::CertsArgs),
+    /// Validate a configuration file and print every problem with its key.
+    CheckConfig(check_config::CheckConfigArgs),
 }
 
 fn main() -> ExitCode {
@@ -39,6 +42,7 @@ fn main() -> ExitCode {
         Command::Eval(args) => eval::run(args),
         Command::Simulate(args) => simulate::run(args),
         Command::Certs(args) => certs::run(args),
+        Command::CheckConfig(args) => check_config::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

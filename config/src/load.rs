@@ -99,7 +99,15 @@ impl Config {
                 } else {
                     key
                 },
-                message: e.into_inner().to_string().trim_end().to_string(),
+                // The toml deserializer appends "in `key`"; the key is already shown.
+                message: e
+                    .into_inner()
+                    .to_string()
+                    .lines()
+                    .next()
+                    .unwrap_or_default()
+                    .trim_end()
+                    .to_string(),
             }
         })
     }

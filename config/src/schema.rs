@@ -230,6 +230,18 @@ pub enum WebhookFormat {
     Slack,
 }
 
+impl WebhookFormat {
+    /// The name used in configuration files.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            WebhookFormat::Generic => "generic",
+            WebhookFormat::Alertmanager => "alertmanager",
+            WebhookFormat::Pagerduty => "pagerduty",
+            WebhookFormat::Slack => "slack",
+        }
+    }
+}
+
 /// One `[[alert.webhook]]`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]

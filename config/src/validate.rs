@@ -171,7 +171,7 @@ impl Config {
         let a = &self.alert;
         if !(a.resolve_threshold.is_finite() && a.resolve_threshold >= 0.0) {
             p.add("alert.resolve_threshold", "must be a number >= 0");
-        } else if a.resolve_threshold >= d.threshold {
+        } else if d.threshold > 0.0 && a.resolve_threshold >= d.threshold {
             p.add(
                 "alert.resolve_threshold",
                 format!(
