@@ -6,6 +6,7 @@ use std::process::ExitCode;
 
 mod certs;
 mod check_config;
+mod demo;
 mod eval;
 mod simulate;
 
@@ -25,6 +26,8 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// Run a local cluster that shows a failure being detected and paged.
+    Demo(demo::DemoArgs),
     /// Replay a heartbeat arrival trace through the detector and print the
     /// detection quality (QoS) for a range of thresholds.
     Eval(eval::EvalArgs),
@@ -39,6 +42,7 @@ enum Command {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
+        Command::Demo(args) => demo::run(args),
         Command::Eval(args) => eval::run(args),
         Command::Simulate(args) => simulate::run(args),
         Command::Certs(args) => certs::run(args),
