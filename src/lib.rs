@@ -3,5 +3,6 @@
 //! `phimon demo` and by the end-to-end tests in `tests/`; the sidecar
 //! itself lives in the workspace crates and `src/main.rs`.
 
+pub mod chaos;
 pub mod local_cluster;
 pub mod sink;
