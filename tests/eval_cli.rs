@@ -1,5 +1,7 @@
 //! `phimon eval` end to end: the real binary on traces in the repo.
 
+#![allow(clippy::unwrap_used)] // Test helpers: a panic is a failed test.
+
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
