@@ -57,7 +57,11 @@ impl IntervalWindow {
             self.sum -= u64::from(old);
             self.sum_sq -= u128::from(old) * u128::from(old);
             self.slots[self.head] = v;
-            self.head = (self.head + 1) % self.capacity;
+            // A compare instead of `%`: a division costs more than the rest of push.
+            self.head += 1;
+            if self.head == self.capacity {
+                self.head = 0;
+            }
         } else {
             if self.slots.len() == self.slots.capacity() {
                 // Double, but never past the configured capacity.
@@ -121,12 +125,18 @@ impl IntervalWindow {
         if self.slots.is_empty() {
             return None;
         }
-        let n = self.slots.len() as u128;
+        let n = self.slots.len() as u64;
         let sum = u128::from(self.sum);
         // n * sum_sq >= sum^2 by Cauchy-Schwarz, so this never underflows.
-        let num = n * self.sum_sq - sum * sum;
-        let n2 = (n * n) as f64;
-        Some((sum as f64 / n as f64, num as f64 / n2))
+        let num = u128::from(n) * self.sum_sq - sum * sum;
+        // u128 -> f64 is a slow library call; the numerator fits u64 unless
+        // the deviation is minutes, so convert through u64 when it can.
+        let num = match u64::try_from(num) {
+            Ok(small) => small as f64,
+            Err(_) => num as f64,
+        };
+        let inv_n = 1.0 / n as f64;
+        Some((self.sum as f64 * inv_n, num * inv_n * inv_n))
     }
 }
 
