@@ -1,3 +1,27 @@
-//! Everything that leaves a phimon node toward operators (placeholder
-//! until the exporter lands): Prometheus metrics, the HTTP server, the
-//! alert engine and webhook delivery.
+//! Everything that leaves a phimon node toward operators.
+//!
+//! - [`AlertEngine`]: the sans-IO alert state machine. Fed a
+//!   [`ClusterView`] every tick, it emits [`AlertEvent`]s: one page per
+//!   incident fleet-wide (designated observers by [`rendezvous`] hashing,
+//!   quorum from gossiped [`suspicion`] reports, isolation and
+//!   mass-failure grouping, hysteresis and `for`).
+//!
+//! The crate reads no clock in its cores and takes every setting as plain
+//! data ([`AlertConfig`], [`WebhookConfig`], [`ExportConfig`]); the config
+//! crate maps TOML onto them and the `phimon run` runtime wires the
+//! pieces together.
+
+mod config;
+mod engine;
+pub mod rendezvous;
+pub mod suspicion;
+
+pub use config::{AlertConfig, DEFAULT_OBSERVERS, ExportConfig, WebhookConfig, WebhookFormat};
+pub use engine::{
+    AlertEngine, AlertEvent, ClusterView, EventKind, MemberStatus, MemberView, Scope, event_id,
+    node_incident_id,
+};
+pub use suspicion::{
+    MAX_SUSPICIONS_VALUE_BYTES, SUSPICIONS_KEY, SuspicionDecodeError, SuspicionReport,
+    decode_suspicions, encode_suspicions,
+};
