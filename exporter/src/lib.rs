@@ -13,15 +13,19 @@
 
 mod config;
 mod engine;
+mod record;
 pub mod rendezvous;
 pub mod suspicion;
+pub mod webhook;
 
 pub use config::{AlertConfig, DEFAULT_OBSERVERS, ExportConfig, WebhookConfig, WebhookFormat};
 pub use engine::{
     AlertEngine, AlertEvent, ClusterView, EventKind, MemberStatus, MemberView, Scope, event_id,
     node_incident_id,
 };
+pub use record::AlertRecord;
 pub use suspicion::{
     MAX_SUSPICIONS_VALUE_BYTES, SUSPICIONS_KEY, SuspicionDecodeError, SuspicionReport,
     decode_suspicions, encode_suspicions,
 };
+pub use webhook::{RenderError, Rendered, Secret, SecretError, Webhook, WebhookRequest, render};
