@@ -13,6 +13,7 @@
 
 mod config;
 mod engine;
+pub mod outbox;
 mod record;
 pub mod rendezvous;
 pub mod suspicion;
@@ -23,6 +24,7 @@ pub use engine::{
     AlertEngine, AlertEvent, ClusterView, EventKind, MemberStatus, MemberView, Scope, event_id,
     node_incident_id,
 };
+pub use outbox::{Outbox, OutboxEntry, OutboxError, OutboxLimits};
 pub use record::AlertRecord;
 pub use suspicion::{
     MAX_SUSPICIONS_VALUE_BYTES, SUSPICIONS_KEY, SuspicionDecodeError, SuspicionReport,
