@@ -13,9 +13,13 @@
 
 mod config;
 mod engine;
+mod histogram;
+mod http;
+pub mod metrics;
 pub mod outbox;
 mod record;
 pub mod rendezvous;
+pub mod snapshot;
 pub mod suspicion;
 pub mod webhook;
 
@@ -24,8 +28,12 @@ pub use engine::{
     AlertEngine, AlertEvent, ClusterView, EventKind, MemberStatus, MemberView, Scope, event_id,
     node_incident_id,
 };
+pub use histogram::{IntervalHistogram, IntervalQuantiles};
+pub use http::{HttpState, router};
+pub use metrics::{Metrics, MetricsError};
 pub use outbox::{Outbox, OutboxEntry, OutboxError, OutboxLimits};
 pub use record::AlertRecord;
+pub use snapshot::{NodeSnapshot, PeerSnapshot, SharedSnapshot};
 pub use suspicion::{
     MAX_SUSPICIONS_VALUE_BYTES, SUSPICIONS_KEY, SuspicionDecodeError, SuspicionReport,
     decode_suspicions, encode_suspicions,

@@ -77,6 +77,50 @@ where
     designated_observers(subject, candidates, k).contains(&observer)
 }
 
+/// Live nodes with their hashes computed once, to ask "is this node a
+/// designated observer of S" for many subjects (the metrics exporter asks
+/// it for every peer at every scrape: N × N weights, a few ms at
+/// N = 1,000).
+#[derive(Debug, Clone)]
+pub struct Candidates<'a> {
+    nodes: Vec<(u64, &'a str)>,
+}
+
+impl<'a> Candidates<'a> {
+    /// The candidate set (duplicates are ignored).
+    pub fn new<I: IntoIterator<Item = &'a str>>(ids: I) -> Self {
+        let mut nodes: Vec<(u64, &'a str)> =
+            ids.into_iter().map(|id| (node_hash(id), id)).collect();
+        nodes.sort_unstable_by(|a, b| a.1.cmp(b.1));
+        nodes.dedup_by(|a, b| a.1 == b.1);
+        Candidates { nodes }
+    }
+
+    /// Same answer as [`is_designated`] with these candidates plus
+    /// `observer`, without building the ranking.
+    pub fn is_designated(&self, observer: &str, subject: &str, k: usize) -> bool {
+        if k == 0 || observer == subject {
+            return false;
+        }
+        let sh = node_hash(subject);
+        let mine = weight(node_hash(observer), sh);
+        let mut better = 0;
+        for (h, id) in &self.nodes {
+            if *id == subject || *id == observer {
+                continue;
+            }
+            let w = weight(*h, sh);
+            if w > mine || (w == mine && *id < observer) {
+                better += 1;
+                if better >= k {
+                    return false;
+                }
+            }
+        }
+        true
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -150,6 +194,16 @@ mod tests {
             prop_assert_eq!(&a, &b);
             let expected = k.min(nodes.iter().filter(|x| **x != subject).count());
             prop_assert_eq!(a.len(), expected);
+        }
+
+        #[test]
+        fn candidate_set_agrees_with_the_ranking(n in 1usize..40, k in 1usize..5, me in 0usize..40, subject in 0usize..45) {
+            let nodes = ids(n);
+            let me = format!("node-{}", me % n);
+            let subject = format!("node-{subject}");
+            let ranked = designated_observers(&subject, nodes.iter().map(String::as_str), k);
+            let set = Candidates::new(nodes.iter().map(String::as_str));
+            prop_assert_eq!(set.is_designated(&me, &subject, k), ranked.contains(&me.as_str()));
         }
 
         #[test]

@@ -1,0 +1,225 @@
+//! The HTTP API: `/metrics`, `/healthz`, `/readyz`, `/v1/peers`.
+
+use crate::metrics::Metrics;
+use crate::snapshot::{SharedSnapshot, read};
+use axum::Router;
+use axum::extract::State;
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use std::sync::Arc;
+
+/// What the handlers read: the snapshot the runtime publishes every tick
+/// (see [`crate::snapshot::publish`]) and the metrics.
+#[derive(Clone, Debug)]
+pub struct HttpState {
+    /// The published node snapshot.
+    pub snapshot: SharedSnapshot,
+    /// The node's metrics.
+    pub metrics: Arc<Metrics>,
+}
+
+/// The router: serve it with `axum::serve` on `[http] listen`.
+///
+/// - `GET /metrics`: Prometheus text format 0.0.4.
+/// - `GET /healthz`: 200 while the process serves HTTP.
+/// - `GET /readyz`: 200 once the node joined the cluster, else 503.
+/// - `GET /v1/peers`: JSON array, one object per peer, sorted by node id.
+pub fn router(state: HttpState) -> Router {
+    Router::new()
+        .route("/metrics", get(metrics))
+        .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
+        .route("/v1/peers", get(peers))
+        .with_state(state)
+}
+
+async fn metrics(State(s): State<HttpState>) -> Response {
+    // Rendering walks every peer: keep it off the async workers.
+    let m = s.metrics.clone();
+    match tokio::task::spawn_blocking(move || m.render()).await {
+        Ok(body) => (
+            [(
+                header::CONTENT_TYPE,
+                "text/plain; version=0.0.4; charset=utf-8",
+            )],
+            body,
+        )
+            .into_response(),
+        Err(_) => StatusCode::INTERNAL_SERVER_ERROR.into_response(),
+    }
+}
+
+async fn healthz() -> &'static str {
+    "ok\n"
+}
+
+async fn readyz(State(s): State<HttpState>) -> Response {
+    if read(&s.snapshot, |n| n.joined) {
+        (StatusCode::OK, "ready\n").into_response()
+    } else {
+        (StatusCode::SERVICE_UNAVAILABLE, "not joined\n").into_response()
+    }
+}
+
+async fn peers(State(s): State<HttpState>) -> Response {
+    let mut peers = read(&s.snapshot, |n| n.peers.clone());
+    peers.sort_by(|a, b| a.node_id.cmp(&b.node_id));
+    axum::Json(peers).into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::ExportConfig;
+    use crate::engine::MemberStatus;
+    use crate::snapshot::{NodeSnapshot, PeerSnapshot, publish};
+    use axum::body::Body;
+    use axum::http::Request;
+    use std::sync::RwLock;
+    use tower::ServiceExt;
+
+    pub(crate) fn peer(id: &str, phi: f64) -> PeerSnapshot {
+        PeerSnapshot {
+            node_id: id.into(),
+            address: format!("{id}.internal:7800"),
+            generation: 2,
+            status: MemberStatus::Alive,
+            phi,
+            suspected: phi >= 8.0,
+            last_heartbeat_age_ms: 250.0,
+            interval_mean_ms: 1000.0,
+            interval_stddev_ms: 12.5,
+            interval_p50_ms: 1000.0,
+            interval_p99_ms: 1040.0,
+            interval_max_ms: 1100.0,
+            window_fill: 0.5,
+        }
+    }
+
+    fn state(export_all: bool) -> HttpState {
+        let snapshot = Arc::new(RwLock::new(NodeSnapshot {
+            node_id: "node-0".into(),
+            ..NodeSnapshot::default()
+        }));
+        let export = ExportConfig {
+            export_all_peers: export_all,
+            ..ExportConfig::default()
+        };
+        let metrics = Arc::new(Metrics::new("0.1.0", export, snapshot.clone()).unwrap());
+        HttpState { snapshot, metrics }
+    }
+
+    async fn get(state: &HttpState, path: &str) -> (StatusCode, String, String) {
+        let res = router(state.clone())
+            .oneshot(Request::get(path).body(Body::empty()).unwrap())
+            .await
+            .unwrap();
+        let status = res.status();
+        let ctype = res
+            .headers()
+            .get(header::CONTENT_TYPE)
+            .map(|v| v.to_str().unwrap().to_string())
+            .unwrap_or_default();
+        let body = axum::body::to_bytes(res.into_body(), 1 << 24)
+            .await
+            .unwrap();
+        (status, ctype, String::from_utf8(body.to_vec()).unwrap())
+    }
+
+    #[tokio::test]
+    async fn health_and_readiness() {
+        let s = state(false);
+        assert_eq!(get(&s, "/healthz").await.0, StatusCode::OK);
+        assert_eq!(get(&s, "/readyz").await.0, StatusCode::SERVICE_UNAVAILABLE);
+        publish(
+            &s.snapshot,
+            NodeSnapshot {
+                node_id: "node-0".into(),
+                joined: true,
+                peers: vec![],
+            },
+        );
+        assert_eq!(get(&s, "/readyz").await.0, StatusCode::OK);
+        assert_eq!(get(&s, "/nope").await.0, StatusCode::NOT_FOUND);
+    }
+
+    #[tokio::test]
+    async fn peers_have_exactly_the_documented_fields() {
+        let s = state(false);
+        publish(
+            &s.snapshot,
+            NodeSnapshot {
+                node_id: "node-0".into(),
+                joined: true,
+                peers: vec![peer("node-2", 9.5), peer("node-1", 0.3)],
+            },
+        );
+        let (status, ctype, body) = get(&s, "/v1/peers").await;
+        assert_eq!(status, StatusCode::OK);
+        assert!(ctype.starts_with("application/json"), "{ctype}");
+        let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+        let arr = v.as_array().unwrap();
+        assert_eq!(arr.len(), 2);
+        assert_eq!(arr[0]["node_id"], "node-1", "sorted");
+        let mut keys: Vec<&str> = arr[1]
+            .as_object()
+            .unwrap()
+            .keys()
+            .map(String::as_str)
+            .collect();
+        keys.sort_unstable();
+        assert_eq!(
+            keys,
+            [
+                "address",
+                "generation",
+                "interval_max_ms",
+                "interval_mean_ms",
+                "interval_p50_ms",
+                "interval_p99_ms",
+                "interval_stddev_ms",
+                "last_heartbeat_age_ms",
+                "node_id",
+                "phi",
+                "status",
+                "suspected",
+            ]
+        );
+        assert_eq!(arr[1]["status"], "alive");
+        assert_eq!(arr[1]["suspected"], true);
+        assert_eq!(arr[1]["generation"], 2);
+    }
+
+    #[tokio::test]
+    async fn metrics_are_served_as_prometheus_text() {
+        let s = state(true);
+        s.metrics.add_webhook("oncall");
+        s.metrics.heartbeats_received.inc_by(7);
+        publish(
+            &s.snapshot,
+            NodeSnapshot {
+                node_id: "node-0".into(),
+                joined: true,
+                peers: vec![peer("node-1", 9.5), peer("node-2", 1.0)],
+            },
+        );
+        let (status, ctype, body) = get(&s, "/metrics").await;
+        assert_eq!(status, StatusCode::OK);
+        assert!(ctype.starts_with("text/plain; version=0.0.4"), "{ctype}");
+        for line in [
+            "phimon_heartbeats_received_total 7",
+            "phimon_peer_phi{peer=\"node-1\"} 9.5",
+            "phimon_peer_suspected{peer=\"node-1\"} 1",
+            "phimon_peer_suspected{peer=\"node-2\"} 0",
+            "phimon_peers{status=\"alive\"} 2",
+            "phimon_peers_suspected 1",
+            "phimon_peer_phi_max 9.5",
+            "phimon_build_info{version=\"0.1.0\"} 1",
+            "phimon_alerts_sent_total{outcome=\"delivered\",webhook=\"oncall\"} 0",
+            "# TYPE phimon_tick_lateness_seconds histogram",
+        ] {
+            assert!(body.contains(line), "missing {line:?} in\n{body}");
+        }
+    }
+}

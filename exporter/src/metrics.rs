@@ -1,0 +1,519 @@
+//! Every Prometheus metric of a phimon node, registered once.
+
+use crate::config::ExportConfig;
+use crate::engine::MemberStatus;
+use crate::outbox::Outbox;
+use crate::rendezvous::Candidates;
+use crate::snapshot::{SharedSnapshot, read};
+use prometheus::core::{Collector, Desc};
+use prometheus::proto::MetricFamily;
+use prometheus::{
+    Encoder, Gauge, GaugeVec, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec,
+    IntGauge, IntGaugeVec, Opts, Registry, TextEncoder,
+};
+use std::sync::Mutex;
+use std::time::SystemTime;
+
+/// `outcome` label values of `phimon_alerts_sent_total`.
+pub mod outcome {
+    /// The receiver accepted the event (2xx).
+    pub const DELIVERED: &str = "delivered";
+    /// An attempt failed (network error, timeout, 408, 429, 5xx); it
+    /// will be retried.
+    pub const FAILED: &str = "failed";
+    /// The receiver refused it permanently (other 4xx) or it cannot be
+    /// rendered for the webhook (missing routing key): dropped.
+    pub const REJECTED: &str = "rejected";
+    /// The format has no use for the event (`restarted` for PagerDuty
+    /// and Alertmanager): not sent.
+    pub const SKIPPED: &str = "skipped";
+    /// Dropped from a full outbox queue before delivery.
+    pub const DROPPED: &str = "dropped";
+    /// Every outcome, to pre-create series.
+    pub const ALL: [&str; 5] = [DELIVERED, FAILED, REJECTED, SKIPPED, DROPPED];
+}
+
+/// Metric registration failure (a duplicate name: a programming error).
+#[derive(Debug, thiserror::Error)]
+#[error("registering metric {name}: {source}")]
+pub struct MetricsError {
+    /// The metric.
+    pub name: String,
+    /// The registry's error.
+    pub source: prometheus::Error,
+}
+
+/// The node's metrics. Counters and histograms are updated by the
+/// runtime as things happen; per-peer series, peer aggregates and the
+/// outbox gauges are computed at scrape time from the published
+/// [`NodeSnapshot`](crate::NodeSnapshot) and the [`Outbox`].
+///
+/// Per-peer series (`phimon_peer_phi`, `phimon_peer_suspected`) are
+/// exported only for the peers this node is a designated observer of
+/// (rendezvous, `k` = [`ExportConfig::observers`], over the alive peers
+/// this node does not suspect, plus itself), unless
+/// [`ExportConfig::export_all_peers`]. See docs/metrics.md for series
+/// counts.
+pub struct Metrics {
+    registry: Registry,
+    /// `phimon_heartbeats_received_total`: heartbeats recorded in the
+    /// detector.
+    pub heartbeats_received: IntCounter,
+    /// `phimon_gossip_messages_total{direction="sent"|"received"}`.
+    pub gossip_messages: IntCounterVec,
+    /// `phimon_gossip_bytes_total{direction}`.
+    pub gossip_bytes: IntCounterVec,
+    /// `phimon_decode_errors_total`: frames refused by the decoder
+    /// (unknown version, over the cap, malformed).
+    pub decode_errors: IntCounter,
+    /// `phimon_auth_failures_total`: peers refused at the TLS layer or
+    /// for a node id that is not their certificate's.
+    pub auth_failures: IntCounter,
+    /// `phimon_gossip_round_duration_seconds`: one anti-entropy exchange,
+    /// first SYN to last ACK.
+    pub gossip_round_duration: Histogram,
+    /// `phimon_connections_open`: QUIC connections currently open.
+    pub connections_open: IntGauge,
+    /// `phimon_tick_lateness_seconds`: how late the runtime's tick woke
+    /// up (large values are this node's own stalls).
+    pub tick_lateness: Histogram,
+    /// `phimon_local_health_degraded`: 1 while this node considers itself
+    /// stalled and pages no one.
+    pub local_health_degraded: IntGauge,
+    /// `phimon_local_stalls_total`: stalls of this node detected.
+    pub local_stalls: IntCounter,
+    /// `phimon_alert_events_total{event, scope}`: events the alert engine
+    /// emitted on this node (before delivery).
+    pub alert_events: IntCounterVec,
+    /// `phimon_alerts_sent_total{webhook, outcome}`: delivery outcomes.
+    pub alerts_sent: IntCounterVec,
+    /// `phimon_alert_delivery_latency_seconds{webhook}`: enqueue to
+    /// accepted by the receiver.
+    pub alert_delivery_latency: HistogramVec,
+    /// `phimon_alert_outbox_corrupt_records_total`: records found torn or
+    /// garbled at start-up and skipped.
+    pub alert_outbox_corrupt_records: IntCounter,
+    /// `phimon_alert_isolated`: 1 while this node considers itself cut off
+    /// from most of the fleet.
+    pub alert_isolated: IntGauge,
+    outbox_pending: IntGauge,
+    outbox_oldest_age: Gauge,
+    outbox: Mutex<Option<Outbox>>,
+}
+
+impl std::fmt::Debug for Metrics {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Metrics").finish_non_exhaustive()
+    }
+}
+
+fn reg<C: Collector + Clone + 'static>(
+    registry: &Registry,
+    name: &str,
+    c: C,
+) -> Result<C, MetricsError> {
+    registry
+        .register(Box::new(c.clone()))
+        .map_err(|source| MetricsError {
+            name: name.to_string(),
+            source,
+        })?;
+    Ok(c)
+}
+
+fn err(name: &str) -> impl FnOnce(prometheus::Error) -> MetricsError + '_ {
+    move |source| MetricsError {
+        name: name.to_string(),
+        source,
+    }
+}
+
+macro_rules! metric {
+    ($registry:expr, $ty:ident, $name:literal, $help:literal) => {
+        reg(
+            $registry,
+            $name,
+            $ty::new($name, $help).map_err(err($name))?,
+        )?
+    };
+    ($registry:expr, $ty:ident, $name:literal, $help:literal, $labels:expr) => {
+        reg(
+            $registry,
+            $name,
+            $ty::new(Opts::new($name, $help), $labels).map_err(err($name))?,
+        )?
+    };
+}
+
+fn histogram(
+    registry: &Registry,
+    name: &'static str,
+    help: &str,
+    buckets: Vec<f64>,
+) -> Result<Histogram, MetricsError> {
+    let h =
+        Histogram::with_opts(HistogramOpts::new(name, help).buckets(buckets)).map_err(err(name))?;
+    reg(registry, name, h)
+}
+
+impl Metrics {
+    /// Registers every metric in a fresh registry. `version` is the
+    /// `phimon_build_info` label; `snapshot` is read at every scrape.
+    pub fn new(
+        version: &str,
+        export: ExportConfig,
+        snapshot: SharedSnapshot,
+    ) -> Result<Metrics, MetricsError> {
+        let r = Registry::new();
+        let build_info: IntGaugeVec = metric!(
+            &r,
+            IntGaugeVec,
+            "phimon_build_info",
+            "Always 1; the version label is the running phimon version.",
+            &["version"]
+        );
+        build_info.with_label_values(&[version]).set(1);
+        let gossip_messages: IntCounterVec = metric!(
+            &r,
+            IntCounterVec,
+            "phimon_gossip_messages_total",
+            "Gossip messages sent and received.",
+            &["direction"]
+        );
+        let gossip_bytes: IntCounterVec = metric!(
+            &r,
+            IntCounterVec,
+            "phimon_gossip_bytes_total",
+            "Gossip payload bytes sent and received.",
+            &["direction"]
+        );
+        for d in ["sent", "received"] {
+            gossip_messages.with_label_values(&[d]);
+            gossip_bytes.with_label_values(&[d]);
+        }
+        let alert_events: IntCounterVec = metric!(
+            &r,
+            IntCounterVec,
+            "phimon_alert_events_total",
+            "Alert events emitted by this node's alert engine.",
+            &["event", "scope"]
+        );
+        let alerts_sent: IntCounterVec = metric!(
+            &r,
+            IntCounterVec,
+            "phimon_alerts_sent_total",
+            "Webhook delivery outcomes per webhook.",
+            &["webhook", "outcome"]
+        );
+        let alert_delivery_latency = reg(
+            &r,
+            "phimon_alert_delivery_latency_seconds",
+            HistogramVec::new(
+                HistogramOpts::new(
+                    "phimon_alert_delivery_latency_seconds",
+                    "Time from an alert event entering the outbox to its receiver accepting it.",
+                )
+                .buckets(vec![
+                    0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0, 1800.0,
+                ]),
+                &["webhook"],
+            )
+            .map_err(err("phimon_alert_delivery_latency_seconds"))?,
+        )?;
+        let m = Metrics {
+            heartbeats_received: metric!(
+                &r,
+                IntCounter,
+                "phimon_heartbeats_received_total",
+                "Peer heartbeats recorded by the failure detector."
+            ),
+            gossip_messages,
+            gossip_bytes,
+            decode_errors: metric!(
+                &r,
+                IntCounter,
+                "phimon_decode_errors_total",
+                "Gossip frames refused by the decoder (unknown version, over the size cap, malformed)."
+            ),
+            auth_failures: metric!(
+                &r,
+                IntCounter,
+                "phimon_auth_failures_total",
+                "Peers refused by mutual TLS or for a node id that differs from their certificate."
+            ),
+            gossip_round_duration: histogram(
+                &r,
+                "phimon_gossip_round_duration_seconds",
+                "Duration of one gossip exchange with a peer, first message to last.",
+                vec![
+                    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
+                ],
+            )?,
+            connections_open: metric!(
+                &r,
+                IntGauge,
+                "phimon_connections_open",
+                "QUIC connections currently open to peers."
+            ),
+            tick_lateness: histogram(
+                &r,
+                "phimon_tick_lateness_seconds",
+                "How late the runtime's periodic tick woke up; large values are stalls of this node.",
+                vec![
+                    0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+                ],
+            )?,
+            local_health_degraded: metric!(
+                &r,
+                IntGauge,
+                "phimon_local_health_degraded",
+                "1 while this node recently stalled itself and pages no one."
+            ),
+            local_stalls: metric!(
+                &r,
+                IntCounter,
+                "phimon_local_stalls_total",
+                "Stalls of this node's own process or event loop detected."
+            ),
+            alert_events,
+            alerts_sent,
+            alert_delivery_latency,
+            alert_outbox_corrupt_records: metric!(
+                &r,
+                IntCounter,
+                "phimon_alert_outbox_corrupt_records_total",
+                "Outbox records found torn or garbled at start-up and skipped."
+            ),
+            alert_isolated: metric!(
+                &r,
+                IntGauge,
+                "phimon_alert_isolated",
+                "1 while this node considers itself cut off from most of the fleet."
+            ),
+            outbox_pending: metric!(
+                &r,
+                IntGauge,
+                "phimon_alert_outbox_pending",
+                "Alert deliveries waiting in the durable outbox, all webhooks."
+            ),
+            outbox_oldest_age: metric!(
+                &r,
+                Gauge,
+                "phimon_alert_outbox_oldest_age_seconds",
+                "Age of the oldest undelivered alert in the outbox (0 when empty)."
+            ),
+            outbox: Mutex::new(None),
+            registry: r,
+        };
+        let peers = PeerCollector::new(export, snapshot)?;
+        m.registry
+            .register(Box::new(peers))
+            .map_err(err("phimon_peer_*"))?;
+        Ok(m)
+    }
+
+    /// Pre-creates the delivery series of `webhook` (so dashboards and
+    /// `rate()` see zeros, not absent series, before the first page).
+    pub fn add_webhook(&self, webhook: &str) {
+        for o in outcome::ALL {
+            self.alerts_sent.with_label_values(&[webhook, o]);
+        }
+    }
+
+    /// Reads the outbox's backlog at every scrape.
+    pub fn watch_outbox(&self, outbox: Outbox) {
+        if let Ok(mut slot) = self.outbox.lock() {
+            *slot = Some(outbox);
+        }
+    }
+
+    /// The registry, to add collectors of other crates.
+    pub fn registry(&self) -> &Registry {
+        &self.registry
+    }
+
+    /// Collects everything (outbox gauges refreshed first).
+    pub fn gather(&self) -> Vec<MetricFamily> {
+        let outbox = self.outbox.lock().ok().and_then(|o| o.clone());
+        if let Some(outbox) = outbox {
+            self.outbox_pending
+                .set(i64::try_from(outbox.pending()).unwrap_or(i64::MAX));
+            let age = outbox
+                .oldest_enqueued()
+                .and_then(|t| SystemTime::now().duration_since(t).ok())
+                .map_or(0.0, |d| d.as_secs_f64());
+            self.outbox_oldest_age.set(age);
+        }
+        self.registry.gather()
+    }
+
+    /// The Prometheus text exposition of [`gather`](Self::gather).
+    pub fn render(&self) -> String {
+        let mut buf = Vec::new();
+        // Encoding into a Vec fails only for malformed families, which
+        // the registry never produces.
+        if let Err(e) = TextEncoder::new().encode(&self.gather(), &mut buf) {
+            tracing::error!(error = %e, "encoding metrics");
+        }
+        String::from_utf8(buf).unwrap_or_default()
+    }
+}
+
+/// Per-peer and peer-aggregate series, computed from the snapshot at
+/// scrape time (so peers that left the view leave the scrape too).
+struct PeerCollector {
+    export: ExportConfig,
+    snapshot: SharedSnapshot,
+    phi: GaugeVec,
+    suspected: IntGaugeVec,
+    peers: IntGaugeVec,
+    suspected_count: IntGauge,
+    phi_max: Gauge,
+    window_fill: GaugeVec,
+    exported: IntGauge,
+    descs: Vec<Desc>,
+    /// Serialises scrapes: collect resets and refills the vectors.
+    lock: Mutex<()>,
+}
+
+impl PeerCollector {
+    fn new(export: ExportConfig, snapshot: SharedSnapshot) -> Result<Self, MetricsError> {
+        let phi = GaugeVec::new(
+            Opts::new(
+                "phimon_peer_phi",
+                "Suspicion level phi of a peer this node observes.",
+            ),
+            &["peer"],
+        )
+        .map_err(err("phimon_peer_phi"))?;
+        let suspected = IntGaugeVec::new(
+            Opts::new(
+                "phimon_peer_suspected",
+                "1 while this node suspects the peer (phi crossed the threshold, hysteresis applied).",
+            ),
+            &["peer"],
+        )
+        .map_err(err("phimon_peer_suspected"))?;
+        let peers = IntGaugeVec::new(
+            Opts::new("phimon_peers", "Known peers by membership status."),
+            &["status"],
+        )
+        .map_err(err("phimon_peers"))?;
+        let suspected_count = IntGauge::new(
+            "phimon_peers_suspected",
+            "Peers this node currently suspects, all peers.",
+        )
+        .map_err(err("phimon_peers_suspected"))?;
+        let phi_max = Gauge::new("phimon_peer_phi_max", "Highest phi over all peers.")
+            .map_err(err("phimon_peer_phi_max"))?;
+        let window_fill = GaugeVec::new(
+            Opts::new(
+                "phimon_detector_window_fill_ratio",
+                "Detector window fill (samples / window size) over all peers: min and mean.",
+            ),
+            &["stat"],
+        )
+        .map_err(err("phimon_detector_window_fill_ratio"))?;
+        let exported = IntGauge::new(
+            "phimon_peer_series_exported",
+            "Peers with per-peer series in this scrape.",
+        )
+        .map_err(err("phimon_peer_series_exported"))?;
+        let mut descs = Vec::new();
+        for c in [
+            &phi as &dyn Collector,
+            &suspected,
+            &peers,
+            &suspected_count,
+            &phi_max,
+            &window_fill,
+            &exported,
+        ] {
+            descs.extend(c.desc().into_iter().cloned());
+        }
+        Ok(PeerCollector {
+            export,
+            snapshot,
+            phi,
+            suspected,
+            peers,
+            suspected_count,
+            phi_max,
+            window_fill,
+            exported,
+            descs,
+            lock: Mutex::new(()),
+        })
+    }
+}
+
+impl Collector for PeerCollector {
+    fn desc(&self) -> Vec<&Desc> {
+        self.descs.iter().collect()
+    }
+
+    fn collect(&self) -> Vec<MetricFamily> {
+        let _guard = self.lock.lock().unwrap_or_else(|p| p.into_inner());
+        self.phi.reset();
+        self.suspected.reset();
+        read(&self.snapshot, |snap| {
+            let live = snap
+                .peers
+                .iter()
+                .filter(|p| p.status == MemberStatus::Alive && !p.suspected)
+                .map(|p| p.node_id.as_str())
+                .chain(std::iter::once(snap.node_id.as_str()));
+            let candidates = Candidates::new(live);
+            let mut by_status = [0i64; 4];
+            let (mut suspected, mut phi_max, mut exported) = (0, 0.0_f64, 0);
+            let (mut fill_min, mut fill_sum) = (f64::INFINITY, 0.0);
+            for p in &snap.peers {
+                if let Some(i) = MemberStatus::ALL.iter().position(|s| *s == p.status) {
+                    by_status[i] += 1;
+                }
+                suspected += i64::from(p.suspected);
+                if p.phi.is_finite() {
+                    phi_max = phi_max.max(p.phi);
+                }
+                fill_min = fill_min.min(p.window_fill);
+                fill_sum += p.window_fill;
+                let export = self.export.export_all_peers
+                    || candidates.is_designated(&snap.node_id, &p.node_id, self.export.observers);
+                if export {
+                    exported += 1;
+                    self.phi.with_label_values(&[&p.node_id]).set(p.phi);
+                    self.suspected
+                        .with_label_values(&[&p.node_id])
+                        .set(i64::from(p.suspected));
+                }
+            }
+            for (s, n) in MemberStatus::ALL.iter().zip(by_status) {
+                self.peers.with_label_values(&[s.as_str()]).set(n);
+            }
+            self.suspected_count.set(suspected);
+            self.phi_max.set(phi_max);
+            self.exported.set(exported);
+            let n = snap.peers.len();
+            let (min, mean) = if n == 0 {
+                (0.0, 0.0)
+            } else {
+                (fill_min, fill_sum / n as f64)
+            };
+            self.window_fill.with_label_values(&["min"]).set(min);
+            self.window_fill.with_label_values(&["mean"]).set(mean);
+        });
+        let mut out = Vec::new();
+        for c in [
+            &self.phi as &dyn Collector,
+            &self.suspected,
+            &self.peers,
+            &self.suspected_count,
+            &self.phi_max,
+            &self.window_fill,
+            &self.exported,
+        ] {
+            out.extend(c.collect());
+        }
+        out
+    }
+}
