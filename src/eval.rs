@@ -3,6 +3,7 @@
 use crate::UsageError;
 use anyhow::Context as _;
 use phimon_config::{Config, Scope};
+use phimon_detector::compare::{self, Comparison};
 use phimon_detector::qos::{self, Qos};
 use phimon_detector::trace::Trace;
 use phimon_detector::{DetectorConfig, PeerDetector};
@@ -15,8 +16,29 @@ use std::time::Duration;
 pub struct EvalArgs {
     /// Arrival trace: `# key=value` headers (interval_ms, end_ms, optional
     /// crash_ms), a line `arrival_ms`, then one arrival time (ms) per line.
-    #[arg(long, value_name = "FILE")]
-    pub trace: PathBuf,
+    #[arg(long, value_name = "FILE", required_unless_present = "compare")]
+    pub trace: Option<PathBuf>,
+    /// Compare phimon's detector with the baselines (Akka, Cassandra,
+    /// chitchat) over every `*.trace` of --corpus: one threshold per
+    /// detector for the whole corpus, at zero mistakes and at
+    /// --budget mistakes per hour.
+    #[arg(long, conflicts_with_all = ["trace", "phi_out", "thresholds"])]
+    pub compare: bool,
+    /// Directory of traces for --compare.
+    #[arg(
+        long,
+        value_name = "DIR",
+        default_value = "traces",
+        requires = "compare"
+    )]
+    pub corpus: PathBuf,
+    /// Mistake budget of --compare's second table, per hour of alive time
+    /// summed over the corpus.
+    #[arg(long, value_name = "N", default_value_t = 1.0, requires = "compare")]
+    pub budget: f64,
+    /// Print the --compare results as one JSON object.
+    #[arg(long, requires = "compare")]
+    pub json: bool,
     /// Take the `[detector]` settings from this config file (defaults
     /// otherwise; PHIMON_DETECTOR_* environment overrides apply).
     #[arg(long, value_name = "FILE")]
@@ -80,7 +102,13 @@ pub fn run(args: EvalArgs) -> anyhow::Result<()> {
         return Err(UsageError(format!("--thresholds: {t} is not a number > 0")).into());
     }
     let section = load_detector_section(args.config.as_deref())?;
-    let trace = read_trace(&args.trace)?;
+    if args.compare {
+        return run_compare(&args, &section);
+    }
+    let Some(trace_path) = args.trace.as_deref() else {
+        return Err(UsageError("--trace FILE is required (or use --compare)".into()).into());
+    };
+    let trace = read_trace(trace_path)?;
     let detector = detector_for(&section, &trace);
 
     if let Some(out) = &args.phi_out {
@@ -95,7 +123,7 @@ pub fn run(args: EvalArgs) -> anyhow::Result<()> {
     let results = qos::evaluate(PeerDetector::new(&detector), &trace, &thresholds);
     print!(
         "{}",
-        render(&args.trace, &trace, &detector, section.threshold, &results)
+        render(trace_path, &trace, &detector, section.threshold, &results)
     );
     Ok(())
 }
@@ -205,6 +233,207 @@ fn render(
             let _ = writeln!(
                 s,
                 "every threshold listed makes mistakes on this trace; try higher ones with --thresholds"
+            );
+        }
+    }
+    s
+}
+
+/// Reads every `*.trace` of `dir`, sorted by file name; the name of a
+/// trace is its file stem.
+pub fn read_corpus(dir: &Path) -> anyhow::Result<Vec<(String, Trace)>> {
+    let entries = std::fs::read_dir(dir)
+        .map_err(|e| UsageError(format!("cannot read corpus {}: {e}", dir.display())))?;
+    let mut paths = Vec::new();
+    for entry in entries {
+        let entry =
+            entry.map_err(|e| UsageError(format!("cannot read corpus {}: {e}", dir.display())))?;
+        let path = entry.path();
+        if path.extension().is_some_and(|e| e == "trace") {
+            paths.push(path);
+        }
+    }
+    paths.sort();
+    if paths.is_empty() {
+        return Err(UsageError(format!("no *.trace files in {}", dir.display())).into());
+    }
+    paths
+        .iter()
+        .map(|p| {
+            let name = p
+                .file_stem()
+                .map_or_else(String::new, |s| s.to_string_lossy().into_owned());
+            Ok((name, read_trace(p)?))
+        })
+        .collect()
+}
+
+/// `phimon eval --compare`.
+fn run_compare(args: &EvalArgs, section: &phimon_config::DetectorSection) -> anyhow::Result<()> {
+    if !(args.budget.is_finite() && args.budget >= 0.0) {
+        return Err(UsageError(format!(
+            "--budget must be a number >= 0, got {}",
+            args.budget
+        ))
+        .into());
+    }
+    let corpus = read_corpus(&args.corpus)?;
+    // The prior is set per trace from its interval; the rest is the config's.
+    let config = section.detector_config(Duration::from_secs(1));
+    let contenders = compare::default_contenders(&config);
+    let result = compare::compare(&corpus, &contenders, args.budget);
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&result)?);
+    } else {
+        print!("{}", render_comparison(&args.corpus, &result));
+    }
+    Ok(())
+}
+
+fn fmt_ms(v: Option<f64>, censored: bool) -> String {
+    match v {
+        None => "-".to_string(),
+        Some(v) if censored => format!(">={v:.0}"),
+        Some(v) => format!("{v:.0}"),
+    }
+}
+
+fn fmt_threshold(v: Option<f64>) -> String {
+    v.map_or_else(|| "none".to_string(), |v| format!("{v:.4}"))
+}
+
+/// The human-readable comparison.
+pub fn render_comparison(dir: &Path, c: &Comparison) -> String {
+    use std::fmt::Write as _;
+    let mut s = String::new();
+    let _ = writeln!(
+        s,
+        "corpus     {} ({} traces, {} with a crash, {:.2} alive hours)",
+        dir.display(),
+        c.traces.len(),
+        c.crashes,
+        c.alive_hours
+    );
+    let _ = writeln!(
+        s,
+        "           one threshold per detector for the whole corpus; detection is crash -> permanent suspicion"
+    );
+    let name_w = c
+        .contenders
+        .iter()
+        .map(|x| x.name.len())
+        .max()
+        .unwrap_or(8)
+        .max(8);
+    let _ = writeln!(s);
+    let _ = writeln!(
+        s,
+        "zero mistakes (lowest threshold with no false suspicion on any trace)"
+    );
+    let _ = writeln!(
+        s,
+        "{:<name_w$}  {:>12}  {:>14}  {:>12}  {:>10}",
+        "detector", "threshold", "mean_detect_ms", "max_detect_ms", "undetected"
+    );
+    for x in &c.contenders {
+        let z = &x.zero_mistakes;
+        let censored = z.undetected > 0;
+        let _ = writeln!(
+            s,
+            "{:<name_w$}  {:>12}  {:>14}  {:>12}  {:>10}",
+            x.name,
+            fmt_threshold(z.threshold),
+            fmt_ms(z.mean_detection_ms, censored),
+            fmt_ms(z.max_detection_ms, censored),
+            if z.threshold.is_some() {
+                z.undetected.to_string()
+            } else {
+                "-".into()
+            },
+        );
+    }
+    let budget = c
+        .contenders
+        .first()
+        .map_or(1.0, |x| x.hourly.budget_per_hour);
+    let _ = writeln!(s);
+    let _ = writeln!(
+        s,
+        "at most {budget} mistake(s) per alive hour ({} allowed over the corpus)",
+        (budget * c.alive_hours).floor()
+    );
+    let _ = writeln!(
+        s,
+        "{:<name_w$}  {:>12}  {:>14}  {:>8}  {:>10}  {:>14}  {:>14}",
+        "detector",
+        "threshold",
+        "mean_detect_ms",
+        "mistakes",
+        "mistakes/h",
+        "mistake_avg_ms",
+        "query_accuracy"
+    );
+    for x in &c.contenders {
+        let h = &x.hourly;
+        if h.threshold.is_none() {
+            let _ = writeln!(s, "{:<name_w$}  {:>12}", x.name, "none");
+            continue;
+        }
+        let _ = writeln!(
+            s,
+            "{:<name_w$}  {:>12}  {:>14}  {:>8}  {:>10.2}  {:>14.0}  {:>14.6}",
+            x.name,
+            fmt_threshold(h.threshold),
+            fmt_ms(h.mean_detection_ms, h.undetected > 0),
+            h.mistakes,
+            h.mistakes_per_hour,
+            h.mistake_mean_ms,
+            h.query_accuracy,
+        );
+    }
+
+    // Per-trace detection at zero mistakes.
+    let _ = writeln!(s);
+    let _ = writeln!(s, "detection time per trace at zero mistakes, ms");
+    let trace_w = c.traces.iter().map(String::len).max().unwrap_or(5).max(5);
+    let _ = write!(s, "{:<trace_w$}", "trace");
+    let col_w: Vec<usize> = c.contenders.iter().map(|x| x.name.len().max(8)).collect();
+    for (x, w) in c.contenders.iter().zip(&col_w) {
+        let _ = write!(s, "  {:>w$}", x.name);
+    }
+    let _ = writeln!(s);
+    for (i, t) in c.traces.iter().enumerate() {
+        let _ = write!(s, "{t:<trace_w$}");
+        for (x, w) in c.contenders.iter().zip(&col_w) {
+            let cell = x
+                .zero_mistakes
+                .traces
+                .get(i)
+                .and_then(|o| o.detection_ms)
+                .map_or_else(|| "-".to_string(), |d| format!("{d:.0}"));
+            let _ = write!(s, "  {cell:>w$}");
+        }
+        let _ = writeln!(s);
+    }
+
+    // The headline: phimon's configured detector against the best baseline.
+    let best = c
+        .contenders
+        .iter()
+        .filter(|x| x.baseline)
+        .filter_map(|x| x.zero_mistakes.mean_detection_ms.map(|d| (x, d)))
+        .min_by(|a, b| a.1.total_cmp(&b.1));
+    if let (Some(ours), Some((base, base_ms))) = (c.contenders.first(), best) {
+        if let Some(ms) = ours.zero_mistakes.mean_detection_ms {
+            let _ = writeln!(s);
+            let _ = writeln!(
+                s,
+                "{} detects in {:.0} ms on average at zero mistakes; best baseline {} in {:.0} ms: ratio {:.2}",
+                ours.name,
+                ms,
+                base.name,
+                base_ms,
+                ms / base_ms
             );
         }
     }

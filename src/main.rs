@@ -6,6 +6,7 @@ use std::process::ExitCode;
 
 mod certs;
 mod check_config;
+mod corpus;
 mod demo;
 mod eval;
 mod simulate;
@@ -37,6 +38,8 @@ enum Command {
     Certs(certs::CertsArgs),
     /// Validate a configuration file and print every problem with its key.
     CheckConfig(check_config::CheckConfigArgs),
+    /// Regenerate the seeded trace corpus of `eval --compare`.
+    Corpus(corpus::CorpusArgs),
 }
 
 fn main() -> ExitCode {
@@ -47,6 +50,7 @@ fn main() -> ExitCode {
         Command::Simulate(args) => simulate::run(args),
         Command::Certs(args) => certs::run(args),
         Command::CheckConfig(args) => check_config::run(args),
+        Command::Corpus(args) => corpus::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

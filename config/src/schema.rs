@@ -124,7 +124,7 @@ pub struct DetectorSection {
     /// Silence that is not suspicious at all, added to the mean.
     #[serde(with = "humantime_serde")]
     pub acceptable_pause: Duration,
-    /// `normal` or `exponential`.
+    /// `adaptive` (default), `normal` or `exponential`.
     #[serde(with = "distribution_serde")]
     pub distribution: Distribution,
 }

@@ -8,9 +8,15 @@ use std::time::Duration;
 #[cfg_attr(feature = "serde", serde(rename_all = "snake_case"))]
 #[non_exhaustive]
 pub enum Distribution {
+    /// phimon's default: the median of the last few intervals as the
+    /// expected interval (follows interval changes within a few
+    /// heartbeats), bursts after a sender pause folded into one late
+    /// arrival, a normal body for jitter and an exponential tail learned
+    /// from this peer's late heartbeats. See `docs/detection.md`.
+    #[default]
+    Adaptive,
     /// Normal with the window's mean and standard deviation (Akka's model,
     /// with an exact log-space tail instead of Akka's logistic curve).
-    #[default]
     Normal,
     /// Exponential with the window's mean (Cassandra's model):
     /// phi = t / (mean * ln 10). Grows linearly, so it tolerates jitter
@@ -22,13 +28,18 @@ impl Distribution {
     /// The name used in configuration files.
     pub fn as_str(self) -> &'static str {
         match self {
+            Distribution::Adaptive => "adaptive",
             Distribution::Normal => "normal",
             Distribution::Exponential => "exponential",
         }
     }
 
     /// Every distribution, for help texts and sweeps.
-    pub const ALL: &'static [Distribution] = &[Distribution::Normal, Distribution::Exponential];
+    pub const ALL: &'static [Distribution] = &[
+        Distribution::Adaptive,
+        Distribution::Normal,
+        Distribution::Exponential,
+    ];
 }
 
 impl std::fmt::Display for Distribution {
@@ -74,7 +85,7 @@ pub struct DetectorConfig {
     /// mean, as in Akka. Set it to the longest expected GC pause of the
     /// monitored process.
     pub acceptable_pause: Duration,
-    /// The probability model (default normal).
+    /// The probability model (default adaptive).
     pub distribution: Distribution,
     /// The expected heartbeat interval, used as the prior before a peer
     /// has a few samples of its own (default 1 s). Set it to the gossip
@@ -88,7 +99,7 @@ impl Default for DetectorConfig {
             window: 1000,
             min_std_dev: Duration::from_millis(100),
             acceptable_pause: Duration::ZERO,
-            distribution: Distribution::Normal,
+            distribution: Distribution::Adaptive,
             first_heartbeat_estimate: Duration::from_secs(1),
         }
     }

@@ -13,12 +13,22 @@
 //!   every score, so phi keeps growing however long a peer is silent.
 //! - [`trace`] and [`qos`]: parsing of recorded arrival traces and the
 //!   Chen–Toueg–Aguilera quality-of-service figures `phimon eval` prints.
+//! - [`baseline`] and [`compare`]: reference models of Akka's, Cassandra's
+//!   and chitchat's detectors, and the comparison at equal mistake
+//!   budgets that `phimon eval --compare` prints.
+//! - `corpus` (cargo feature `corpus`, which brings in `rand`): the seeded
+//!   generator of the trace corpus in the repository's `traces/`.
 //!
 //! The crate does no IO, reads no clock and spawns nothing: callers pass
 //! [`Timestamp`]s from their own monotonic clock (or a trace, or a
 //! simulator), so every result is reproducible.
 
+mod adaptive;
+pub mod baseline;
+pub mod compare;
 mod config;
+#[cfg(feature = "corpus")]
+pub mod corpus;
 mod peer;
 pub mod qos;
 mod registry;
@@ -42,6 +52,18 @@ pub trait AccrualDetector {
     fn phi(&self, now: Timestamp) -> f64;
     /// Time of the last heartbeat, if any.
     fn last_arrival(&self) -> Option<Timestamp>;
+}
+
+impl<D: AccrualDetector + ?Sized> AccrualDetector for Box<D> {
+    fn record(&mut self, at: Timestamp) {
+        (**self).record(at)
+    }
+    fn phi(&self, now: Timestamp) -> f64 {
+        (**self).phi(now)
+    }
+    fn last_arrival(&self) -> Option<Timestamp> {
+        (**self).last_arrival()
+    }
 }
 
 impl AccrualDetector for PeerDetector {

@@ -1,5 +1,6 @@
 //! One peer's heartbeat history and its phi.
 
+use crate::adaptive::Adaptive;
 use crate::config::{DetectorConfig, Distribution};
 use crate::tail::phi_normal;
 use crate::time::{Timestamp, duration_micros};
@@ -135,8 +136,10 @@ impl IntervalWindow {
             Ok(small) => small as f64,
             Err(_) => num as f64,
         };
-        let inv_n = 1.0 / n as f64;
-        Some((self.sum as f64 * inv_n, num * inv_n * inv_n))
+        // Divide rather than multiply by 1/n: the mean of identical
+        // intervals must be exactly that interval (a recount's result).
+        let nf = n as f64;
+        Some((self.sum as f64 / nf, num / (nf * nf)))
     }
 }
 
@@ -170,6 +173,8 @@ pub struct PeerDetector {
     min_std_micros: f64,
     pause_micros: f64,
     prior_mean_micros: f64,
+    /// State of the adaptive model (learned only when it is selected).
+    adaptive: Adaptive,
 }
 
 impl PeerDetector {
@@ -189,6 +194,11 @@ impl PeerDetector {
             min_std_micros: (duration_micros(config.min_std_dev) as f64).max(STD_FLOOR_MICROS),
             pause_micros: duration_micros(config.acceptable_pause) as f64,
             prior_mean_micros: prior,
+            adaptive: Adaptive::new(
+                prior,
+                (duration_micros(config.min_std_dev) as f64).max(STD_FLOOR_MICROS),
+                config.window.clamp(1, DetectorConfig::MAX_WINDOW),
+            ),
         };
         d.refresh_estimate();
         d
@@ -204,8 +214,14 @@ impl PeerDetector {
                 if self.skip_next {
                     self.skip_next = false;
                 } else {
-                    self.window.push(at.micros_since(last));
+                    let interval = at.micros_since(last);
+                    self.window.push(interval);
                     self.refresh_estimate();
+                    if self.distribution == Distribution::Adaptive
+                        && !self.adaptive.is_burst(interval)
+                    {
+                        self.adaptive.push(interval);
+                    }
                 }
                 self.last = Some(at.max(last));
             }
@@ -225,6 +241,7 @@ impl PeerDetector {
     /// phi after `elapsed_micros` of silence, with the current estimate.
     pub fn phi_after(&self, elapsed_micros: f64) -> f64 {
         match self.distribution {
+            Distribution::Adaptive => self.adaptive.phi(elapsed_micros - self.pause_micros),
             Distribution::Normal => {
                 let e = self.estimate;
                 phi_normal((elapsed_micros - e.mean_micros) / e.std_dev_micros)
@@ -254,6 +271,7 @@ impl PeerDetector {
         self.window.clear();
         self.last = None;
         self.skip_next = false;
+        self.adaptive.reset();
         self.refresh_estimate();
     }
 
@@ -348,7 +366,10 @@ mod tests {
 
     #[test]
     fn steady_heartbeats_follow_the_normal_tail() {
-        let cfg = DetectorConfig::default();
+        let cfg = DetectorConfig {
+            distribution: Distribution::Normal,
+            ..DetectorConfig::default()
+        };
         let mut d = PeerDetector::new(&cfg);
         for i in 0..100 {
             d.record(ms(i * 1000));
@@ -368,6 +389,7 @@ mod tests {
     fn cold_start_uses_the_prior() {
         let cfg = DetectorConfig {
             first_heartbeat_estimate: Duration::from_secs(2),
+            distribution: Distribution::Normal,
             ..DetectorConfig::default()
         };
         let mut d = PeerDetector::new(&cfg);

@@ -178,7 +178,14 @@ pub fn sample_phi<D: AccrualDetector>(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::{DetectorConfig, PeerDetector};
+    use crate::{DetectorConfig, Distribution, PeerDetector};
+
+    fn normal() -> DetectorConfig {
+        DetectorConfig {
+            distribution: Distribution::Normal,
+            ..DetectorConfig::default()
+        }
+    }
 
     fn steady(n: usize, crash: Option<f64>, end: f64) -> Trace {
         Trace {
@@ -194,7 +201,7 @@ mod tests {
     fn steady_crash_is_detected_at_the_analytic_time() {
         // Mean 1 s, std floored at 100 ms: phi = 8 at y ~ 5.612 sigma.
         let t = steady(100, Some(99_000.0), 200_000.0);
-        let q = evaluate(PeerDetector::new(&DetectorConfig::default()), &t, &[8.0]);
+        let q = evaluate(PeerDetector::new(&normal()), &t, &[8.0]);
         let d = q[0].detection_ms.unwrap();
         assert!((d - (1000.0 + 561.2)).abs() < 1.0, "{d}");
         assert_eq!(q[0].mistakes, 0);
@@ -207,11 +214,7 @@ mod tests {
         // Remove heartbeats 20..25: a 6 s silence.
         t.arrivals_ms
             .retain(|&a| !(20_000.0..=25_000.0).contains(&a));
-        let q = evaluate(
-            PeerDetector::new(&DetectorConfig::default()),
-            &t,
-            &[1.0, 8.0],
-        );
+        let q = evaluate(PeerDetector::new(&normal()), &t, &[1.0, 8.0]);
         for q in &q {
             assert_eq!(q.mistakes, 1, "{q:?}");
             assert!(q.detection_ms.is_none());

@@ -1,0 +1,76 @@
+//! Compares phimon's detector with the baselines on the generated corpus
+//! and held-out set without building the `phimon` binary:
+//! `cargo run -p phimon-detector --release --features corpus --example compare`.
+
+use phimon_detector::DetectorConfig;
+use phimon_detector::compare::{compare, default_contenders};
+use phimon_detector::corpus::CorpusSet;
+
+fn main() {
+    for set in [CorpusSet::Corpus, CorpusSet::HeldOut] {
+        let corpus: Vec<_> = set
+            .scenarios()
+            .iter()
+            .map(|s| (s.name.to_string(), s.generate()))
+            .collect();
+        let c = compare(
+            &corpus,
+            &default_contenders(&DetectorConfig::default()),
+            1.0,
+        );
+        println!("{set:?}: {:.2} alive hours", c.alive_hours);
+        print!("{:<24}", "trace");
+        for x in &c.contenders {
+            print!(" {:>10.10}", x.name.trim_start_matches("baseline "));
+        }
+        println!();
+        for (i, t) in c.traces.iter().enumerate() {
+            print!("{t:<24}");
+            for x in &c.contenders {
+                let d = x.zero_mistakes.traces.get(i).and_then(|o| o.detection_ms);
+                print!(" {:>10}", d.map_or("-".into(), |d| format!("{d:.0}")));
+            }
+            println!();
+        }
+        for (label, pick) in [("zero", 0), ("1/h", 1)] {
+            print!("{:<24}", format!("mean @{label}"));
+            for x in &c.contenders {
+                let b = if pick == 0 {
+                    &x.zero_mistakes
+                } else {
+                    &x.hourly
+                };
+                let d = b.mean_detection_ms;
+                print!(" {:>10}", d.map_or("none".into(), |d| format!("{d:.0}")));
+            }
+            println!();
+            print!("{:<24}", format!("threshold @{label}"));
+            for x in &c.contenders {
+                let b = if pick == 0 {
+                    &x.zero_mistakes
+                } else {
+                    &x.hourly
+                };
+                print!(
+                    " {:>10}",
+                    b.threshold.map_or("none".into(), |d| format!("{d:.3}"))
+                );
+            }
+            println!();
+        }
+        if std::env::var_os("PEAKS").is_some() {
+            for c in default_contenders(&DetectorConfig::default())
+                .iter()
+                .take(1)
+            {
+                for (name, t) in &corpus {
+                    let peaks =
+                        phimon_detector::compare::alive_peaks(c.model.build(t, f64::INFINITY), t);
+                    let max = peaks.iter().copied().fold(0.0f64, f64::max);
+                    println!("  peak {name:<24} {max:.3}");
+                }
+            }
+        }
+        println!();
+    }
+}
