@@ -12,6 +12,7 @@
 //! pieces together.
 
 mod config;
+pub mod delivery;
 mod engine;
 mod histogram;
 mod http;
@@ -24,6 +25,7 @@ pub mod suspicion;
 pub mod webhook;
 
 pub use config::{AlertConfig, DEFAULT_OBSERVERS, ExportConfig, WebhookConfig, WebhookFormat};
+pub use delivery::{Backoff, Delivery, DeliveryError};
 pub use engine::{
     AlertEngine, AlertEvent, ClusterView, EventKind, MemberStatus, MemberView, Scope, event_id,
     node_incident_id,

@@ -405,13 +405,15 @@ impl Outbox {
                 name: webhook.to_string(),
             })?;
         let path = q.dir.join(format!("{seq:020}.rec"));
-        match fs::remove_file(&path) {
-            Ok(()) => {}
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-            Err(e) => return Err(io("remove", &path)(e)),
-        }
+        // Forget it in memory even if the unlink fails, so delivery moves
+        // on; the file then comes back after a restart and is delivered
+        // again (receivers dedupe on the event id).
         q.entries.remove(&seq);
-        Ok(())
+        match fs::remove_file(&path) {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(io("remove", &path)(e)),
+        }
     }
 
     /// Wakes when a record is enqueued for `webhook`.

@@ -1,0 +1,289 @@
+//! Delivery against a real HTTP receiver on loopback: outages, restarts
+//! of the sender, retries, refusals, ordering and signatures.
+#![allow(clippy::unwrap_used)]
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode, Uri};
+use axum::routing::post;
+use phimon_exporter::outbox::OutboxLimits;
+use phimon_exporter::webhook::sign;
+use phimon_exporter::{
+    AlertRecord, Backoff, Delivery, EventKind, ExportConfig, Metrics, NodeSnapshot, Outbox, Scope,
+    Secret, Webhook, WebhookFormat,
+};
+use std::collections::VecDeque;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, Instant, SystemTime};
+
+const SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
+
+#[derive(Debug, Clone)]
+struct Received {
+    path: String,
+    webhook_id: String,
+    signature_ok: bool,
+    body: serde_json::Value,
+}
+
+#[derive(Clone, Default)]
+struct Sink {
+    got: Arc<Mutex<Vec<Received>>>,
+    script: Arc<Mutex<VecDeque<u16>>>,
+}
+
+async fn receive(State(s): State<Sink>, uri: Uri, headers: HeaderMap, body: Bytes) -> StatusCode {
+    let h = |k: &str| {
+        headers
+            .get(k)
+            .map(|v| v.to_str().unwrap().to_string())
+            .unwrap_or_default()
+    };
+    let (id, ts, sig) = (
+        h("webhook-id"),
+        h("webhook-timestamp"),
+        h("webhook-signature"),
+    );
+    let signature_ok = ts
+        .parse::<u64>()
+        .is_ok_and(|t| sign(&Secret::new(SECRET).hmac_key(), &id, t, &body) == sig);
+    let status = s.script.lock().unwrap().pop_front().unwrap_or(204);
+    if (200..300).contains(&status) {
+        s.got.lock().unwrap().push(Received {
+            path: uri.path().to_string(),
+            webhook_id: id,
+            signature_ok,
+            body: serde_json::from_slice(&body).unwrap(),
+        });
+    }
+    StatusCode::from_u16(status).unwrap()
+}
+
+async fn serve(addr: SocketAddr, sink: Sink) -> tokio::sync::oneshot::Sender<()> {
+    let listener = tokio::net::TcpListener::bind(addr).await.unwrap();
+    let app = Router::new()
+        .route("/", post(receive))
+        .route("/{*path}", post(receive))
+        .with_state(sink);
+    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+    tokio::spawn(async move {
+        axum::serve(listener, app)
+            .with_graceful_shutdown(async move {
+                let _ = rx.await;
+            })
+            .await
+            .unwrap();
+    });
+    tx
+}
+
+fn free_addr() -> SocketAddr {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    l.local_addr().unwrap()
+}
+
+fn record(i: u64, incident: &str, event: EventKind) -> AlertRecord {
+    AlertRecord {
+        incident_id: incident.into(),
+        event_id: format!("msg_{i}"),
+        event,
+        scope: Scope::Node,
+        cluster: "test".into(),
+        node_id: format!("node-{incident}"),
+        nodes: vec![format!("node-{incident}")],
+        observer: "node-0".into(),
+        generation: 1,
+        phi: 9.0,
+        threshold: 8.0,
+        at_unix_ms: 1_700_000_000_000 + i,
+        started_unix_ms: 1_700_000_000_000,
+    }
+}
+
+fn webhook(addr: SocketAddr, format: WebhookFormat) -> Webhook {
+    Webhook {
+        name: "sink".into(),
+        url: format!("http://{addr}/hook"),
+        format,
+        secret: Some(Secret::new(SECRET)),
+        timeout: Duration::from_secs(2),
+    }
+}
+
+fn metrics() -> Arc<Metrics> {
+    let snap = Arc::new(RwLock::new(NodeSnapshot::default()));
+    Arc::new(Metrics::new("test", ExportConfig::default(), snap).unwrap())
+}
+
+fn sent(m: &Metrics, outcome: &str) -> u64 {
+    m.alerts_sent.with_label_values(&["sink", outcome]).get()
+}
+
+const FAST: Backoff = Backoff {
+    initial: Duration::from_millis(20),
+    max: Duration::from_millis(200),
+};
+
+async fn wait_for(what: &str, mut f: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while !f() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test]
+async fn receiver_outage_across_a_sender_restart_loses_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let names = vec!["sink".to_string()];
+    let addr = free_addr(); // nothing listens: the receiver is down
+    let (outbox, _) = Outbox::open(dir.path(), &names, OutboxLimits::default()).unwrap();
+    let events = [
+        record(0, "a", EventKind::Suspected),
+        record(1, "b", EventKind::Suspected),
+        record(2, "a", EventKind::Restarted),
+        record(3, "a", EventKind::Recovered),
+        record(4, "b", EventKind::Recovered),
+    ];
+    for r in &events {
+        outbox.enqueue(r, SystemTime::now()).unwrap();
+    }
+    let m = metrics();
+    let d = Delivery::spawn(
+        outbox.clone(),
+        vec![webhook(addr, WebhookFormat::Generic)],
+        Some(m.clone()),
+        FAST,
+        1,
+    )
+    .unwrap();
+    wait_for("retries", || sent(&m, "failed") >= 3).await;
+    assert_eq!(sent(&m, "delivered"), 0);
+    assert_eq!(outbox.pending(), 5);
+
+    // The sender goes away mid-outage and comes back from disk.
+    d.shutdown().await;
+    drop(outbox);
+    let (outbox, report) = Outbox::open(dir.path(), &names, OutboxLimits::default()).unwrap();
+    assert_eq!(report.loaded, 5);
+    let late = record(5, "c", EventKind::Suspected);
+    outbox.enqueue(&late, SystemTime::now()).unwrap();
+    let m = metrics();
+    let d = Delivery::spawn(
+        outbox.clone(),
+        vec![webhook(addr, WebhookFormat::Generic)],
+        Some(m.clone()),
+        FAST,
+        2,
+    )
+    .unwrap();
+    tokio::time::sleep(Duration::from_millis(100)).await;
+
+    // The receiver comes back.
+    let sink = Sink::default();
+    let stop = serve(addr, sink.clone()).await;
+    wait_for("all six", || sink.got.lock().unwrap().len() >= 6).await;
+    let got = sink.got.lock().unwrap().clone();
+    let ids: Vec<&str> = got.iter().map(|r| r.webhook_id.as_str()).collect();
+    assert_eq!(ids, ["msg_0", "msg_1", "msg_2", "msg_3", "msg_4", "msg_5"]);
+    assert!(got.iter().all(|r| r.signature_ok), "{got:?}");
+    assert!(got.iter().all(|r| r.path == "/hook"));
+    assert_eq!(got[3].body["event"], "recovered");
+    assert_eq!(got[3].body["incident_id"], "a");
+    wait_for("outbox drained", || outbox.pending() == 0).await;
+    assert_eq!(sent(&m, "delivered"), 6);
+    let latency = m.alert_delivery_latency.with_label_values(&["sink"]);
+    assert_eq!(latency.get_sample_count(), 6);
+    d.shutdown().await;
+    let _ = stop.send(());
+    let (_, report) = Outbox::open(dir.path(), &names, OutboxLimits::default()).unwrap();
+    assert_eq!(report.loaded, 0, "delivered records are gone from disk");
+}
+
+#[tokio::test]
+async fn server_errors_are_retried_and_client_errors_dropped() {
+    let dir = tempfile::tempdir().unwrap();
+    let names = vec!["sink".to_string()];
+    let addr = free_addr();
+    let sink = Sink::default();
+    // First event: 500, 503, then accepted. Second: 400 (dropped).
+    sink.script.lock().unwrap().extend([500, 503, 204, 400]);
+    let stop = serve(addr, sink.clone()).await;
+    let (outbox, _) = Outbox::open(dir.path(), &names, OutboxLimits::default()).unwrap();
+    let m = metrics();
+    let d = Delivery::spawn(
+        outbox.clone(),
+        vec![webhook(addr, WebhookFormat::Generic)],
+        Some(m.clone()),
+        FAST,
+        3,
+    )
+    .unwrap();
+    for i in 0..3 {
+        outbox
+            .enqueue(&record(i, "a", EventKind::Suspected), SystemTime::now())
+            .unwrap();
+    }
+    wait_for("drained", || outbox.pending() == 0).await;
+    assert_eq!(sent(&m, "failed"), 2);
+    assert_eq!(sent(&m, "delivered"), 2);
+    assert_eq!(sent(&m, "rejected"), 1);
+    let ids: Vec<String> = sink
+        .got
+        .lock()
+        .unwrap()
+        .iter()
+        .map(|r| r.webhook_id.clone())
+        .collect();
+    assert_eq!(ids, ["msg_0", "msg_2"]);
+    d.shutdown().await;
+    let _ = stop.send(());
+}
+
+#[tokio::test]
+async fn alertmanager_and_pagerduty_formats_reach_their_endpoints() {
+    for format in [WebhookFormat::Alertmanager, WebhookFormat::Pagerduty] {
+        let dir = tempfile::tempdir().unwrap();
+        let names = vec!["sink".to_string()];
+        let addr = free_addr();
+        let sink = Sink::default();
+        let stop = serve(addr, sink.clone()).await;
+        let (outbox, _) = Outbox::open(dir.path(), &names, OutboxLimits::default()).unwrap();
+        let m = metrics();
+        let mut hook = webhook(addr, format);
+        hook.url = format!("http://{addr}/");
+        let d = Delivery::spawn(outbox.clone(), vec![hook], Some(m.clone()), FAST, 4).unwrap();
+        for (i, e) in [
+            EventKind::Suspected,
+            EventKind::Restarted,
+            EventKind::Recovered,
+        ]
+        .into_iter()
+        .enumerate()
+        {
+            outbox
+                .enqueue(&record(i as u64, "a", e), SystemTime::now())
+                .unwrap();
+        }
+        wait_for("drained", || outbox.pending() == 0).await;
+        let got = sink.got.lock().unwrap().clone();
+        assert_eq!(got.len(), 2, "{format}: restarted is skipped: {got:?}");
+        assert_eq!(sent(&m, "skipped"), 1);
+        match format {
+            WebhookFormat::Alertmanager => {
+                assert!(got.iter().all(|r| r.path == "/api/v2/alerts"));
+                assert_eq!(got[0].body[0]["labels"], got[1].body[0]["labels"]);
+                assert!(got[1].body[0]["endsAt"].is_string());
+            }
+            _ => {
+                assert_eq!(got[0].body["event_action"], "trigger");
+                assert_eq!(got[1].body["event_action"], "resolve");
+                assert_eq!(got[1].body["dedup_key"], "a");
+            }
+        }
+        d.shutdown().await;
+        let _ = stop.send(());
+    }
+}
