@@ -6,7 +6,10 @@
 #[test]
 fn deploy_files_validate() {
     let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy/check.sh");
-    let out = std::process::Command::new("bash").arg(&script).output().unwrap();
+    let out = std::process::Command::new("bash")
+        .arg(&script)
+        .output()
+        .unwrap();
     assert!(
         out.status.success(),
         "deploy/check.sh failed:\n{}{}",
