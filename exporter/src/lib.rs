@@ -1,15 +1,45 @@
-//! Everything that leaves a phimon node toward operators.
+//! Everything that leaves a phimon node toward operators: metrics, the
+//! HTTP API, the alert engine, and durable, signed webhook delivery.
 //!
-//! - [`AlertEngine`]: the sans-IO alert state machine. Fed a
-//!   [`ClusterView`] every tick, it emits [`AlertEvent`]s: one page per
-//!   incident fleet-wide (designated observers by [`rendezvous`] hashing,
+//! - [`AlertEngine`] (sans-IO): fed a [`ClusterView`] every tick, it
+//!   emits [`AlertEvent`]s, one page per incident fleet-wide: hysteresis
+//!   and `for`, restarts, designated observers by [`rendezvous`] hashing,
 //!   quorum from gossiped [`suspicion`] reports, isolation and
-//!   mass-failure grouping, hysteresis and `for`).
+//!   mass-failure grouping. Stable incident and event ids.
+//! - [`webhook`]: payloads (`generic` signed per Standard Webhooks,
+//!   `alertmanager`, `pagerduty`, `slack`) rendered from an
+//!   [`AlertRecord`]; [`Secret`] never prints.
+//! - [`Outbox`]: the durable, per-webhook, ordered queue in
+//!   `data_dir/outbox`; [`Delivery`]: the tokio workers that drain it with
+//!   backoff and jitter.
+//! - [`Metrics`]: every Prometheus metric, registered once; per-peer
+//!   series bounded to designated peers. [`IntervalHistogram`]: per-peer
+//!   interval quantiles.
+//! - [`router`]: `/metrics`, `/healthz`, `/readyz`, `/v1/peers` over a
+//!   [`SharedSnapshot`] the runtime publishes.
 //!
-//! The crate reads no clock in its cores and takes every setting as plain
-//! data ([`AlertConfig`], [`WebhookConfig`], [`ExportConfig`]); the config
-//! crate maps TOML onto them and the `phimon run` runtime wires the
-//! pieces together.
+//! Not here: clocks, sockets for gossip, config parsing (the config crate
+//! maps TOML onto [`AlertConfig`], [`WebhookConfig`], [`ExportConfig`]),
+//! and the wiring, which `phimon run` does:
+//!
+//! 1. Start-up: `Outbox::open(data_dir/outbox, webhook names)`,
+//!    `metrics.record_outbox_open(&report)`, `metrics.watch_outbox(outbox)`,
+//!    `Webhook::from_config` for each webhook (secrets loaded once),
+//!    `Delivery::spawn(outbox, webhooks, Some(metrics), Backoff::default(), seed)`,
+//!    serve `router(HttpState { snapshot, metrics })`.
+//! 2. Every tick: build the [`ClusterView`] (phi per peer from the
+//!    detector registry, generation/heartbeat/status from gossip, other
+//!    nodes' [`SUSPICIONS_KEY`] values through [`decode_suspicions`],
+//!    `degraded` from the stall detector), `engine.handle_tick(now, &view)`,
+//!    then for each `engine.poll_event()`:
+//!    `metrics.record_event(&ev)`, `outbox.enqueue(&AlertRecord::from_event(&ev, now, SystemTime::now()), SystemTime::now())`,
+//!    `metrics.record_enqueue(&report)`; put `engine.suspicion_report_value()`
+//!    into the gossip key/value map; publish a [`NodeSnapshot`]
+//!    (`suspected` = `engine.is_suspected(peer)`), set
+//!    `metrics.alert_isolated` from `engine.is_isolated()`; wake again no
+//!    later than `engine.poll_timeout()`.
+//! 3. Shutdown: `delivery.shutdown().await` (undelivered records stay on
+//!    disk for the next start).
 
 mod config;
 pub mod delivery;

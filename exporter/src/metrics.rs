@@ -1,8 +1,9 @@
 //! Every Prometheus metric of a phimon node, registered once.
 
 use crate::config::ExportConfig;
+use crate::engine::AlertEvent;
 use crate::engine::MemberStatus;
-use crate::outbox::Outbox;
+use crate::outbox::{EnqueueReport, OpenReport, Outbox};
 use crate::rendezvous::Candidates;
 use crate::snapshot::{SharedSnapshot, read};
 use prometheus::core::{Collector, Desc};
@@ -317,6 +318,30 @@ impl Metrics {
     pub fn add_webhook(&self, webhook: &str) {
         for o in outcome::ALL {
             self.alerts_sent.with_label_values(&[webhook, o]);
+        }
+    }
+
+    /// Counts an event the alert engine emitted
+    /// (`phimon_alert_events_total`).
+    pub fn record_event(&self, event: &AlertEvent) {
+        self.alert_events
+            .with_label_values(&[event.kind.as_str(), event.scope.as_str()])
+            .inc();
+    }
+
+    /// Counts what [`Outbox::open`] found: corrupt records skipped.
+    pub fn record_outbox_open(&self, report: &OpenReport) {
+        self.alert_outbox_corrupt_records
+            .inc_by(u64::try_from(report.corrupt).unwrap_or(u64::MAX));
+    }
+
+    /// Counts pages dropped from full outbox queues
+    /// (`phimon_alerts_sent_total{outcome="dropped"}`).
+    pub fn record_enqueue(&self, report: &EnqueueReport) {
+        for webhook in &report.dropped {
+            self.alerts_sent
+                .with_label_values(&[webhook, outcome::DROPPED])
+                .inc();
         }
     }
 

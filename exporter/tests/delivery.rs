@@ -26,6 +26,7 @@ struct Received {
     webhook_id: String,
     signature_ok: bool,
     body: serde_json::Value,
+    at: Instant,
 }
 
 #[derive(Clone, Default)]
@@ -56,6 +57,7 @@ async fn receive(State(s): State<Sink>, uri: Uri, headers: HeaderMap, body: Byte
             webhook_id: id,
             signature_ok,
             body: serde_json::from_slice(&body).unwrap(),
+            at: Instant::now(),
         });
     }
     StatusCode::from_u16(status).unwrap()
@@ -286,4 +288,43 @@ async fn alertmanager_and_pagerduty_formats_reach_their_endpoints() {
         d.shutdown().await;
         let _ = stop.send(());
     }
+}
+
+#[tokio::test]
+async fn delivery_latency_to_a_healthy_receiver() {
+    let dir = tempfile::tempdir().unwrap();
+    let names = vec!["sink".to_string()];
+    let addr = free_addr();
+    let sink = Sink::default();
+    let stop = serve(addr, sink.clone()).await;
+    let (outbox, _) = Outbox::open(dir.path(), &names, OutboxLimits::default()).unwrap();
+    let d = Delivery::spawn(
+        outbox.clone(),
+        vec![webhook(addr, WebhookFormat::Generic)],
+        None,
+        FAST,
+        5,
+    )
+    .unwrap();
+    let mut latencies = Vec::new();
+    for i in 0..20u64 {
+        let t = Instant::now();
+        // Enqueue (fsync of file and directory) to receipt, as a page
+        // experiences it.
+        outbox
+            .enqueue(&record(i, "a", EventKind::Suspected), SystemTime::now())
+            .unwrap();
+        let want = i as usize + 1;
+        wait_for("receipt", || sink.got.lock().unwrap().len() >= want).await;
+        latencies.push(sink.got.lock().unwrap()[i as usize].at - t);
+    }
+    latencies.sort();
+    println!(
+        "enqueue-to-receipt latency over 20 pages: p50 {:?}, max {:?}",
+        latencies[10], latencies[19]
+    );
+    assert!(latencies[19] < Duration::from_secs(1), "{latencies:?}");
+    assert!(sink.got.lock().unwrap().iter().all(|r| r.signature_ok));
+    d.shutdown().await;
+    let _ = stop.send(());
 }

@@ -129,3 +129,25 @@ fn per_peer_series_stay_bounded() {
         assert_eq!(all, base + 2 * (n - 1), "N={n}");
     }
 }
+
+#[test]
+fn series_breakdown() {
+    let text = node(1, 0, false).render();
+    let mut fams: std::collections::BTreeMap<String, usize> = Default::default();
+    for l in text
+        .lines()
+        .filter(|l| !l.starts_with('#') && !l.is_empty())
+    {
+        let name = l.split(['{', ' ']).next().unwrap();
+        let base = name
+            .strip_suffix("_bucket")
+            .or_else(|| name.strip_suffix("_sum"))
+            .or_else(|| name.strip_suffix("_count"))
+            .unwrap_or(name);
+        *fams.entry(base.to_string()).or_default() += 1;
+    }
+    for (k, v) in &fams {
+        println!("{v:4} {k}");
+    }
+    assert_eq!(fams.values().sum::<usize>(), series(&text));
+}
