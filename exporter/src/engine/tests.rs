@@ -686,3 +686,62 @@ fn garbage_phi_is_tolerated() {
     e.handle_tick(ts(2.0), &view1(f64::NAN));
     assert_eq!(drain(&mut e)[0].kind, EventKind::Recovered);
 }
+
+mod properties {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 24, ..ProptestConfig::default() })]
+
+        /// Kill any minority of any fleet: pages are only about killed
+        /// nodes, each failure is one incident fleet-wide (one page, or
+        /// one grouped page for three or more), and every incident
+        /// resolves exactly once after the restarts.
+        #[test]
+        fn one_incident_per_failure(n in 3usize..12, seed in any::<u64>()) {
+            let cfg = config();
+            let mut f = Fleet::new(n, cfg.clone());
+            // A minority small enough that no survivor sees more than
+            // half of its peers go silent (that is isolation).
+            let max_kill = (n - 1) / 2;
+            let mut victims: Vec<usize> = (0..n).collect();
+            let mut s = seed;
+            for i in (1..victims.len()).rev() {
+                s = s.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+                victims.swap(i, (s >> 33) as usize % (i + 1));
+            }
+            let k = 1 + (seed as usize % max_kill.max(1));
+            victims.truncate(k.min(max_kill).max(1));
+            for v in &victims {
+                f.kill(*v);
+            }
+            f.run(Duration::from_secs(30));
+            let ev = f.take_events();
+            let killed: BTreeSet<String> = victims.iter().map(|v| f.ids[*v].clone()).collect();
+            let sus: Vec<&AlertEvent> = ev.iter().map(|(_, e)| e).filter(|e| e.kind == EventKind::Suspected).collect();
+            prop_assert!(ev.iter().all(|(_, e)| e.scope != Scope::Partition), "{ev:?}");
+            for e in &sus {
+                prop_assert!(e.nodes.iter().all(|x| killed.contains(x)), "page about a live node: {e:?}");
+            }
+            let incidents: BTreeSet<&str> = sus.iter().map(|e| e.incident_id.as_str()).collect();
+            if victims.len() >= cfg.mass_failure_min {
+                prop_assert_eq!(sus.len(), 1, "{:?}", ev);
+                prop_assert_eq!(sus[0].scope, Scope::Group);
+                prop_assert_eq!(sus[0].nodes.len(), victims.len());
+            } else {
+                prop_assert_eq!(sus.len(), victims.len(), "{:?}", ev);
+                prop_assert_eq!(incidents.len(), victims.len());
+            }
+            for v in &victims {
+                f.restart(*v, &cfg);
+            }
+            f.run(Duration::from_secs(15));
+            let ev = f.take_events();
+            let rec: Vec<&AlertEvent> = ev.iter().map(|(_, e)| e).filter(|e| e.kind == EventKind::Recovered).collect();
+            let resolved: BTreeSet<&str> = rec.iter().map(|e| e.incident_id.as_str()).collect();
+            prop_assert_eq!(rec.len(), incidents.len(), "{:?}", ev);
+            prop_assert_eq!(resolved, incidents);
+        }
+    }
+}
