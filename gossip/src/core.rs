@@ -1,0 +1,1384 @@
+//! The sans-IO gossip core.
+
+use crate::member::{Entry, KvValue, Member, MemberStatus, Meta};
+use crate::wire::{
+    self, Digest, DigestEntry, Kind, KvEntry, Message, NodeDelta, Status, digest_entry_size,
+    kv_entry_size, node_delta_head_size, size,
+};
+use crate::{GossipConfig, GossipError, NodeId};
+use phimon_detector::{PeerDetector, Timestamp};
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+use std::collections::{BTreeMap, VecDeque};
+use std::sync::Arc;
+
+/// Largest generation step accepted from gossip about a node: 2^32, more
+/// than a century of wall-clock seconds (the runtime's generations are
+/// `max(stored + 1, unix seconds)`). Within it a forged far-future
+/// generation is refuted by the node itself; beyond it the entry is
+/// dropped, so no one can push a node's generation to `u64::MAX`, where
+/// it could no longer refute.
+pub const MAX_GENERATION_JUMP: u64 = 1 << 32;
+
+/// Rounds a leaving node keeps gossiping `left` before
+/// [`Gossip::leave_complete`] says it may stop.
+const LEAVE_LINGER_ROUNDS: u64 = 2;
+
+/// Something the runtime should know about, from [`Gossip::poll_event`].
+#[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
+pub enum Event {
+    /// A heartbeat of `node` advanced, observed at the local time `at`.
+    /// Only with [`GossipConfig::heartbeat_events`].
+    HeartbeatObserved {
+        /// The node.
+        node: NodeId,
+        /// Its generation.
+        generation: u64,
+        /// Local arrival time.
+        at: Timestamp,
+    },
+    /// A node's heartbeat was observed for the first time: it is watched.
+    NodeJoined {
+        /// The node.
+        node: NodeId,
+        /// Its generation.
+        generation: u64,
+        /// Its advertised address.
+        address: String,
+    },
+    /// A node came back with a new generation, superseding the old one.
+    NodeRestarted {
+        /// The node.
+        node: NodeId,
+        /// The generation it replaced.
+        old_generation: u64,
+        /// The new one.
+        new_generation: u64,
+    },
+    /// A node announced it is leaving: it is no longer watched and never
+    /// judged dead in this generation.
+    NodeLeft {
+        /// The node.
+        node: NodeId,
+        /// Its generation.
+        generation: u64,
+    },
+    /// A node's phi reached the threshold: suspected locally.
+    NodeDead {
+        /// The node.
+        node: NodeId,
+        /// Its generation.
+        generation: u64,
+    },
+    /// A node judged dead is heard from again (same generation).
+    NodeAlive {
+        /// The node.
+        node: NodeId,
+        /// Its generation.
+        generation: u64,
+    },
+    /// A dead or left node was forgotten after `dead_grace`.
+    NodeRemoved {
+        /// The node.
+        node: NodeId,
+    },
+    /// Gossip claimed this node is further along than it is (a newer
+    /// generation, heartbeat or metadata, or a status it did not declare):
+    /// it moved to a new generation so its own word wins again. The
+    /// runtime must persist `new_generation`.
+    SelfRefuted {
+        /// The generation given up.
+        old_generation: u64,
+        /// The generation now in use.
+        new_generation: u64,
+    },
+}
+
+/// An encoded message to send, from [`Gossip::poll_transmit`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Transmit {
+    /// The node it is for, when known; the transport checks the peer's
+    /// certificate against it. `None` for a seed address.
+    pub to_node: Option<NodeId>,
+    /// Where to send it (`host:port`). Empty when the peer's address is
+    /// not known yet (an answer to a node that contacted us first): send
+    /// it on that node's connection.
+    pub to_addr: String,
+    /// The frame: at most `max_message_bytes`.
+    pub payload: Vec<u8>,
+}
+
+/// A message to send, not yet encoded, from
+/// [`Gossip::poll_transmit_typed`] (simulators and tests).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TypedTransmit {
+    /// As [`Transmit::to_node`].
+    pub to_node: Option<NodeId>,
+    /// As [`Transmit::to_addr`].
+    pub to_addr: Arc<str>,
+    /// The message.
+    pub message: Message,
+    /// Its exact encoded size in bytes.
+    pub size: usize,
+}
+
+/// Counters of what the core dropped or did on its own, for metrics.
+/// Every field only grows.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct GossipStats {
+    /// New node ids dropped because `max_nodes` was reached and no node
+    /// could be displaced.
+    pub nodes_rejected_cap: u64,
+    /// Nodes forgotten early to make room for a new id (never-confirmed,
+    /// left or dead ones, oldest first).
+    pub nodes_evicted: u64,
+    /// Entries dropped for an implausible generation jump.
+    pub entries_implausible: u64,
+    /// Node states whose key/values would exceed `max_kv_bytes_per_node`.
+    pub kv_rejected: u64,
+    /// Times this node refuted gossip about itself.
+    pub refutations: u64,
+    /// Messages that could not be encoded (never expected).
+    pub encode_failures: u64,
+}
+
+/// How far this node is in leaving.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Leave {
+    Staying,
+    /// `leave` was called; the next round announces `leaving`.
+    Requested,
+    /// `leaving` was announced in this round.
+    Announced(u64),
+    /// `left` was announced in this round.
+    Left(u64),
+}
+
+/// A message waiting in the outbox.
+#[derive(Debug)]
+struct Outgoing {
+    to_node: Option<NodeId>,
+    to_addr: Arc<str>,
+    message: Message,
+    size: usize,
+}
+
+/// A node whose state the partner lacks, while a delta is assembled.
+#[derive(Debug, Clone, Copy)]
+struct Candidate {
+    idx: usize,
+    /// 0 for the full state (the partner lacks this generation).
+    from_version: u64,
+    full: bool,
+    /// How far behind the partner's heartbeat is (u64::MAX if unknown).
+    lag: u64,
+    size: usize,
+}
+
+/// The gossip protocol core for one node: membership, heartbeat
+/// dissemination (scuttlebutt SYN → ACK → ACK2) and the local phi
+/// judgement of every peer. Sans-IO: no clock, no socket, no thread.
+///
+/// Call order, all with the caller's monotonic `now`:
+/// 1. [`new`](Self::new) once.
+/// 2. Whenever a frame arrives: [`handle_message`](Self::handle_message)
+///    with the sender's id from its certificate.
+/// 3. When [`poll_timeout`](Self::poll_timeout) is reached:
+///    [`handle_timeout`](Self::handle_timeout) (runs a round when due).
+/// 4. After each of the above: drain [`poll_transmit`](Self::poll_transmit)
+///    and [`poll_event`](Self::poll_event), re-arm the timer at
+///    [`poll_timeout`](Self::poll_timeout).
+///
+/// Local requests: [`set_kv`](Self::set_kv), [`leave`](Self::leave),
+/// [`observer_resumed`](Self::observer_resumed). Reads:
+/// [`members`](Self::members), [`member`](Self::member),
+/// [`phi`](Self::phi), [`stats`](Self::stats).
+///
+/// The heartbeat arrival time fed to each peer's detector is always the
+/// local `now`, never a remote timestamp.
+#[derive(Debug)]
+pub struct Gossip {
+    config: GossipConfig,
+    cluster: Arc<str>,
+    self_id: NodeId,
+    /// Every known node, this one included, sorted by id: digests are
+    /// built and merged in one linear pass.
+    members: Vec<Entry>,
+    rng: StdRng,
+    next_round: Timestamp,
+    round: u64,
+    leave: Leave,
+    /// Where the next digest slice starts when the table does not fit one
+    /// message.
+    digest_cursor: Option<NodeId>,
+    outbox: VecDeque<Outgoing>,
+    events: VecDeque<Event>,
+    stats: GossipStats,
+    seeds: Vec<Arc<str>>,
+    /// Encoded size of an empty message from this node.
+    empty_size: usize,
+}
+
+impl Gossip {
+    /// A core for node `self_id`, advertised at `self_address`, in
+    /// `generation` (the caller persists it and passes a larger one on
+    /// every start). `rng_seed` seeds every random choice; the first round
+    /// runs at a random point within one interval of `now`.
+    ///
+    /// Out-of-range settings are clamped to usable values (see
+    /// [`GossipConfig::validate`] to report them instead).
+    pub fn new(
+        mut config: GossipConfig,
+        self_id: NodeId,
+        self_address: String,
+        generation: u64,
+        rng_seed: u64,
+        now: Timestamp,
+    ) -> Self {
+        config.fanout = config.fanout.max(1);
+        config.max_nodes = config.max_nodes.max(2);
+        config.max_message_bytes = config
+            .max_message_bytes
+            .max(GossipConfig::MIN_MESSAGE_BYTES);
+        config.max_kv_bytes_per_node = config
+            .max_kv_bytes_per_node
+            .min(config.max_message_bytes / 4);
+        config.interval = config.interval.max(std::time::Duration::from_millis(1));
+        let cluster: Arc<str> = Arc::from(config.cluster_name.as_str());
+        let mut rng = StdRng::seed_from_u64(rng_seed);
+        let interval = micros(config.interval);
+        let first = Timestamp::from_micros(
+            now.as_micros()
+                .saturating_add(rng.random_range(0..interval)),
+        );
+        let seeds = config
+            .seeds
+            .iter()
+            .filter(|s| **s != self_address)
+            .map(|s| Arc::from(s.as_str()))
+            .collect();
+        let empty_size = Message::empty_size(cluster.len(), self_id.as_str().len());
+        let me = Entry {
+            id: self_id.clone(),
+            generation,
+            heartbeat: 0,
+            version: 0,
+            status: Status::Alive,
+            dead: false,
+            since: now,
+            detector: None,
+            meta: Meta::new(Arc::from(self_address), BTreeMap::new()),
+        };
+        Gossip {
+            config,
+            cluster,
+            self_id,
+            members: vec![me],
+            rng,
+            next_round: first,
+            round: 0,
+            leave: Leave::Staying,
+            digest_cursor: None,
+            outbox: VecDeque::new(),
+            events: VecDeque::new(),
+            stats: GossipStats::default(),
+            seeds,
+            empty_size,
+        }
+    }
+
+    // ----- inputs -------------------------------------------------------
+
+    /// Decodes and processes a frame from `from` (the id its certificate
+    /// authenticated). Rejects oversized frames before decoding, unknown
+    /// versions, malformed or invalid messages, another cluster's
+    /// messages and messages whose claimed sender is not `from`.
+    pub fn handle_message(
+        &mut self,
+        now: Timestamp,
+        from: &NodeId,
+        frame: &[u8],
+    ) -> Result<(), GossipError> {
+        let msg = wire::decode(frame, self.config.max_message_bytes)?;
+        self.handle_message_typed(now, from, msg)
+    }
+
+    /// Processes an already decoded message: the path
+    /// [`handle_message`](Self::handle_message) ends in, and the one a
+    /// simulator uses to skip encoding. Applies every check except the
+    /// frame-level ones (size, version, decoding).
+    pub fn handle_message_typed(
+        &mut self,
+        now: Timestamp,
+        from: &NodeId,
+        msg: Message,
+    ) -> Result<(), GossipError> {
+        if *msg.cluster != *self.cluster {
+            return Err(GossipError::WrongCluster {
+                expected: self.cluster.to_string(),
+                got: msg.cluster.to_string(),
+            });
+        }
+        if msg.sender != *from {
+            return Err(GossipError::SenderMismatch {
+                claimed: msg.sender,
+                authenticated: from.clone(),
+            });
+        }
+        msg.validate()?;
+        if *from == self.self_id {
+            return Err(GossipError::Invalid {
+                reason: "message from this node's own id".into(),
+            });
+        }
+        match msg.kind {
+            Kind::Syn => self.on_syn(now, from, msg.digest),
+            Kind::Ack => {
+                self.apply_delta(now, from, msg.delta);
+                self.on_request(from, msg.digest.entries);
+            }
+            Kind::Ack2 => self.apply_delta(now, from, msg.delta),
+        }
+        Ok(())
+    }
+
+    /// Runs a gossip round if one is due at `now`: the own heartbeat
+    /// advances, peers are judged (dead, alive again, forgotten), SYNs go
+    /// to `fanout` random live peers, and now and then to a dead node or a
+    /// seed. Calling it early does nothing.
+    pub fn handle_timeout(&mut self, now: Timestamp) {
+        if now < self.next_round {
+            return;
+        }
+        let interval = micros(self.config.interval);
+        // Stay on the grid when slightly late, but never run a burst of
+        // rounds to catch up after a stall: the heartbeat rate must not
+        // exceed one per interval.
+        let next = self.next_round.as_micros().saturating_add(interval);
+        self.next_round = if next > now.as_micros() {
+            Timestamp::from_micros(next)
+        } else {
+            Timestamp::from_micros(now.as_micros().saturating_add(interval))
+        };
+        self.round += 1;
+        self.advance_self();
+        self.judge(now);
+        self.gossip_round();
+    }
+
+    /// Publishes `key = value` in this node's metadata. Refused (and
+    /// nothing changes) when the key is empty or longer than 255 bytes or
+    /// the node's key/values would exceed `max_kv_bytes_per_node`.
+    pub fn set_kv(&mut self, key: &str, value: &str) -> Result<(), GossipError> {
+        let refuse = |reason: String| {
+            Err(GossipError::KvRefused {
+                key: key.chars().take(64).collect(),
+                reason,
+            })
+        };
+        if key.is_empty() || key.len() > wire::MAX_KEY_LEN {
+            return refuse(format!("key must be 1..={} bytes", wire::MAX_KEY_LEN));
+        }
+        let cap = self.config.max_kv_bytes_per_node;
+        let idx = self.self_idx();
+        let me = &mut self.members[idx];
+        let old = me.meta.kv.get(key).map_or(0, |v| key.len() + v.value.len());
+        let total = me.meta.kv_bytes - old + key.len() + value.len();
+        if total > cap {
+            return refuse(format!(
+                "{total} bytes of key/values exceed the {cap}-byte limit"
+            ));
+        }
+        if me.meta.kv.get(key).is_some_and(|v| v.value == value) {
+            return Ok(());
+        }
+        me.version += 1;
+        let version = me.version;
+        me.meta.kv.insert(
+            key.to_owned(),
+            KvValue {
+                value: value.to_owned(),
+                version,
+            },
+        );
+        me.meta.recount();
+        Ok(())
+    }
+
+    /// Leaves the cluster gracefully: the next round (run at once)
+    /// announces `leaving`, the one after `left`. Peers stop watching this
+    /// node and never judge it dead. Keep driving the core until
+    /// [`leave_complete`](Self::leave_complete).
+    pub fn leave(&mut self, now: Timestamp) {
+        if self.leave == Leave::Staying {
+            self.leave = Leave::Requested;
+            self.next_round = now;
+        }
+    }
+
+    /// True once `left` has been gossiped long enough for the process to
+    /// stop.
+    pub fn leave_complete(&self) -> bool {
+        matches!(self.leave, Leave::Left(r) if self.round >= r + LEAVE_LINGER_ROUNDS)
+    }
+
+    /// The local node itself was stalled until `now` (its event loop or
+    /// process was paused): the silence of every peer during the stall is
+    /// not counted against it.
+    pub fn observer_resumed(&mut self, now: Timestamp) {
+        for e in &mut self.members {
+            if let Some(d) = e.detector.as_mut() {
+                d.observer_resumed(now);
+            }
+        }
+    }
+
+    // ----- outputs ------------------------------------------------------
+
+    /// The next message to send, encoded.
+    #[must_use]
+    pub fn poll_transmit(&mut self) -> Option<Transmit> {
+        while let Some(out) = self.outbox.pop_front() {
+            match wire::encode(&out.message) {
+                Ok(payload) => {
+                    debug_assert_eq!(payload.len(), out.size);
+                    return Some(Transmit {
+                        to_node: out.to_node,
+                        to_addr: out.to_addr.to_string(),
+                        payload,
+                    });
+                }
+                Err(_) => self.stats.encode_failures += 1,
+            }
+        }
+        None
+    }
+
+    /// The next message to send, not encoded (for simulators and tests).
+    #[must_use]
+    pub fn poll_transmit_typed(&mut self) -> Option<TypedTransmit> {
+        self.outbox.pop_front().map(|o| TypedTransmit {
+            to_node: o.to_node,
+            to_addr: o.to_addr,
+            message: o.message,
+            size: o.size,
+        })
+    }
+
+    /// The next event.
+    #[must_use]
+    pub fn poll_event(&mut self) -> Option<Event> {
+        self.events.pop_front()
+    }
+
+    /// When [`handle_timeout`](Self::handle_timeout) should next be called.
+    #[must_use]
+    pub fn poll_timeout(&self) -> Option<Timestamp> {
+        Some(self.next_round)
+    }
+
+    // ----- reads --------------------------------------------------------
+
+    /// This node's id.
+    pub fn self_id(&self) -> &NodeId {
+        &self.self_id
+    }
+
+    /// This node's current generation (changes on a refutation; see
+    /// [`Event::SelfRefuted`]).
+    pub fn generation(&self) -> u64 {
+        self.members[self.self_idx()].generation
+    }
+
+    /// The settings in use (after clamping).
+    pub fn config(&self) -> &GossipConfig {
+        &self.config
+    }
+
+    /// Rounds run so far.
+    pub fn rounds(&self) -> u64 {
+        self.round
+    }
+
+    /// Every known node, this one included, sorted by id.
+    pub fn members(&self) -> impl ExactSizeIterator<Item = Member<'_>> + '_ {
+        self.members.iter().map(|e| Member {
+            is_self: e.id == self.self_id,
+            entry: e,
+        })
+    }
+
+    /// One node, if known.
+    pub fn member(&self, id: &str) -> Option<Member<'_>> {
+        self.find(id).map(|i| Member {
+            entry: &self.members[i],
+            is_self: i == self.self_idx(),
+        })
+    }
+
+    /// Number of known nodes, this one included.
+    pub fn len(&self) -> usize {
+        self.members.len()
+    }
+
+    /// Always false: a core knows at least itself.
+    pub fn is_empty(&self) -> bool {
+        self.members.is_empty()
+    }
+
+    /// The suspicion level of `node` at `now`; `None` when it is not
+    /// watched (unknown, this node, joining, leaving or left).
+    pub fn phi(&self, node: &str, now: Timestamp) -> Option<f64> {
+        self.find(node)
+            .and_then(|i| self.members[i].detector.as_deref())
+            .map(|d| d.phi(now))
+    }
+
+    /// Counters of dropped junk and self-refutations.
+    pub fn stats(&self) -> &GossipStats {
+        &self.stats
+    }
+
+    // ----- internals ----------------------------------------------------
+
+    fn find(&self, id: &str) -> Option<usize> {
+        self.members
+            .binary_search_by(|e| e.id.as_str().as_bytes().cmp(id.as_bytes()))
+            .ok()
+    }
+
+    fn self_idx(&self) -> usize {
+        // The own entry is never removed, so the search always succeeds;
+        // the fallback only keeps this total.
+        self.find(self.self_id.as_str()).unwrap_or(0)
+    }
+
+    fn advance_self(&mut self) {
+        let round = self.round;
+        let idx = self.self_idx();
+        let me = &mut self.members[idx];
+        me.heartbeat = me.heartbeat.saturating_add(1);
+        match self.leave {
+            Leave::Requested => {
+                me.status = Status::Leaving;
+                me.version += 1;
+                self.leave = Leave::Announced(round);
+            }
+            Leave::Announced(r) if round > r => {
+                me.status = Status::Left;
+                me.version += 1;
+                self.leave = Leave::Left(round);
+            }
+            _ => {}
+        }
+    }
+
+    /// Judges every watched peer at `now` and forgets those whose grace
+    /// ran out.
+    fn judge(&mut self, now: Timestamp) {
+        let threshold = self.config.phi_threshold;
+        let grace = micros(self.config.dead_grace);
+        for e in &mut self.members {
+            let Some(d) = e.detector.as_ref() else {
+                continue;
+            };
+            let Some(last) = d.last_arrival() else {
+                continue;
+            };
+            if !e.dead {
+                // Below the expected interval phi is under 0.44 for every
+                // distribution, so the tail need not be evaluated: most
+                // peers were heard from within the last interval.
+                if (now.micros_since(last) as f64) < d.estimate().mean_micros {
+                    continue;
+                }
+                if d.phi(now) >= threshold {
+                    e.dead = true;
+                    e.since = now;
+                    self.events.push_back(Event::NodeDead {
+                        node: e.id.clone(),
+                        generation: e.generation,
+                    });
+                }
+            } else if d.phi(now) < threshold {
+                // Only after an observer stall: a heartbeat would have
+                // cleared the flag already.
+                e.dead = false;
+                e.since = now;
+                self.events.push_back(Event::NodeAlive {
+                    node: e.id.clone(),
+                    generation: e.generation,
+                });
+            }
+        }
+        let self_id = &self.self_id;
+        let events = &mut self.events;
+        self.members.retain(|e| {
+            if e.id == *self_id || now.micros_since(e.since) < grace {
+                return true;
+            }
+            match e.member_status(false) {
+                MemberStatus::Alive => true,
+                MemberStatus::Joining => false,
+                MemberStatus::Dead | MemberStatus::Leaving | MemberStatus::Left => {
+                    events.push_back(Event::NodeRemoved { node: e.id.clone() });
+                    false
+                }
+            }
+        });
+    }
+
+    fn gossip_round(&mut self) {
+        let self_idx = self.self_idx();
+        let mut live = Vec::new();
+        let mut dead = Vec::new();
+        for (i, e) in self.members.iter().enumerate() {
+            if i == self_idx {
+                continue;
+            }
+            match e.member_status(false) {
+                MemberStatus::Alive => live.push(i),
+                MemberStatus::Dead => dead.push(i),
+                _ => {}
+            }
+        }
+        let k = self.config.fanout.min(live.len());
+        let chosen = rand::seq::index::sample(&mut self.rng, live.len(), k);
+        for c in chosen.iter() {
+            self.send_syn(Some(live[c]));
+        }
+        // Dead nodes are contacted now and then (more often the more of
+        // them there are), so a healed partition is noticed.
+        if !dead.is_empty() {
+            let p = dead.len() as f64 / (live.len() + 1) as f64;
+            if self.rng.random::<f64>() < p {
+                let i = dead[self.rng.random_range(0..dead.len())];
+                self.send_syn(Some(i));
+            }
+        }
+        // Seeds: always when alone, otherwise with a probability that
+        // shrinks as the cluster grows (a partition larger than the seed
+        // list heals through the dead-node contact above).
+        if !self.seeds.is_empty() {
+            let p = self.seeds.len() as f64 / (live.len() + dead.len()).max(1) as f64;
+            if live.is_empty() || self.rng.random::<f64>() < p {
+                let s = self.rng.random_range(0..self.seeds.len());
+                let addr = self.seeds[s].clone();
+                let (digest, size) = self.build_digest();
+                self.push_out(None, addr, Kind::Syn, digest, Vec::new(), size);
+            }
+        }
+    }
+
+    /// Queues a SYN to member `idx`.
+    fn send_syn(&mut self, idx: Option<usize>) {
+        let Some(idx) = idx else { return };
+        let to = self.members[idx].id.clone();
+        let addr = self.members[idx].meta.address.clone();
+        let (digest, size) = self.build_digest();
+        self.push_out(Some(to), addr, Kind::Syn, digest, Vec::new(), size);
+    }
+
+    fn push_out(
+        &mut self,
+        to_node: Option<NodeId>,
+        to_addr: Arc<str>,
+        kind: Kind,
+        digest: Digest,
+        delta: Vec<NodeDelta>,
+        body_size: usize,
+    ) {
+        let message = Message {
+            kind,
+            cluster: self.cluster.clone(),
+            sender: self.self_id.clone(),
+            digest,
+            delta,
+        };
+        let size = self.empty_size + body_size;
+        debug_assert_eq!(size, message.wire_size());
+        self.outbox.push_back(Outgoing {
+            to_node,
+            to_addr,
+            message,
+            size,
+        });
+    }
+
+    /// Room for the digest and delta of one message.
+    fn budget(&self) -> usize {
+        self.config.max_message_bytes - self.empty_size
+    }
+
+    /// The digest (or, when the table does not fit, the next slice of it)
+    /// and its size beyond the empty message's.
+    fn build_digest(&mut self) -> (Digest, usize) {
+        let start = match &self.digest_cursor {
+            Some(c) => self.members.partition_point(|e| e.id < *c),
+            None => 0,
+        };
+        let start = if start >= self.members.len() {
+            0
+        } else {
+            start
+        };
+        // Reserve the range bounds and the largest array header up front.
+        let bound = size::str(NodeId::MAX_LEN);
+        let budget = self.budget() - 2 * bound - size::MAX_ARRAY_HEADER;
+        let mut used = 0;
+        let mut entries = Vec::with_capacity(self.members.len() - start);
+        let mut end = start;
+        for e in &self.members[start..] {
+            let s = digest_entry_size(e.id.as_str().len(), e.generation, e.heartbeat, e.version);
+            if used + s > budget {
+                break;
+            }
+            used += s;
+            entries.push(DigestEntry {
+                node_id: e.id.clone(),
+                generation: e.generation,
+                heartbeat: e.heartbeat,
+                version: e.version,
+            });
+            end += 1;
+        }
+        let from = (start > 0).then(|| self.members[start].id.clone());
+        let to = self.members.get(end).map(|e| e.id.clone());
+        self.digest_cursor = to.clone();
+        let digest = Digest { from, to, entries };
+        // Size beyond the empty digest counted in `empty_size`.
+        let extra = digest.wire_size() - (size::array(3) + 2 * size::NIL + size::array(0));
+        (digest, extra)
+    }
+
+    fn address_of(&self, id: &NodeId) -> Arc<str> {
+        self.find(id.as_str())
+            .map(|i| self.members[i].meta.address.clone())
+            .unwrap_or_else(|| Arc::from(""))
+    }
+
+    /// A SYN: compare its digest with the table over the digest's range,
+    /// answer with what the sender lacks and a request for what it has.
+    fn on_syn(&mut self, now: Timestamp, from: &NodeId, digest: Digest) {
+        let lo = match &digest.from {
+            Some(f) => self.members.partition_point(|e| e.id < *f),
+            None => 0,
+        };
+        let hi = match &digest.to {
+            Some(t) => self.members.partition_point(|e| e.id < *t),
+            None => self.members.len(),
+        };
+        let self_idx = self.self_idx();
+        let mut candidates = Vec::new();
+        let mut request = Vec::new();
+        let mut refute: Option<u64> = None;
+        let mut entries = digest.entries.into_iter().peekable();
+        let mut i = lo;
+        loop {
+            let ord = match (self.members.get(i).filter(|_| i < hi), entries.peek()) {
+                (None, None) => break,
+                (Some(_), None) => std::cmp::Ordering::Less,
+                (None, Some(_)) => std::cmp::Ordering::Greater,
+                (Some(m), Some(e)) => m.id.cmp(&e.node_id),
+            };
+            match ord {
+                std::cmp::Ordering::Less => {
+                    // The sender does not know this node.
+                    candidates.push(self.candidate(i, None));
+                    i += 1;
+                }
+                std::cmp::Ordering::Greater => {
+                    if let Some(e) = entries.next() {
+                        request.push(DigestEntry {
+                            node_id: e.node_id,
+                            generation: 0,
+                            heartbeat: 0,
+                            version: 0,
+                        });
+                    }
+                }
+                std::cmp::Ordering::Equal => {
+                    if let Some(e) = entries.next() {
+                        let m = &self.members[i];
+                        if ahead(m, e.generation, e.heartbeat, e.version) {
+                            candidates.push(self.candidate(i, Some(&e)));
+                        }
+                        if behind(m, e.generation, e.heartbeat, e.version) {
+                            if i == self_idx {
+                                refute = Some(refute.unwrap_or(0).max(e.generation));
+                            } else {
+                                request.push(DigestEntry {
+                                    node_id: m.id.clone(),
+                                    generation: m.generation,
+                                    heartbeat: m.heartbeat,
+                                    version: m.version,
+                                });
+                            }
+                        }
+                    }
+                    i += 1;
+                }
+            }
+        }
+        if let Some(g) = refute {
+            self.refute(g);
+            // The answer must carry the new generation.
+            if let Some(c) = candidates.iter_mut().find(|c| c.idx == self_idx) {
+                *c = self.candidate(self_idx, None);
+            } else {
+                candidates.push(self.candidate(self_idx, None));
+            }
+        }
+        let _ = now;
+        // The request gets at most half of the room; the delta the rest.
+        let budget = self.budget() - 2 * size::MAX_ARRAY_HEADER;
+        let mut req_size = 0;
+        let mut kept = 0;
+        for r in &request {
+            let s = r.wire_size();
+            if req_size + s > budget / 2 {
+                break;
+            }
+            req_size += s;
+            kept += 1;
+        }
+        request.truncate(kept);
+        let (delta, delta_size) = self.build_delta(candidates, budget - req_size);
+        if delta.is_empty() && request.is_empty() {
+            return;
+        }
+        let digest = Digest {
+            from: None,
+            to: None,
+            entries: request,
+        };
+        let extra =
+            digest.wire_size() - (size::array(3) + 2 * size::NIL + size::array(0)) + delta_size;
+        let addr = self.address_of(from);
+        self.push_out(Some(from.clone()), addr, Kind::Ack, digest, delta, extra);
+    }
+
+    /// An ACK's request: send what the responder asked for.
+    fn on_request(&mut self, from: &NodeId, request: Vec<DigestEntry>) {
+        if request.is_empty() {
+            return;
+        }
+        let self_idx = self.self_idx();
+        let mut candidates = Vec::new();
+        let mut refute = None;
+        let mut i = 0;
+        for r in request {
+            // Requests are sorted, like the table: advance a merge cursor.
+            while i < self.members.len() && self.members[i].id < r.node_id {
+                i += 1;
+            }
+            let Some(m) = self.members.get(i).filter(|m| m.id == r.node_id) else {
+                continue;
+            };
+            if ahead(m, r.generation, r.heartbeat, r.version) {
+                candidates.push(self.candidate(i, Some(&r)));
+            }
+            if i == self_idx && behind(m, r.generation, r.heartbeat, r.version) {
+                refute = Some(r.generation);
+            }
+        }
+        if let Some(g) = refute {
+            self.refute(g);
+            candidates.retain(|c| c.idx != self_idx);
+            candidates.push(self.candidate(self_idx, None));
+        }
+        let budget = self.budget() - 2 * size::MAX_ARRAY_HEADER;
+        let (delta, delta_size) = self.build_delta(candidates, budget);
+        if delta.is_empty() {
+            return;
+        }
+        let addr = self.address_of(from);
+        self.push_out(
+            Some(from.clone()),
+            addr,
+            Kind::Ack2,
+            Digest::default(),
+            delta,
+            delta_size,
+        );
+    }
+
+    /// What a partner that knows `known` of member `idx` lacks, and its
+    /// encoded size.
+    fn candidate(&self, idx: usize, known: Option<&DigestEntry>) -> Candidate {
+        let m = &self.members[idx];
+        let (full, from_version, lag) = match known {
+            Some(k) if k.generation == m.generation => (
+                false,
+                k.version.min(m.version),
+                m.heartbeat.saturating_sub(k.heartbeat),
+            ),
+            _ => (true, 0, u64::MAX),
+        };
+        let address_len = full.then(|| m.meta.address.len());
+        let mut size = node_delta_head_size(
+            m.id.as_str().len(),
+            m.generation,
+            m.heartbeat,
+            from_version,
+            m.version,
+            address_len,
+        );
+        if full {
+            size += m.meta.kv_wire + size::array(m.meta.kv.len());
+        } else if from_version >= m.version {
+            // The common case: only the heartbeat is news.
+            size += size::array(0);
+        } else {
+            let mut n = 0;
+            for (k, v) in &m.meta.kv {
+                if v.version > from_version {
+                    size += kv_entry_size(k.len(), v.value.len(), v.version);
+                    n += 1;
+                }
+            }
+            size += size::array(n);
+        }
+        Candidate {
+            idx,
+            from_version,
+            full,
+            lag,
+            size,
+        }
+    }
+
+    /// Builds a delta within `budget` bytes: everything when it fits,
+    /// otherwise the stalest states first (unknown generations, then the
+    /// largest heartbeat lag). Returns it sorted by id, with its size.
+    fn build_delta(
+        &self,
+        mut candidates: Vec<Candidate>,
+        budget: usize,
+    ) -> (Vec<NodeDelta>, usize) {
+        let total: usize = candidates.iter().map(|c| c.size).sum();
+        if total > budget {
+            candidates.sort_by(|a, b| {
+                b.full
+                    .cmp(&a.full)
+                    .then(b.lag.cmp(&a.lag))
+                    .then(a.idx.cmp(&b.idx))
+            });
+            let mut used = 0;
+            candidates.retain(|c| {
+                if used + c.size <= budget {
+                    used += c.size;
+                    true
+                } else {
+                    false
+                }
+            });
+            candidates.sort_by_key(|c| c.idx);
+        }
+        let mut size = size::array(candidates.len());
+        let delta = candidates
+            .iter()
+            .map(|c| {
+                size += c.size;
+                let m = &self.members[c.idx];
+                NodeDelta {
+                    node_id: m.id.clone(),
+                    generation: m.generation,
+                    heartbeat: m.heartbeat,
+                    status: m.status,
+                    from_version: c.from_version,
+                    version: m.version,
+                    address: c.full.then(|| m.meta.address.to_string()),
+                    kv: if c.from_version >= m.version {
+                        Vec::new()
+                    } else {
+                        m.meta
+                            .kv
+                            .iter()
+                            .filter(|(_, v)| v.version > c.from_version)
+                            .map(|(k, v)| KvEntry {
+                                key: k.clone(),
+                                value: v.value.clone(),
+                                version: v.version,
+                            })
+                            .collect()
+                    },
+                }
+            })
+            .collect();
+        // The empty message already counts an empty delta array.
+        (delta, size - size::array(0))
+    }
+
+    /// Moves this node to a generation above `claimed`, so its own state
+    /// supersedes whatever was said about it.
+    fn refute(&mut self, claimed: u64) {
+        let idx = self.self_idx();
+        let me = &mut self.members[idx];
+        if me.status != Status::Alive {
+            return;
+        }
+        let Some(new) = me.generation.max(claimed).checked_add(1) else {
+            return;
+        };
+        let old = me.generation;
+        me.generation = new;
+        me.heartbeat = 0;
+        self.stats.refutations += 1;
+        self.events.push_back(Event::SelfRefuted {
+            old_generation: old,
+            new_generation: new,
+        });
+    }
+
+    /// Applies node states received from `from`.
+    fn apply_delta(&mut self, now: Timestamp, from: &NodeId, delta: Vec<NodeDelta>) {
+        let self_idx_id = self.self_id.clone();
+        let mut fresh: Vec<Entry> = Vec::new();
+        let mut refute = None;
+        let mut i = 0;
+        for d in delta {
+            while i < self.members.len() && self.members[i].id < d.node_id {
+                i += 1;
+            }
+            if d.node_id == self_idx_id {
+                let me = &self.members[i];
+                if behind(me, d.generation, d.heartbeat, d.version)
+                    || (d.generation == me.generation && d.status > me.status)
+                {
+                    refute = Some(d.generation);
+                }
+                continue;
+            }
+            if i < self.members.len() && self.members[i].id == d.node_id {
+                self.update(i, now, from, d);
+            } else if let Some(e) = self.admit(now, from, d) {
+                fresh.push(e);
+            }
+        }
+        if let Some(g) = refute {
+            let idx = self.self_idx();
+            if d_plausible(self.members[idx].generation, g) {
+                self.refute(g);
+            } else {
+                self.stats.entries_implausible += 1;
+            }
+        }
+        if !fresh.is_empty() {
+            self.insert(now, fresh);
+        }
+    }
+
+    /// A state for an unknown node: the new entry, if acceptable.
+    fn admit(&mut self, now: Timestamp, from: &NodeId, d: NodeDelta) -> Option<Entry> {
+        let own = self.members[self.self_idx()].generation;
+        if !d_plausible(own, d.generation) {
+            self.stats.entries_implausible += 1;
+            return None;
+        }
+        // Only a full state can start an entry.
+        let address = d.address.filter(|_| d.from_version == 0)?;
+        let kv = match self.kv_from(d.kv) {
+            Some(x) => x,
+            None => {
+                self.stats.kv_rejected += 1;
+                return None;
+            }
+        };
+        let mut e = Entry {
+            id: d.node_id,
+            generation: d.generation,
+            heartbeat: d.heartbeat,
+            version: d.version,
+            status: d.status,
+            dead: false,
+            since: now,
+            detector: None,
+            meta: Meta::new(Arc::from(address), kv),
+        };
+        // A node's own word about itself, over its authenticated
+        // connection, is proof it is running: watch it at once. Hearsay
+        // waits for a heartbeat that advances.
+        if e.status == Status::Alive && e.id == *from {
+            observe(&mut e, now, &self.config, &mut self.events, true);
+        } else if e.status != Status::Alive {
+            self.events.push_back(Event::NodeLeft {
+                node: e.id.clone(),
+                generation: e.generation,
+            });
+        }
+        Some(e)
+    }
+
+    /// Key/values of a full state, if within the cap.
+    fn kv_from(&self, entries: Vec<KvEntry>) -> Option<BTreeMap<String, KvValue>> {
+        let bytes: usize = entries.iter().map(|k| k.key.len() + k.value.len()).sum();
+        if bytes > self.config.max_kv_bytes_per_node {
+            return None;
+        }
+        let kv = entries
+            .into_iter()
+            .map(|k| {
+                (
+                    k.key,
+                    KvValue {
+                        value: k.value,
+                        version: k.version,
+                    },
+                )
+            })
+            .collect();
+        Some(kv)
+    }
+
+    /// Inserts admitted entries, displacing nodes that are not alive when
+    /// the table is full.
+    fn insert(&mut self, now: Timestamp, mut fresh: Vec<Entry>) {
+        let room = self.config.max_nodes.saturating_sub(self.members.len());
+        if fresh.len() > room {
+            let need = fresh.len() - room;
+            let self_idx = self.self_idx();
+            // Never confirmed first, then left, then dead; oldest first.
+            let mut evictable: Vec<(u8, Timestamp, usize)> = self
+                .members
+                .iter()
+                .enumerate()
+                .filter(|(i, _)| *i != self_idx)
+                .filter_map(|(i, e)| {
+                    let class = match e.member_status(false) {
+                        MemberStatus::Joining => 0,
+                        MemberStatus::Left | MemberStatus::Leaving => 1,
+                        MemberStatus::Dead => 2,
+                        MemberStatus::Alive => return None,
+                    };
+                    Some((class, e.since, i))
+                })
+                .collect();
+            evictable.sort();
+            evictable.truncate(need);
+            let evict = evictable.len();
+            let mut gone = vec![false; self.members.len()];
+            for (_, _, i) in evictable {
+                gone[i] = true;
+            }
+            let mut k = 0;
+            self.members.retain(|_| {
+                k += 1;
+                !gone[k - 1]
+            });
+            self.stats.nodes_evicted += evict as u64;
+            let keep = room + evict;
+            if fresh.len() > keep {
+                self.stats.nodes_rejected_cap += (fresh.len() - keep) as u64;
+                // Drop the events of the entries that will not be kept.
+                for e in fresh.drain(keep..) {
+                    self.events.retain(|ev| !event_is_about(ev, &e.id));
+                }
+            }
+        }
+        let _ = now;
+        self.members.extend(fresh);
+        // Two sorted runs: the sort merges them in linear time.
+        self.members.sort_by(|a, b| a.id.cmp(&b.id));
+    }
+
+    /// Applies a state to known member `i`.
+    fn update(&mut self, i: usize, now: Timestamp, from: &NodeId, d: NodeDelta) {
+        let cap = self.config.max_kv_bytes_per_node;
+        let m = &self.members[i];
+        if d.generation < m.generation {
+            return;
+        }
+        if d.generation > m.generation {
+            if !d_plausible(m.generation, d.generation) {
+                self.stats.entries_implausible += 1;
+                return;
+            }
+            let Some(address) = d.address.filter(|_| d.from_version == 0) else {
+                // A partial state of a generation not known yet cannot be
+                // applied; the next exchange brings the full one.
+                return;
+            };
+            let Some(kv) = self.kv_from(d.kv) else {
+                self.stats.kv_rejected += 1;
+                return;
+            };
+            let m = &mut self.members[i];
+            // The runtime was told about it (joined, dead or left): this
+            // is a restart. Otherwise it was only heard of: a join.
+            let was_known = m.detector.is_some() || m.status != Status::Alive;
+            let old_generation = m.generation;
+            let mut detector = m.detector.take();
+            m.generation = d.generation;
+            m.heartbeat = d.heartbeat;
+            m.version = d.version;
+            m.status = d.status;
+            m.meta = Meta::new(Arc::from(address), kv);
+            m.dead = false;
+            m.since = now;
+            if was_known {
+                self.events.push_back(Event::NodeRestarted {
+                    node: m.id.clone(),
+                    old_generation,
+                    new_generation: m.generation,
+                });
+            }
+            if m.status == Status::Alive {
+                // A new generation counts as a heartbeat: the restart
+                // supersedes the old incarnation at once, with a fresh
+                // window (reusing the old one's allocation).
+                if let Some(det) = detector.as_mut() {
+                    det.reset();
+                }
+                m.detector = detector;
+                observe(m, now, &self.config, &mut self.events, !was_known);
+            } else {
+                self.events.push_back(Event::NodeLeft {
+                    node: m.id.clone(),
+                    generation: m.generation,
+                });
+            }
+            return;
+        }
+        // Same generation: metadata (key/values, status), then heartbeat.
+        if d.version > m.version && d.from_version <= m.version {
+            let mut bytes = m.meta.kv_bytes;
+            for kv in &d.kv {
+                match m.meta.kv.get(&kv.key) {
+                    Some(old) if old.version >= kv.version => {}
+                    Some(old) => bytes = bytes - old.value.len() + kv.value.len(),
+                    None => bytes += kv.key.len() + kv.value.len(),
+                }
+            }
+            if bytes > cap {
+                self.stats.kv_rejected += 1;
+            } else {
+                let m = &mut self.members[i];
+                for kv in d.kv {
+                    let newer = m
+                        .meta
+                        .kv
+                        .get(&kv.key)
+                        .is_none_or(|old| old.version < kv.version);
+                    if newer {
+                        m.meta.kv.insert(
+                            kv.key,
+                            KvValue {
+                                value: kv.value,
+                                version: kv.version,
+                            },
+                        );
+                    }
+                }
+                m.meta.recount();
+                m.version = d.version;
+                if d.status > m.status {
+                    let was_alive = m.status == Status::Alive;
+                    m.status = d.status;
+                    if was_alive {
+                        // Leaving is final for this generation: stop
+                        // watching, never judge it dead.
+                        m.detector = None;
+                        m.dead = false;
+                        m.since = now;
+                        self.events.push_back(Event::NodeLeft {
+                            node: m.id.clone(),
+                            generation: m.generation,
+                        });
+                    }
+                }
+            }
+        }
+        let m = &mut self.members[i];
+        let advanced = d.heartbeat > m.heartbeat;
+        if advanced {
+            m.heartbeat = d.heartbeat;
+        }
+        // The node's own word over its authenticated connection is proof
+        // it runs, even without a newer heartbeat.
+        let direct = *from == m.id && m.detector.is_none();
+        if m.status == Status::Alive && (advanced || direct) {
+            observe(m, now, &self.config, &mut self.events, true);
+        }
+    }
+}
+
+/// Records a heartbeat of `e` at the local `now`: starts watching it
+/// (announcing the join when `announce_join`), or clears a dead verdict.
+fn observe(
+    e: &mut Entry,
+    now: Timestamp,
+    config: &GossipConfig,
+    events: &mut VecDeque<Event>,
+    announce_join: bool,
+) {
+    match e.detector.as_mut() {
+        Some(d) => {
+            d.record(now);
+            if e.dead {
+                e.dead = false;
+                e.since = now;
+                events.push_back(Event::NodeAlive {
+                    node: e.id.clone(),
+                    generation: e.generation,
+                });
+            }
+        }
+        None => {
+            let mut d = Box::new(PeerDetector::new(&config.detector));
+            d.record(now);
+            e.detector = Some(d);
+            e.dead = false;
+            e.since = now;
+            if announce_join {
+                events.push_back(Event::NodeJoined {
+                    node: e.id.clone(),
+                    generation: e.generation,
+                    address: e.meta.address.to_string(),
+                });
+            }
+        }
+    }
+    if config.heartbeat_events {
+        events.push_back(Event::HeartbeatObserved {
+            node: e.id.clone(),
+            generation: e.generation,
+            at: now,
+        });
+    }
+}
+
+/// True when the local entry `m` is ahead of what a partner knows.
+fn ahead(m: &Entry, generation: u64, heartbeat: u64, version: u64) -> bool {
+    m.generation > generation
+        || (m.generation == generation && (m.heartbeat > heartbeat || m.version > version))
+}
+
+/// True when a partner knows more of `m` than the local entry holds.
+fn behind(m: &Entry, generation: u64, heartbeat: u64, version: u64) -> bool {
+    generation > m.generation
+        || (generation == m.generation && (heartbeat > m.heartbeat || version > m.version))
+}
+
+/// True when `claimed` is an acceptable generation after `known`.
+fn d_plausible(known: u64, claimed: u64) -> bool {
+    claimed <= known.saturating_add(MAX_GENERATION_JUMP)
+}
+
+fn event_is_about(ev: &Event, id: &NodeId) -> bool {
+    match ev {
+        Event::HeartbeatObserved { node, .. }
+        | Event::NodeJoined { node, .. }
+        | Event::NodeRestarted { node, .. }
+        | Event::NodeLeft { node, .. }
+        | Event::NodeDead { node, .. }
+        | Event::NodeAlive { node, .. }
+        | Event::NodeRemoved { node } => node == id,
+        Event::SelfRefuted { .. } => false,
+    }
+}
+
+fn micros(d: std::time::Duration) -> u64 {
+    u64::try_from(d.as_micros()).unwrap_or(u64::MAX)
+}

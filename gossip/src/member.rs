@@ -1,0 +1,189 @@
+//! What the core knows of each node, and the read-only view of it.
+
+use crate::NodeId;
+use crate::wire::Status;
+use phimon_detector::{PeerDetector, Timestamp};
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+/// The local judgement of a node: its declared [`Status`] combined with
+/// this node's detector.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum MemberStatus {
+    /// Heard of through other nodes, but no heartbeat of it has been seen
+    /// advancing yet: not contacted, not watched, never judged dead.
+    /// Invented ids stay here until they are forgotten.
+    Joining,
+    /// Heartbeats observed and phi below the threshold.
+    Alive,
+    /// phi at or above the threshold: suspected locally.
+    Dead,
+    /// Announced it is shutting down: no longer watched.
+    Leaving,
+    /// Left gracefully: final for this generation, never judged dead.
+    Left,
+}
+
+impl MemberStatus {
+    /// The name used in APIs and metrics.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            MemberStatus::Joining => "joining",
+            MemberStatus::Alive => "alive",
+            MemberStatus::Dead => "dead",
+            MemberStatus::Leaving => "leaving",
+            MemberStatus::Left => "left",
+        }
+    }
+}
+
+/// A published key/value and the owner's version when it was set.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct KvValue {
+    pub(crate) value: String,
+    pub(crate) version: u64,
+}
+
+/// The parts of a node's state that change rarely: kept behind a box so
+/// the table scanned by every digest merge stays small.
+#[derive(Debug, Clone)]
+pub(crate) struct Meta {
+    pub(crate) address: Arc<str>,
+    pub(crate) kv: BTreeMap<String, KvValue>,
+    /// Sum of key and value lengths (what the cap limits).
+    pub(crate) kv_bytes: usize,
+    /// Encoded size of all key/value entries (what a full state costs).
+    pub(crate) kv_wire: usize,
+}
+
+impl Meta {
+    pub(crate) fn new(address: Arc<str>, kv: BTreeMap<String, KvValue>) -> Box<Meta> {
+        let mut m = Box::new(Meta {
+            address,
+            kv,
+            kv_bytes: 0,
+            kv_wire: 0,
+        });
+        m.recount();
+        m
+    }
+
+    /// Recomputes the byte counts after the key/values changed.
+    pub(crate) fn recount(&mut self) {
+        self.kv_bytes = self.kv.iter().map(|(k, v)| k.len() + v.value.len()).sum();
+        self.kv_wire = self
+            .kv
+            .iter()
+            .map(|(k, v)| crate::wire::kv_entry_size(k.len(), v.value.len(), v.version))
+            .sum();
+    }
+}
+
+/// One node's replicated state plus this node's judgement of it.
+#[derive(Debug, Clone)]
+pub(crate) struct Entry {
+    pub(crate) id: NodeId,
+    pub(crate) generation: u64,
+    pub(crate) heartbeat: u64,
+    /// Metadata version: the highest version of its key/values and status
+    /// changes this node has applied.
+    pub(crate) version: u64,
+    pub(crate) status: Status,
+    /// Judged dead: phi reached the threshold.
+    pub(crate) dead: bool,
+    /// When the current local judgement began (first heard, joined, dead,
+    /// leaving): the clock of garbage collection and eviction.
+    pub(crate) since: Timestamp,
+    /// Present once a heartbeat of this generation was observed, while the
+    /// node is watched (not for itself, not once it is leaving).
+    pub(crate) detector: Option<Box<PeerDetector>>,
+    pub(crate) meta: Box<Meta>,
+}
+
+impl Entry {
+    pub(crate) fn member_status(&self, is_self: bool) -> MemberStatus {
+        match self.status {
+            Status::Left => MemberStatus::Left,
+            Status::Leaving => MemberStatus::Leaving,
+            Status::Alive if is_self => MemberStatus::Alive,
+            Status::Alive if self.dead => MemberStatus::Dead,
+            Status::Alive if self.detector.is_some() => MemberStatus::Alive,
+            Status::Alive => MemberStatus::Joining,
+        }
+    }
+}
+
+/// Read-only view of one known node, from [`Gossip::members`](crate::Gossip::members).
+#[derive(Debug, Clone, Copy)]
+pub struct Member<'a> {
+    pub(crate) entry: &'a Entry,
+    pub(crate) is_self: bool,
+}
+
+impl<'a> Member<'a> {
+    /// The node's id.
+    pub fn node_id(&self) -> &'a NodeId {
+        &self.entry.id
+    }
+
+    /// Its advertised `host:port`.
+    pub fn address(&self) -> &'a str {
+        &self.entry.meta.address
+    }
+
+    /// Its generation (incarnation).
+    pub fn generation(&self) -> u64 {
+        self.entry.generation
+    }
+
+    /// Its heartbeat counter, as far as this node knows.
+    pub fn heartbeat(&self) -> u64 {
+        self.entry.heartbeat
+    }
+
+    /// Its metadata version.
+    pub fn version(&self) -> u64 {
+        self.entry.version
+    }
+
+    /// What it declares itself to be.
+    pub fn declared_status(&self) -> Status {
+        self.entry.status
+    }
+
+    /// The local judgement of it.
+    pub fn status(&self) -> MemberStatus {
+        self.entry.member_status(self.is_self)
+    }
+
+    /// True for the local node's own entry.
+    pub fn is_self(&self) -> bool {
+        self.is_self
+    }
+
+    /// Its published key/values, sorted by key.
+    pub fn kv(&self) -> impl Iterator<Item = (&'a str, &'a str)> + 'a {
+        self.entry
+            .meta
+            .kv
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.value.as_str()))
+    }
+
+    /// One published value.
+    pub fn kv_get(&self, key: &str) -> Option<&'a str> {
+        self.entry.meta.kv.get(key).map(|v| v.value.as_str())
+    }
+
+    /// Its suspicion level at `now`; `None` while it is not watched (the
+    /// local node, a joining node, a node that is leaving or left).
+    pub fn phi(&self, now: Timestamp) -> Option<f64> {
+        self.entry.detector.as_ref().map(|d| d.phi(now))
+    }
+
+    /// Its detector (interval statistics for `/v1/peers`), while watched.
+    pub fn detector(&self) -> Option<&'a PeerDetector> {
+        self.entry.detector.as_deref()
+    }
+}

@@ -1,0 +1,875 @@
+//! Deterministic cluster simulator: many [`Gossip`] cores in one process
+//! on a virtual clock.
+//!
+//! [`Sim`] owns the cores, the messages in flight (each with its own
+//! latency, some lost), per-link cut switches and partitions, crashes,
+//! restarts and graceful leaves. Time jumps to the earliest pending
+//! delivery or [`Gossip::poll_timeout`]; nothing sleeps, and one seed
+//! replays one run exactly. Messages travel typed by default (their exact
+//! encoded size is counted, see [`Message::wire_size`]); with
+//! [`SimConfig::encode`] every message goes through the real encoder and
+//! decoder instead.
+//!
+//! [`run_experiment`] drives a whole measurement (dissemination, cost,
+//! detection, false suspicions) for `phimon simulate`.
+
+use crate::wire::{self, Message};
+use crate::{Event, Gossip, GossipConfig, GossipError, MemberStatus, NodeId};
+use phimon_detector::Timestamp;
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashMap, HashSet};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Settings of a simulated cluster.
+#[derive(Debug, Clone)]
+pub struct SimConfig {
+    /// Settings of every core (`seeds` is filled in by the simulator).
+    pub gossip: GossipConfig,
+    /// Probability that a message is lost (0..1).
+    pub loss: f64,
+    /// One-way latency: uniform between these bounds.
+    pub latency_min: Duration,
+    /// Upper bound of the one-way latency.
+    pub latency_max: Duration,
+    /// Seed of the network's and the cores' randomness.
+    pub seed: u64,
+    /// The first this many nodes are the seeds every node starts with.
+    pub seed_nodes: usize,
+    /// Pass every message through `encode`/`decode` (slower; for tests).
+    pub encode: bool,
+}
+
+impl Default for SimConfig {
+    fn default() -> Self {
+        SimConfig {
+            gossip: GossipConfig::default(),
+            loss: 0.0,
+            latency_min: Duration::from_millis(1),
+            latency_max: Duration::from_millis(10),
+            seed: 1,
+            seed_nodes: 3,
+            encode: false,
+        }
+    }
+}
+
+/// An event of one simulated node.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SimEvent {
+    /// Virtual time.
+    pub at: Timestamp,
+    /// Index of the node that reported it.
+    pub observer: usize,
+    /// The event.
+    pub event: Event,
+}
+
+/// Network counters of a simulation.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct NetStats {
+    /// Messages handed to the network.
+    pub sent: u64,
+    /// Their encoded bytes.
+    pub bytes: u64,
+    /// Messages lost at random.
+    pub lost: u64,
+    /// Messages dropped by a cut link or a partition.
+    pub cut: u64,
+    /// Messages for a crashed or unknown node.
+    pub undeliverable: u64,
+    /// Messages a core rejected (see [`GossipError`]).
+    pub rejected: u64,
+}
+
+#[derive(Debug)]
+enum Payload {
+    Typed(Message),
+    Bytes(Vec<u8>),
+}
+
+#[derive(Debug)]
+struct Flight {
+    at: Timestamp,
+    seq: u64,
+    from: usize,
+    to: usize,
+    payload: Payload,
+}
+
+impl PartialEq for Flight {
+    fn eq(&self, o: &Self) -> bool {
+        (self.at, self.seq) == (o.at, o.seq)
+    }
+}
+impl Eq for Flight {}
+impl PartialOrd for Flight {
+    fn partial_cmp(&self, o: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(o))
+    }
+}
+impl Ord for Flight {
+    fn cmp(&self, o: &Self) -> std::cmp::Ordering {
+        (self.at, self.seq).cmp(&(o.at, o.seq))
+    }
+}
+
+/// One simulated node.
+#[derive(Debug)]
+struct SimNode {
+    id: NodeId,
+    address: Arc<str>,
+    generation: u64,
+    /// `None` while crashed.
+    core: Option<Gossip>,
+    /// Timer currently armed in the heap.
+    armed: Option<Timestamp>,
+}
+
+/// A simulated cluster. See the [module docs](self).
+pub struct Sim {
+    config: SimConfig,
+    now: Timestamp,
+    rng: StdRng,
+    nodes: Vec<SimNode>,
+    by_id: HashMap<NodeId, usize>,
+    by_addr: HashMap<Arc<str>, usize>,
+    flights: BinaryHeap<Reverse<Flight>>,
+    timers: BinaryHeap<Reverse<(Timestamp, usize)>>,
+    seq: u64,
+    cuts: HashSet<(usize, usize)>,
+    groups: Option<Vec<u32>>,
+    events: Vec<SimEvent>,
+    record_events: bool,
+    net: NetStats,
+    /// Largest message sent.
+    max_size: usize,
+    /// Called after every round a node runs, with its index and `now`.
+    round_hook: Option<Box<dyn FnMut(usize, &Gossip, Timestamp)>>,
+}
+
+impl std::fmt::Debug for Sim {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Sim")
+            .field("now", &self.now)
+            .field("nodes", &self.nodes.len())
+            .field("in_flight", &self.flights.len())
+            .field("net", &self.net)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Sim {
+    /// A cluster of `n` nodes `n0`, `n1`, … started at time zero, each
+    /// knowing only the seed nodes' addresses.
+    pub fn new(config: SimConfig, n: usize) -> Self {
+        let mut sim = Sim {
+            rng: StdRng::seed_from_u64(config.seed),
+            config,
+            now: Timestamp::ZERO,
+            nodes: Vec::new(),
+            by_id: HashMap::new(),
+            by_addr: HashMap::new(),
+            flights: BinaryHeap::new(),
+            timers: BinaryHeap::new(),
+            seq: 0,
+            cuts: HashSet::new(),
+            groups: None,
+            events: Vec::new(),
+            record_events: true,
+            net: NetStats::default(),
+            max_size: 0,
+            round_hook: None,
+        };
+        for _ in 0..n {
+            sim.add_node();
+        }
+        sim
+    }
+
+    /// Adds and starts a node (it joins through the seeds); returns its
+    /// index.
+    pub fn add_node(&mut self) -> usize {
+        let i = self.nodes.len();
+        let id = NodeId::new(format!("n{i}"));
+        let address: Arc<str> = Arc::from(format!("n{i}:7800"));
+        self.by_id.insert(id.clone(), i);
+        self.by_addr.insert(address.clone(), i);
+        self.nodes.push(SimNode {
+            id,
+            address,
+            generation: 1,
+            core: None,
+            armed: None,
+        });
+        self.start(i);
+        i
+    }
+
+    fn start(&mut self, i: usize) {
+        let mut gossip = self.config.gossip.clone();
+        gossip.seeds = (0..self.config.seed_nodes.min(self.nodes.len().max(1)))
+            .map(|s| format!("n{s}:7800"))
+            .collect();
+        let seed = self.rng.random();
+        let node = &mut self.nodes[i];
+        node.core = Some(Gossip::new(
+            gossip,
+            node.id.clone(),
+            node.address.to_string(),
+            node.generation,
+            seed,
+            self.now,
+        ));
+        node.armed = None;
+        self.arm(i);
+    }
+
+    /// Turns event recording off (large runs) or on.
+    pub fn record_events(&mut self, on: bool) {
+        self.record_events = on;
+    }
+
+    /// Installs a function called after every round any node runs.
+    pub fn on_round(&mut self, hook: impl FnMut(usize, &Gossip, Timestamp) + 'static) {
+        self.round_hook = Some(Box::new(hook));
+    }
+
+    /// The virtual time.
+    pub fn now(&self) -> Timestamp {
+        self.now
+    }
+
+    /// Number of nodes ever added.
+    pub fn len(&self) -> usize {
+        self.nodes.len()
+    }
+
+    /// True when no node was added.
+    pub fn is_empty(&self) -> bool {
+        self.nodes.is_empty()
+    }
+
+    /// Node `i`'s id.
+    pub fn id(&self, i: usize) -> &NodeId {
+        &self.nodes[i].id
+    }
+
+    /// Node `i`'s core, `None` while crashed.
+    pub fn core(&self, i: usize) -> Option<&Gossip> {
+        self.nodes[i].core.as_ref()
+    }
+
+    /// Node `i`'s core, mutably (to call `set_kv` and the like; events
+    /// and messages are collected at the next step).
+    pub fn core_mut(&mut self, i: usize) -> Option<&mut Gossip> {
+        self.nodes[i].core.as_mut()
+    }
+
+    /// True while node `i` runs.
+    pub fn is_up(&self, i: usize) -> bool {
+        self.nodes[i].core.is_some()
+    }
+
+    /// Network counters.
+    pub fn net(&self) -> &NetStats {
+        &self.net
+    }
+
+    /// Events recorded so far, removed from the simulator.
+    pub fn take_events(&mut self) -> Vec<SimEvent> {
+        std::mem::take(&mut self.events)
+    }
+
+    /// Stops node `i` abruptly: its state is lost, messages to it vanish.
+    pub fn crash(&mut self, i: usize) {
+        self.nodes[i].core = None;
+        self.nodes[i].armed = None;
+    }
+
+    /// Starts node `i` again with the next generation and a blank state.
+    pub fn restart(&mut self, i: usize) {
+        let g = self.nodes[i]
+            .core
+            .as_ref()
+            .map_or(self.nodes[i].generation, Gossip::generation);
+        self.nodes[i].generation = g + 1;
+        self.start(i);
+    }
+
+    /// Node `i` leaves gracefully.
+    pub fn leave(&mut self, i: usize) {
+        let now = self.now;
+        if let Some(c) = self.nodes[i].core.as_mut() {
+            c.leave(now);
+        }
+        self.arm(i);
+    }
+
+    /// Cuts the link between `a` and `b` (both directions).
+    pub fn cut(&mut self, a: usize, b: usize) {
+        self.cuts.insert((a.min(b), a.max(b)));
+    }
+
+    /// Restores the link between `a` and `b`.
+    pub fn uncut(&mut self, a: usize, b: usize) {
+        self.cuts.remove(&(a.min(b), a.max(b)));
+    }
+
+    /// Splits the cluster: nodes in different groups cannot talk; nodes in
+    /// no group form one more group.
+    pub fn partition(&mut self, groups: &[&[usize]]) {
+        let mut g = vec![groups.len() as u32; self.nodes.len()];
+        for (k, members) in groups.iter().enumerate() {
+            for &i in *members {
+                g[i] = k as u32;
+            }
+        }
+        self.groups = Some(g);
+    }
+
+    /// Ends the partition and restores every cut link.
+    pub fn heal(&mut self) {
+        self.groups = None;
+        self.cuts.clear();
+    }
+
+    fn connected(&self, a: usize, b: usize) -> bool {
+        if self.cuts.contains(&(a.min(b), a.max(b))) {
+            return false;
+        }
+        match &self.groups {
+            Some(g) => g.get(a) == g.get(b),
+            None => true,
+        }
+    }
+
+    fn arm(&mut self, i: usize) {
+        let Some(t) = self.nodes[i].core.as_ref().and_then(Gossip::poll_timeout) else {
+            return;
+        };
+        if self.nodes[i].armed != Some(t) {
+            self.nodes[i].armed = Some(t);
+            self.timers.push(Reverse((t, i)));
+        }
+    }
+
+    /// Advances by `d` of virtual time.
+    pub fn run_for(&mut self, d: Duration) {
+        let end = self.now + d;
+        self.run_until(end);
+    }
+
+    /// Advances by `rounds` gossip intervals.
+    pub fn run_rounds(&mut self, rounds: u64) {
+        let d = self.config.gossip.interval.saturating_mul(rounds as u32);
+        self.run_for(d);
+    }
+
+    /// Processes every delivery and timer up to `end`, then sets the
+    /// clock to `end`.
+    pub fn run_until(&mut self, end: Timestamp) {
+        loop {
+            let next_flight = self.flights.peek().map(|f| f.0.at);
+            let next_timer = self.timers.peek().map(|t| t.0.0);
+            let (t, is_flight) = match (next_flight, next_timer) {
+                (None, None) => break,
+                (Some(f), None) => (f, true),
+                (None, Some(t)) => (t, false),
+                // Deliveries first at equal times: a message sent for
+                // `t` is part of `t`.
+                (Some(f), Some(t)) => {
+                    if f <= t {
+                        (f, true)
+                    } else {
+                        (t, false)
+                    }
+                }
+            };
+            if t > end {
+                break;
+            }
+            self.now = t;
+            if is_flight {
+                if let Some(Reverse(f)) = self.flights.pop() {
+                    self.deliver(f);
+                }
+            } else if let Some(Reverse((t, i))) = self.timers.pop() {
+                if self.nodes[i].armed != Some(t) {
+                    continue; // stale: re-armed or crashed since
+                }
+                self.nodes[i].armed = None;
+                let now = self.now;
+                let Some(core) = self.nodes[i].core.as_mut() else {
+                    continue;
+                };
+                let before = core.rounds();
+                core.handle_timeout(now);
+                if core.rounds() != before {
+                    if let Some(hook) = self.round_hook.as_mut() {
+                        hook(i, core, now);
+                    }
+                }
+                self.drain(i);
+            }
+        }
+        self.now = self.now.max(end);
+    }
+
+    fn deliver(&mut self, f: Flight) {
+        let now = self.now;
+        let from = self.nodes[f.from].id.clone();
+        let Some(core) = self.nodes[f.to].core.as_mut() else {
+            self.net.undeliverable += 1;
+            return;
+        };
+        let r: Result<(), GossipError> = match f.payload {
+            Payload::Typed(m) => core.handle_message_typed(now, &from, m),
+            Payload::Bytes(b) => core.handle_message(now, &from, &b),
+        };
+        if r.is_err() {
+            self.net.rejected += 1;
+        }
+        self.drain(f.to);
+    }
+
+    /// Collects node `i`'s messages and events and re-arms its timer.
+    fn drain(&mut self, i: usize) {
+        let encode = self.config.encode;
+        loop {
+            let Some(core) = self.nodes[i].core.as_mut() else {
+                return;
+            };
+            let (to_node, to_addr, payload, size) = if encode {
+                match core.poll_transmit() {
+                    Some(t) => {
+                        let n = t.payload.len();
+                        (
+                            t.to_node,
+                            Arc::from(t.to_addr),
+                            Payload::Bytes(t.payload),
+                            n,
+                        )
+                    }
+                    None => break,
+                }
+            } else {
+                match core.poll_transmit_typed() {
+                    Some(t) => (t.to_node, t.to_addr, Payload::Typed(t.message), t.size),
+                    None => break,
+                }
+            };
+            self.send(i, to_node, &to_addr, payload, size);
+        }
+        if let Some(core) = self.nodes[i].core.as_mut() {
+            while let Some(event) = core.poll_event() {
+                if self.record_events {
+                    self.events.push(SimEvent {
+                        at: self.now,
+                        observer: i,
+                        event,
+                    });
+                }
+            }
+        }
+        self.arm(i);
+    }
+
+    fn send(
+        &mut self,
+        from: usize,
+        to_node: Option<NodeId>,
+        to_addr: &str,
+        payload: Payload,
+        size: usize,
+    ) {
+        self.net.sent += 1;
+        self.net.bytes += size as u64;
+        self.max_size = self.max_size.max(size);
+        let to = match &to_node {
+            Some(id) => self.by_id.get(id).copied(),
+            None => self.by_addr.get(to_addr).copied(),
+        };
+        let Some(to) = to else {
+            self.net.undeliverable += 1;
+            return;
+        };
+        if !self.connected(from, to) {
+            self.net.cut += 1;
+            return;
+        }
+        if self.config.loss > 0.0 && self.rng.random::<f64>() < self.config.loss {
+            self.net.lost += 1;
+            return;
+        }
+        let lo = self.config.latency_min.as_micros() as u64;
+        let hi = (self.config.latency_max.as_micros() as u64).max(lo);
+        let latency = self.rng.random_range(lo..=hi);
+        self.seq += 1;
+        self.flights.push(Reverse(Flight {
+            at: Timestamp::from_micros(self.now.as_micros() + latency),
+            seq: self.seq,
+            from,
+            to,
+            payload,
+        }));
+    }
+}
+
+/// Parameters of a measurement run ([`run_experiment`]).
+#[derive(Debug, Clone)]
+pub struct Experiment {
+    /// Cluster size.
+    pub nodes: usize,
+    /// Simulated rounds in total, warm-up included.
+    pub rounds: u64,
+    /// Rounds before measuring: the cluster forms through the seeds.
+    pub warmup: u64,
+    /// Nodes crashed during the measurement (spread over it).
+    pub crashes: usize,
+    /// Nodes whose heartbeats are tracked for the dissemination figure.
+    pub tracked: usize,
+    /// Key/value bytes each node publishes (service discovery data).
+    pub kv_bytes: usize,
+    /// The simulated network and the cores' settings.
+    pub sim: SimConfig,
+}
+
+impl Experiment {
+    /// A run of `nodes` nodes for `rounds` rounds with the default
+    /// network (1–10 ms latency, no loss) and gossip settings.
+    pub fn new(nodes: usize, rounds: u64) -> Self {
+        let warmup = default_warmup(nodes);
+        Experiment {
+            nodes,
+            rounds: rounds.max(warmup + 1),
+            warmup,
+            crashes: 3,
+            tracked: 16,
+            kv_bytes: 48,
+            sim: SimConfig::default(),
+        }
+    }
+}
+
+/// Warm-up that lets a cluster of `n` nodes form and its detectors leave
+/// their cold start.
+pub fn default_warmup(n: usize) -> u64 {
+    let log2 = (n.max(2) as f64).log2().ceil() as u64;
+    (2 * log2 + 10).min(60)
+}
+
+/// What a measurement run found. Rounds are gossip intervals.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct Report {
+    /// Cluster size.
+    pub nodes: usize,
+    /// Rounds simulated, warm-up included.
+    pub rounds: u64,
+    /// Warm-up rounds excluded from the cost and dissemination figures.
+    pub warmup_rounds: u64,
+    /// Message loss probability.
+    pub loss: f64,
+    /// Peers contacted per round.
+    pub fanout: usize,
+    /// Seed of the run.
+    pub seed: u64,
+    /// Rounds until a new heartbeat of a tracked node is known to every
+    /// live node: median.
+    pub propagation_rounds_p50: f64,
+    /// The same, 99th percentile.
+    pub propagation_rounds_p99: f64,
+    /// The same, worst case.
+    pub propagation_rounds_max: f64,
+    /// Heartbeats measured for the figures above.
+    pub propagation_samples: usize,
+    /// log2(nodes) + 2: the dissemination target.
+    pub propagation_target_rounds: f64,
+    /// Encoded bytes sent per node per round after the warm-up.
+    pub bytes_per_node_per_round: f64,
+    /// Messages sent per node per round after the warm-up.
+    pub messages_per_node_per_round: f64,
+    /// What a plain full-state push (every node sends its whole table to
+    /// `fanout` peers each round) would send per node per round.
+    pub full_state_push_bytes_per_node_per_round: f64,
+    /// Largest message sent, in bytes.
+    pub max_message_bytes: usize,
+    /// Nodes crashed during the measurement.
+    pub crashes: usize,
+    /// Rounds from a crash until every live node suspects the node:
+    /// 99th percentile over the crashes.
+    pub detection_rounds_p99: f64,
+    /// Rounds from a crash until one live node suspects it (median over
+    /// observers and crashes).
+    pub detection_rounds_p50_per_observer: f64,
+    /// Crashes not suspected by every live node by the end of the run.
+    pub undetected_crashes: usize,
+    /// Dead verdicts about nodes that were running.
+    pub false_suspicions: u64,
+    /// Messages lost by the network.
+    pub messages_lost: u64,
+    /// Wall-clock duration of the run, in milliseconds.
+    pub wall_ms: u64,
+}
+
+/// Runs one measurement: forms a cluster of `e.nodes`, tracks new
+/// heartbeats of `e.tracked` nodes until every live node knows them,
+/// counts bytes, crashes `e.crashes` nodes and times their detection.
+pub fn run_experiment(e: &Experiment) -> Report {
+    let started = std::time::Instant::now();
+    let interval = e.sim.gossip.interval;
+    let interval_us = interval.as_micros().max(1) as f64;
+    let mut config = e.sim.clone();
+    config.gossip.heartbeat_events = false;
+    let n = e.nodes.max(2);
+    let mut sim = Sim::new(config, n);
+    for i in 0..n {
+        if let Some(c) = sim.core_mut(i) {
+            // Service discovery data as a fleet would publish it.
+            let value = format!("svc-{}", i % 17);
+            let _ = c.set_kv("service", &value);
+            let pad = e.kv_bytes.saturating_sub(7 + value.len() + 8);
+            let _ = c.set_kv("endpoint", &"e".repeat(pad.min(1024)));
+        }
+    }
+    let mut rng = StdRng::seed_from_u64(e.sim.seed ^ 0x5eed);
+    // Crashed nodes are chosen among the non-seeds, tracked nodes among
+    // the rest.
+    let mut pool: Vec<usize> = (e.sim.seed_nodes.min(n)..n).collect();
+    let mut pick = |k: usize, pool: &mut Vec<usize>| -> Vec<usize> {
+        let mut out = Vec::new();
+        for _ in 0..k.min(pool.len()) {
+            let j = rng.random_range(0..pool.len());
+            out.push(pool.swap_remove(j));
+        }
+        out
+    };
+    let crashed = pick(e.crashes.min(n / 2), &mut pool);
+    let tracked = pick(e.tracked, &mut pool);
+
+    // Heartbeats of tracked nodes: (node, heartbeat, created at).
+    let created: std::rc::Rc<std::cell::RefCell<Vec<(usize, u64, Timestamp)>>> = Default::default();
+    {
+        let created = created.clone();
+        let tracked_set: HashSet<usize> = tracked.iter().copied().collect();
+        let warm_end = Timestamp::from_duration(interval * e.warmup as u32);
+        sim.on_round(move |i, core, now| {
+            if now >= warm_end && tracked_set.contains(&i) {
+                if let Some(m) = core.member(core.self_id().as_str()) {
+                    created.borrow_mut().push((i, m.heartbeat(), now));
+                }
+            }
+        });
+    }
+
+    let measure_rounds = e.rounds.saturating_sub(e.warmup).max(1);
+    // Crashes are spread over the first half of the measurement so
+    // each has time to be detected.
+    let crash_times: Vec<(Timestamp, usize)> = crashed
+        .iter()
+        .enumerate()
+        .map(|(k, &i)| {
+            let r =
+                e.warmup + 1 + (k as u64 + 1) * (measure_rounds / 2) / (crashed.len() as u64 + 1);
+            (Timestamp::from_duration(interval * r as u32), i)
+        })
+        .collect();
+
+    sim.run_rounds(e.warmup);
+    sim.take_events();
+    let warm_net = sim.net().clone();
+    let step = interval / 4;
+    let end = Timestamp::from_duration(interval * e.rounds as u32);
+    let mut pending: Vec<(usize, u64, Timestamp)> = Vec::new();
+    let mut propagation: Vec<f64> = Vec::new();
+    let mut crashed_at: HashMap<usize, Timestamp> = HashMap::new();
+    // (crashed node, observer) -> first dead verdict
+    let mut verdicts: HashMap<(usize, usize), Timestamp> = HashMap::new();
+    let mut false_suspicions = 0u64;
+    // Lost-before-warm-up verdicts are not counted; the first check below
+    // covers from the end of the warm-up.
+    while sim.now() < end {
+        let next = (sim.now() + step).min(end);
+        for &(t, i) in &crash_times {
+            if t > sim.now() && t <= next {
+                sim.run_until(t);
+                sim.crash(i);
+                crashed_at.insert(i, t);
+            }
+        }
+        sim.run_until(next);
+        let now = sim.now();
+        for ev in sim.take_events() {
+            if let Event::NodeDead { node, .. } = &ev.event {
+                let Some(&target) = sim.by_id.get(node) else {
+                    continue;
+                };
+                match crashed_at.get(&target) {
+                    Some(&t) if t <= ev.at => {
+                        verdicts.entry((target, ev.observer)).or_insert(ev.at);
+                    }
+                    _ => false_suspicions += 1,
+                }
+            }
+        }
+        pending.extend(created.borrow_mut().drain(..));
+        // Which tracked heartbeats does every live node know by now?
+        for &s in &tracked {
+            let id = sim.id(s).clone();
+            let mut min_known = u64::MAX;
+            for i in 0..n {
+                if i == s || !sim.is_up(i) {
+                    continue;
+                }
+                let known = sim
+                    .core(i)
+                    .and_then(|c| c.member(id.as_str()).map(|m| m.heartbeat()))
+                    .unwrap_or(0);
+                min_known = min_known.min(known);
+            }
+            pending.retain(|&(node, hb, t)| {
+                if node == s && hb <= min_known {
+                    propagation.push(now.micros_since(t) as f64 / interval_us);
+                    false
+                } else {
+                    true
+                }
+            });
+        }
+    }
+    // Heartbeats created in the last rounds had no time to spread: only
+    // those older than the target count as missing.
+    let target = (n as f64).log2() + 2.0;
+    let late = Timestamp::from_micros(
+        end.as_micros()
+            .saturating_sub((target * interval_us) as u64),
+    );
+    let missing = pending.iter().filter(|p| p.2 < late).count();
+    for _ in 0..missing {
+        propagation.push(f64::INFINITY);
+    }
+
+    let mut detection = Vec::new();
+    let mut per_observer = Vec::new();
+    let mut undetected = 0;
+    for (&c, &t) in &crashed_at {
+        let mut worst: Option<f64> = Some(0.0);
+        for i in 0..n {
+            if i == c || !sim.is_up(i) {
+                continue;
+            }
+            match verdicts.get(&(c, i)) {
+                Some(&v) => {
+                    let r = v.micros_since(t) as f64 / interval_us;
+                    per_observer.push(r);
+                    worst = worst.map(|w| w.max(r));
+                }
+                None => worst = None,
+            }
+        }
+        match worst {
+            Some(w) => detection.push(w),
+            None => undetected += 1,
+        }
+    }
+
+    let live = (0..n).filter(|&i| sim.is_up(i)).count().max(1);
+    let net = sim.net();
+    let sent_bytes = net.bytes - warm_net.bytes;
+    let sent_msgs = net.sent - warm_net.sent;
+    // Node-rounds in the measurement: crashed nodes stop sending.
+    let node_rounds: f64 = (n as f64) * measure_rounds as f64
+        - crashed_at
+            .values()
+            .map(|t| end.micros_since(*t) as f64 / interval_us)
+            .sum::<f64>();
+    let full_push = full_state_push_bytes(&sim, live);
+    Report {
+        nodes: n,
+        rounds: e.rounds,
+        warmup_rounds: e.warmup,
+        loss: e.sim.loss,
+        fanout: e.sim.gossip.fanout,
+        seed: e.sim.seed,
+        propagation_rounds_p50: percentile(&mut propagation.clone(), 0.5),
+        propagation_rounds_p99: percentile(&mut propagation.clone(), 0.99),
+        propagation_rounds_max: percentile(&mut propagation.clone(), 1.0),
+        propagation_samples: propagation.len(),
+        propagation_target_rounds: target,
+        bytes_per_node_per_round: sent_bytes as f64 / node_rounds.max(1.0),
+        messages_per_node_per_round: sent_msgs as f64 / node_rounds.max(1.0),
+        full_state_push_bytes_per_node_per_round: full_push * e.sim.gossip.fanout as f64,
+        max_message_bytes: sim.max_sent_size(),
+        crashes: crashed_at.len(),
+        detection_rounds_p99: percentile(&mut detection, 0.99),
+        detection_rounds_p50_per_observer: percentile(&mut per_observer, 0.5),
+        undetected_crashes: undetected,
+        false_suspicions,
+        messages_lost: net.lost - warm_net.lost,
+        wall_ms: started.elapsed().as_millis() as u64,
+    }
+}
+
+/// Bytes of one message carrying a live node's whole table as full
+/// states (what one push of a full-state protocol costs), measured on the
+/// first running node; several messages' worth when it exceeds the cap.
+fn full_state_push_bytes(sim: &Sim, _live: usize) -> f64 {
+    let Some(core) = (0..sim.len()).find_map(|i| sim.core(i)) else {
+        return 0.0;
+    };
+    let mut bytes = Message::empty_size(
+        core.config().cluster_name.len(),
+        core.self_id().as_str().len(),
+    );
+    for m in core.members() {
+        let kv: Vec<wire::KvEntry> = m
+            .kv()
+            .map(|(k, v)| wire::KvEntry {
+                key: k.to_owned(),
+                value: v.to_owned(),
+                version: m.version(),
+            })
+            .collect();
+        let d = wire::NodeDelta {
+            node_id: m.node_id().clone(),
+            generation: m.generation(),
+            heartbeat: m.heartbeat(),
+            status: m.declared_status(),
+            from_version: 0,
+            version: m.version(),
+            address: Some(m.address().to_owned()),
+            kv,
+        };
+        bytes += d.wire_size();
+    }
+    bytes as f64
+}
+
+impl Sim {
+    /// Largest message sent so far, in bytes.
+    pub fn max_sent_size(&self) -> usize {
+        self.max_size
+    }
+}
+
+/// The `q` quantile (nearest rank) of `v`; NaN when empty. Infinite
+/// values (never completed) sort last.
+fn percentile(v: &mut [f64], q: f64) -> f64 {
+    if v.is_empty() {
+        return f64::NAN;
+    }
+    v.sort_by(|a, b| a.total_cmp(b));
+    let rank = ((q * v.len() as f64).ceil() as usize).clamp(1, v.len());
+    v[rank - 1]
+}
+
+/// Counts the members of node `i`'s table by local judgement.
+pub fn status_counts(core: &Gossip) -> HashMap<MemberStatus, usize> {
+    let mut out = HashMap::new();
+    for m in core.members() {
+        *out.entry(m.status()).or_insert(0) += 1;
+    }
+    out
+}

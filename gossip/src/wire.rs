@@ -1,0 +1,500 @@
+//! The wire format: messages, their exact encoded size, encoding and the
+//! size-capped, total decoder.
+//!
+//! A frame is one version byte ([`PROTOCOL_VERSION`]) followed by a
+//! MessagePack body (rmp-serde, structs as arrays). The whole frame is
+//! checked against `max_message_bytes` before anything is decoded, and
+//! [`decode`] returns a typed error for every bad input instead of
+//! panicking. [`Message::wire_size`] computes the encoded length without
+//! encoding, which is how the core keeps every message under the cap and
+//! how the simulator counts bytes; a property test holds it equal to the
+//! real encoding.
+
+use crate::node_id::shared_str;
+use crate::{GossipError, NodeId};
+use serde::{Deserialize, Serialize};
+use std::sync::Arc;
+
+/// The protocol version this build speaks: the first byte of every frame.
+pub const PROTOCOL_VERSION: u8 = 1;
+
+/// Longest accepted advertised address, in bytes.
+pub const MAX_ADDRESS_LEN: usize = 255;
+
+/// Longest accepted key/value key, in bytes.
+pub const MAX_KEY_LEN: usize = 255;
+
+/// A node's own declaration of its state. Within one generation it only
+/// moves forward (alive → leaving → left); only a new generation (a
+/// restart) brings a node back to alive.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(into = "u8", try_from = "u8")]
+pub enum Status {
+    /// Running and gossiping.
+    Alive,
+    /// Shutting down gracefully: do not route to it, do not page for it.
+    Leaving,
+    /// Gone gracefully: final for this generation, never judged dead.
+    Left,
+}
+
+impl Status {
+    /// The name used in APIs and metrics.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Status::Alive => "alive",
+            Status::Leaving => "leaving",
+            Status::Left => "left",
+        }
+    }
+}
+
+impl From<Status> for u8 {
+    fn from(s: Status) -> u8 {
+        match s {
+            Status::Alive => 0,
+            Status::Leaving => 1,
+            Status::Left => 2,
+        }
+    }
+}
+
+impl TryFrom<u8> for Status {
+    type Error = String;
+    fn try_from(v: u8) -> Result<Self, String> {
+        match v {
+            0 => Ok(Status::Alive),
+            1 => Ok(Status::Leaving),
+            2 => Ok(Status::Left),
+            _ => Err(format!("unknown status {v}")),
+        }
+    }
+}
+
+/// Which step of the scuttlebutt exchange a message is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(into = "u8", try_from = "u8")]
+pub enum Kind {
+    /// Opens an exchange: the sender's digest (or a slice of it).
+    Syn,
+    /// Answers a SYN: what the initiator lacks (delta) and what the
+    /// responder lacks (its digest entries for those nodes, the request).
+    Ack,
+    /// Closes the exchange: the delta the ACK's request asked for.
+    Ack2,
+}
+
+impl From<Kind> for u8 {
+    fn from(k: Kind) -> u8 {
+        match k {
+            Kind::Syn => 0,
+            Kind::Ack => 1,
+            Kind::Ack2 => 2,
+        }
+    }
+}
+
+impl TryFrom<u8> for Kind {
+    type Error = String;
+    fn try_from(v: u8) -> Result<Self, String> {
+        match v {
+            0 => Ok(Kind::Syn),
+            1 => Ok(Kind::Ack),
+            2 => Ok(Kind::Ack2),
+            _ => Err(format!("unknown message kind {v}")),
+        }
+    }
+}
+
+/// What the sender knows of one node: enough to tell who is behind.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DigestEntry {
+    /// The node.
+    pub node_id: NodeId,
+    /// Its generation (0 in a request: "I know nothing of it").
+    pub generation: u64,
+    /// Its heartbeat counter.
+    pub heartbeat: u64,
+    /// Its metadata version (key/values and status).
+    pub version: u64,
+}
+
+/// A digest: entries sorted by node id, strictly ascending, covering the
+/// id range `[from, to)` (`None` = unbounded). A node of the range that
+/// the digest omits is one the sender does not know. A slice rather than
+/// the whole table is sent when the table does not fit one message.
+///
+/// In an ACK the digest is the *request*: only the nodes the responder
+/// lacks, with what it knows of them; its range is unused (`None`).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Digest {
+    /// First id covered (inclusive), `None` from the start.
+    pub from: Option<NodeId>,
+    /// First id not covered, `None` to the end.
+    pub to: Option<NodeId>,
+    /// The entries.
+    pub entries: Vec<DigestEntry>,
+}
+
+/// One key/value pair of a node's published metadata.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KvEntry {
+    /// The key (1..=255 bytes).
+    pub key: String,
+    /// The value.
+    pub value: String,
+    /// The owner's metadata version when it was set: a receiver keeps the
+    /// value with the highest version, so old values never win.
+    pub version: u64,
+}
+
+/// What a receiver lacks of one node's state.
+///
+/// The key/values are those with a version in `(from_version, version]`;
+/// `from_version == 0` means the full state (then `address` is present).
+/// The heartbeat and status always travel. A future origin signature
+/// would be one more field here.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NodeDelta {
+    /// The node.
+    pub node_id: NodeId,
+    /// Its generation.
+    pub generation: u64,
+    /// Its heartbeat counter.
+    pub heartbeat: u64,
+    /// Its declared status.
+    pub status: Status,
+    /// The receiver's version this delta starts after.
+    pub from_version: u64,
+    /// The node's metadata version this delta brings the receiver to.
+    pub version: u64,
+    /// Its advertised address; present in a full state only (an address
+    /// never changes within a generation).
+    pub address: Option<String>,
+    /// Key/values newer than `from_version`, sorted by key.
+    pub kv: Vec<KvEntry>,
+}
+
+/// One gossip message, as the core builds and consumes it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Message {
+    /// Step of the exchange.
+    pub kind: Kind,
+    /// The sender's cluster name.
+    #[serde(with = "shared_str")]
+    pub cluster: Arc<str>,
+    /// The sender, as it claims itself; checked against the certificate.
+    pub sender: NodeId,
+    /// SYN: the sender's digest. ACK: the request. ACK2: empty.
+    pub digest: Digest,
+    /// ACK and ACK2: node states the receiver lacks, sorted by node id.
+    pub delta: Vec<NodeDelta>,
+}
+
+/// Exact MessagePack sizes, mirroring rmp's compact encodings.
+pub mod size {
+    /// Encoded size of an unsigned integer.
+    pub const fn uint(v: u64) -> usize {
+        if v < 128 {
+            1
+        } else if v <= u8::MAX as u64 {
+            2
+        } else if v <= u16::MAX as u64 {
+            3
+        } else if v <= u32::MAX as u64 {
+            5
+        } else {
+            9
+        }
+    }
+
+    /// Encoded size of a string of `len` bytes.
+    pub const fn str(len: usize) -> usize {
+        len + if len < 32 {
+            1
+        } else if len <= u8::MAX as usize {
+            2
+        } else if len <= u16::MAX as usize {
+            3
+        } else {
+            5
+        }
+    }
+
+    /// Encoded size of an array (or struct) header of `n` elements.
+    pub const fn array(n: usize) -> usize {
+        if n < 16 {
+            1
+        } else if n <= u16::MAX as usize {
+            3
+        } else {
+            5
+        }
+    }
+
+    /// Encoded size of an absent optional value.
+    pub const NIL: usize = 1;
+
+    /// Largest possible array header: what a budget reserves for a list
+    /// whose final length is not known yet.
+    pub const MAX_ARRAY_HEADER: usize = 5;
+}
+
+impl DigestEntry {
+    /// Encoded size of this entry.
+    pub fn wire_size(&self) -> usize {
+        digest_entry_size(
+            self.node_id.as_str().len(),
+            self.generation,
+            self.heartbeat,
+            self.version,
+        )
+    }
+}
+
+/// Encoded size of a digest entry with these fields.
+pub(crate) fn digest_entry_size(
+    id_len: usize,
+    generation: u64,
+    heartbeat: u64,
+    version: u64,
+) -> usize {
+    size::array(4)
+        + size::str(id_len)
+        + size::uint(generation)
+        + size::uint(heartbeat)
+        + size::uint(version)
+}
+
+impl Digest {
+    /// Encoded size of the digest apart from its entries' array: the
+    /// range bounds and the struct header.
+    fn head_size(&self) -> usize {
+        size::array(3) + opt_id_size(self.from.as_ref()) + opt_id_size(self.to.as_ref())
+    }
+
+    /// Encoded size of this digest.
+    pub fn wire_size(&self) -> usize {
+        self.head_size()
+            + size::array(self.entries.len())
+            + self
+                .entries
+                .iter()
+                .map(DigestEntry::wire_size)
+                .sum::<usize>()
+    }
+}
+
+fn opt_id_size(id: Option<&NodeId>) -> usize {
+    id.map_or(size::NIL, |i| size::str(i.as_str().len()))
+}
+
+impl KvEntry {
+    /// Encoded size of this entry.
+    pub fn wire_size(&self) -> usize {
+        kv_entry_size(self.key.len(), self.value.len(), self.version)
+    }
+}
+
+/// Encoded size of a key/value entry with these fields.
+pub(crate) fn kv_entry_size(key_len: usize, value_len: usize, version: u64) -> usize {
+    size::array(3) + size::str(key_len) + size::str(value_len) + size::uint(version)
+}
+
+impl NodeDelta {
+    /// Encoded size of this delta.
+    pub fn wire_size(&self) -> usize {
+        node_delta_head_size(
+            self.node_id.as_str().len(),
+            self.generation,
+            self.heartbeat,
+            self.from_version,
+            self.version,
+            self.address.as_ref().map(String::len),
+        ) + size::array(self.kv.len())
+            + self.kv.iter().map(KvEntry::wire_size).sum::<usize>()
+    }
+}
+
+/// Encoded size of a node delta without its key/value array.
+pub(crate) fn node_delta_head_size(
+    id_len: usize,
+    generation: u64,
+    heartbeat: u64,
+    from_version: u64,
+    version: u64,
+    address_len: Option<usize>,
+) -> usize {
+    size::array(8)
+        + size::str(id_len)
+        + size::uint(generation)
+        + size::uint(heartbeat)
+        + 1 // status: a positive fixint
+        + size::uint(from_version)
+        + size::uint(version)
+        + address_len.map_or(size::NIL, size::str)
+}
+
+impl Message {
+    /// Encoded size of the frame of an empty message from `sender` in
+    /// `cluster` (version byte, header, kind, names, empty digest with no
+    /// range, empty delta).
+    pub(crate) fn empty_size(cluster_len: usize, sender_len: usize) -> usize {
+        1 + size::array(5)
+            + 1 // kind
+            + size::str(cluster_len)
+            + size::str(sender_len)
+            + size::array(3) + 2 * size::NIL + size::array(0) // empty digest
+            + size::array(0) // empty delta
+    }
+
+    /// Exact length of [`encode`]'s output for this message, computed
+    /// without encoding.
+    pub fn wire_size(&self) -> usize {
+        1 + size::array(5)
+            + 1
+            + size::str(self.cluster.len())
+            + size::str(self.sender.as_str().len())
+            + self.digest.wire_size()
+            + size::array(self.delta.len())
+            + self.delta.iter().map(NodeDelta::wire_size).sum::<usize>()
+    }
+
+    /// Checks the rules a decoded message must follow beyond its shape:
+    /// valid ids, entries sorted and unique, digests within their range,
+    /// bounded fields, and the parts each kind may carry.
+    pub fn validate(&self) -> Result<(), GossipError> {
+        let invalid = |reason: String| Err(GossipError::Invalid { reason });
+        if !self.sender.is_valid() {
+            return invalid("sender id is empty or longer than 255 bytes".into());
+        }
+        match self.kind {
+            Kind::Syn if !self.delta.is_empty() => return invalid("SYN carries a delta".into()),
+            Kind::Ack2 if !self.digest.entries.is_empty() => {
+                return invalid("ACK2 carries a digest".into());
+            }
+            Kind::Ack | Kind::Ack2 if self.digest.from.is_some() || self.digest.to.is_some() => {
+                return invalid("only a SYN digest has a range".into());
+            }
+            _ => {}
+        }
+        let d = &self.digest;
+        for bound in [&d.from, &d.to].into_iter().flatten() {
+            if !bound.is_valid() {
+                return invalid("digest range bound is not a valid id".into());
+            }
+        }
+        if let (Some(from), Some(to)) = (&d.from, &d.to) {
+            if from >= to {
+                return invalid(format!("empty digest range [{from}, {to})"));
+            }
+        }
+        let mut prev: Option<&NodeId> = None;
+        for e in &d.entries {
+            if !e.node_id.is_valid() {
+                return invalid("digest entry id is empty or longer than 255 bytes".into());
+            }
+            if prev.is_some_and(|p| p >= &e.node_id) {
+                return invalid(format!(
+                    "digest entries not strictly ascending at {}",
+                    e.node_id
+                ));
+            }
+            if d.from.as_ref().is_some_and(|f| &e.node_id < f)
+                || d.to.as_ref().is_some_and(|t| &e.node_id >= t)
+            {
+                return invalid(format!(
+                    "digest entry {} outside the digest range",
+                    e.node_id
+                ));
+            }
+            prev = Some(&e.node_id);
+        }
+        let mut prev: Option<&NodeId> = None;
+        for n in &self.delta {
+            if !n.node_id.is_valid() {
+                return invalid("delta id is empty or longer than 255 bytes".into());
+            }
+            if prev.is_some_and(|p| p >= &n.node_id) {
+                return invalid(format!(
+                    "delta entries not strictly ascending at {}",
+                    n.node_id
+                ));
+            }
+            prev = Some(&n.node_id);
+            if n.from_version > n.version {
+                return invalid(format!("delta of {} starts after its end", n.node_id));
+            }
+            if n.address
+                .as_ref()
+                .is_some_and(|a| a.len() > MAX_ADDRESS_LEN)
+            {
+                return invalid(format!(
+                    "address of {} longer than {MAX_ADDRESS_LEN} bytes",
+                    n.node_id
+                ));
+            }
+            let mut prev_key: Option<&str> = None;
+            for kv in &n.kv {
+                if kv.key.is_empty() || kv.key.len() > MAX_KEY_LEN {
+                    return invalid(format!("key of {} is empty or too long", n.node_id));
+                }
+                if prev_key.is_some_and(|p| p >= kv.key.as_str()) {
+                    return invalid(format!("keys of {} not strictly ascending", n.node_id));
+                }
+                if kv.version <= n.from_version || kv.version > n.version {
+                    return invalid(format!(
+                        "key {:?} of {} has a version outside its delta",
+                        kv.key, n.node_id
+                    ));
+                }
+                prev_key = Some(&kv.key);
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Encodes `msg` as a frame: the version byte, then the MessagePack body.
+pub fn encode(msg: &Message) -> Result<Vec<u8>, GossipError> {
+    let mut out = Vec::with_capacity(msg.wire_size());
+    out.push(PROTOCOL_VERSION);
+    rmp_serde::encode::write(&mut out, msg).map_err(|e| GossipError::Malformed {
+        reason: format!("cannot encode: {e}"),
+    })?;
+    Ok(out)
+}
+
+/// Decodes and validates a frame of at most `max_len` bytes. The length
+/// is checked before anything is read; decoding reads only from the
+/// frame, so no declared length can make it allocate more than the frame
+/// holds (plus serde's bounded pre-allocation). Never panics.
+pub fn decode(frame: &[u8], max_len: usize) -> Result<Message, GossipError> {
+    if frame.len() > max_len {
+        return Err(GossipError::TooLarge {
+            len: frame.len(),
+            max: max_len,
+        });
+    }
+    let Some((&version, body)) = frame.split_first() else {
+        return Err(GossipError::Empty);
+    };
+    if version != PROTOCOL_VERSION {
+        return Err(GossipError::UnsupportedVersion {
+            version,
+            supported: PROTOCOL_VERSION,
+        });
+    }
+    let mut de = rmp_serde::Deserializer::new(std::io::Cursor::new(body));
+    let msg = Message::deserialize(&mut de).map_err(|e| GossipError::Malformed {
+        reason: e.to_string(),
+    })?;
+    let used = de.position();
+    if used != body.len() as u64 {
+        return Err(GossipError::Malformed {
+            reason: format!("{} trailing bytes", body.len() as u64 - used),
+        });
+    }
+    msg.validate()?;
+    Ok(msg)
+}
