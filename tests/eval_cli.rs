@@ -175,9 +175,16 @@ fn broken_config_exits_2_naming_the_key() {
 
 #[test]
 fn report_lists_qos_per_threshold() {
+    // The analytic figure below is the normal model's; pin it, since the
+    // default model is now `adaptive`.
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("c.toml");
+    std::fs::write(&cfg, "[detector]\ndistribution = \"normal\"\n").unwrap();
     let out = phimon()
         .args(["eval", "--trace"])
         .arg(repo("traces/steady-1s.trace"))
+        .arg("--config")
+        .arg(&cfg)
         .args(["--thresholds", "1,8"])
         .output()
         .unwrap();
@@ -195,4 +202,112 @@ fn report_lists_qos_per_threshold() {
         .unwrap();
     let det: f64 = row.split_whitespace().nth(1).unwrap().parse().unwrap();
     assert!((1000.0..1150.0).contains(&det), "{row}");
+}
+
+#[test]
+fn committed_corpus_is_what_the_generator_makes() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = phimon()
+        .args(["corpus", "--out"])
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let mut n = 0;
+    for entry in std::fs::read_dir(dir.path()).unwrap() {
+        let path = entry.unwrap().path();
+        let name = path.file_name().unwrap().to_str().unwrap().to_string();
+        let fresh = std::fs::read_to_string(&path).unwrap();
+        let committed = std::fs::read_to_string(repo(&format!("traces/{name}")))
+            .unwrap_or_else(|e| panic!("traces/{name} is not committed: {e}"));
+        assert!(
+            fresh == committed,
+            "traces/{name} differs from `phimon corpus --out traces`; regenerate it"
+        );
+        n += 1;
+    }
+    assert!(n >= 10, "only {n} generated traces");
+}
+
+fn compare_json(corpus: &Path) -> serde_json::Value {
+    let out = phimon()
+        .args(["eval", "--compare", "--json", "--corpus"])
+        .arg(corpus)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+fn mean_at_zero(v: &serde_json::Value, name: &str) -> Option<f64> {
+    v["contenders"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["name"] == name)
+        .unwrap_or_else(|| panic!("no contender {name}"))["zero_mistakes"]["mean_detection_ms"]
+        .as_f64()
+}
+
+#[test]
+fn compare_ranks_detectors_at_equal_mistakes() {
+    let v = compare_json(&repo("traces"));
+    assert_eq!(v["crashes"].as_u64(), Some(11));
+    for c in v["contenders"].as_array().unwrap() {
+        let z = &c["zero_mistakes"];
+        if z["threshold"].is_null() {
+            // Only Akka's phi can be infinite while the sender is alive.
+            assert!(c["name"].as_str().unwrap().contains("akka"), "{c}");
+            continue;
+        }
+        assert_eq!(z["mistakes"].as_u64(), Some(0), "{c}");
+        assert_eq!(z["undetected"].as_u64(), Some(0), "{c}");
+        let h = &c["hourly"];
+        assert!(h["mistakes_per_hour"].as_f64().unwrap() <= 1.0, "{c}");
+        // A looser budget never detects later.
+        assert!(
+            h["mean_detection_ms"].as_f64().unwrap() <= z["mean_detection_ms"].as_f64().unwrap(),
+            "{c}"
+        );
+    }
+    // The old default (normal over a 1000-interval window) needs a huge
+    // threshold to survive the GC pauses and interval changes; the
+    // adaptive default detects more than twice as fast at zero mistakes.
+    let adaptive = mean_at_zero(&v, "phimon adaptive").unwrap();
+    let normal = mean_at_zero(&v, "phimon normal").unwrap();
+    assert!(
+        adaptive < 0.5 * normal,
+        "adaptive {adaptive} vs normal {normal}"
+    );
+    // The text report carries the same table.
+    let out = phimon()
+        .args(["eval", "--compare", "--corpus"])
+        .arg(repo("traces"))
+        .output()
+        .unwrap();
+    let s = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        s.contains("zero mistakes") && s.contains("baseline cassandra"),
+        "{s}"
+    );
+}
+
+#[test]
+fn compare_needs_a_corpus_with_traces() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = phimon()
+        .args(["eval", "--compare", "--corpus"])
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no *.trace"));
 }

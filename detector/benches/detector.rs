@@ -5,11 +5,20 @@
 #![allow(missing_docs)] // criterion_group! generates undocumented items.
 
 use criterion::{Criterion, criterion_group, criterion_main};
-use phimon_detector::{DetectorConfig, PeerDetector, Registry, Timestamp};
+use phimon_detector::{DetectorConfig, Distribution, PeerDetector, Registry, Timestamp};
 use std::hint::black_box;
 
 fn record_and_phi(c: &mut Criterion) {
-    let cfg = DetectorConfig::default();
+    for distribution in Distribution::ALL {
+        record_and_phi_with(c, *distribution);
+    }
+}
+
+fn record_and_phi_with(c: &mut Criterion, distribution: Distribution) {
+    let cfg = DetectorConfig {
+        distribution,
+        ..DetectorConfig::default()
+    };
     let mut d = PeerDetector::new(&cfg);
     let mut t = 0u64;
     // Fill the window so eviction is on the measured path.
@@ -18,7 +27,8 @@ fn record_and_phi(c: &mut Criterion) {
         d.record(Timestamp::from_micros(t));
     }
     let mut i = 0u64;
-    c.bench_function("record+phi (one peer, window 1000)", |b| {
+    let name = format!("record+phi (one peer, window 1000, {distribution})");
+    c.bench_function(&name, |b| {
         b.iter(|| {
             i += 1;
             t += 1_000_000 + (i * 7919 % 50_000);

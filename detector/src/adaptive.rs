@@ -34,7 +34,7 @@
 //! finite, continuous and non-decreasing for as long as the peer is
 //! silent.
 
-use crate::tail::ln_normal_sf;
+use crate::tail::{ln_normal_sf, normal_sf};
 use std::f64::consts::LN_10;
 
 /// Intervals the location is the median of (odd).
@@ -70,8 +70,7 @@ pub(crate) struct Adaptive {
     /// Derived, refreshed on every record.
     mu: f64,
     sigma: f64,
-    ln_q: f64,
-    ln_1mq: f64,
+    q: f64,
     kappa_mu: f64,
 }
 
@@ -91,8 +90,7 @@ impl Adaptive {
             min_std: min_std.max(1.0),
             mu: 0.0,
             sigma: 0.0,
-            ln_q: 0.0,
-            ln_1mq: 0.0,
+            q: 0.0,
             kappa_mu: 0.0,
         };
         a.refresh();
@@ -129,7 +127,12 @@ impl Adaptive {
         } else {
             // A running mean over about 32 on-time intervals.
             let dev = (x - self.mu).abs();
-            self.mad += (dev - self.mad) / 32.0_f64.min(self.n);
+            let rate = if self.n >= 32.0 {
+                1.0 / 32.0
+            } else {
+                1.0 / self.n
+            };
+            self.mad += (dev - self.mad) * rate;
         }
         self.insert(v);
         self.refresh();
@@ -167,53 +170,73 @@ impl Adaptive {
 
     fn refresh(&mut self) {
         let len = usize::from(self.len);
-        // Median of the held intervals and RECENT - len copies of the prior.
-        let missing = RECENT - len;
-        let below = self.sorted[..len]
-            .iter()
-            .filter(|&&s| f64::from(s) < self.prior_mu)
-            .count();
         let mid = RECENT / 2;
-        self.mu = if mid < below {
-            f64::from(self.sorted[mid])
-        } else if mid < below + missing {
-            self.prior_mu
+        if len == RECENT {
+            self.mu = f64::from(self.sorted[mid]).max(1.0);
         } else {
-            f64::from(self.sorted[mid - missing])
+            self.mu = self.cold_median(len);
         }
-        .max(1.0);
         // Until on-time intervals say otherwise, the jitter is the prior's
         // (Akka's first-heartbeat spread, a quarter of the interval).
         let w = (self.n / 8.0).min(1.0);
         let mad = w * 1.25 * self.mad + (1.0 - w) * 0.25 * self.prior_mu;
         self.sigma = mad.max(self.min_std.min(self.mu / 8.0)).max(1.0);
         let q = (self.late + PRIOR_LATE) / (self.n + PRIOR_SAMPLES);
-        let q = q.clamp(1e-12, 0.5);
-        self.ln_q = q.ln();
-        self.ln_1mq = (-q).ln_1p();
+        self.q = q.clamp(1e-12, 0.5);
         self.kappa_mu = (TAIL_SCALE * self.mu).max(1.0);
+    }
+
+    /// Median of the `len` held intervals and `RECENT - len` copies of the
+    /// prior interval: a young peer's location moves from the prior to its
+    /// own rhythm one interval at a time.
+    fn cold_median(&self, len: usize) -> f64 {
+        let missing = RECENT - len;
+        let below = self.sorted[..len]
+            .iter()
+            .filter(|&&s| f64::from(s) < self.prior_mu)
+            .count();
+        let mid = RECENT / 2;
+        if mid < below {
+            f64::from(self.sorted[mid])
+        } else if mid < below + missing {
+            self.prior_mu
+        } else {
+            f64::from(self.sorted[mid - missing])
+        }
+        .max(1.0)
     }
 
     /// phi after `elapsed` microseconds of silence (beyond the acceptable
     /// pause).
     pub(crate) fn phi(&self, elapsed: f64) -> f64 {
         let over = elapsed - self.mu;
-        let ln_tail = self.ln_q - over.max(0.0) / self.kappa_mu;
+        let decay = over.max(0.0) / self.kappa_mu;
         let y = over / self.sigma;
-        // Far beyond the jitter band the body is negligible next to the
-        // tail (ln Q(y) < -y^2/2 - ln y); skip the erfc.
-        let ln_body = if y > 8.0 && -0.5 * y * y < ln_tail - 40.0 {
-            f64::NEG_INFINITY
+        let p_later = if decay < 600.0 {
+            // Linear space while everything is representable: the tail
+            // term alone is >= 1e-12 * e^-600, far above underflow.
+            let body = if y < 38.0 {
+                (1.0 - self.q) * normal_sf(y)
+            } else {
+                0.0
+            };
+            body + self.q * (-decay).exp()
         } else {
-            self.ln_1mq + ln_normal_sf(y)
+            0.0
         };
-        let (hi, lo) = if ln_body > ln_tail {
-            (ln_body, ln_tail)
+        let phi = if p_later > 0.0 {
+            -p_later.ln() * std::f64::consts::LOG10_E
         } else {
-            (ln_tail, ln_body)
+            // Hours of silence: log space, so phi keeps growing, finite.
+            let ln_tail = self.q.ln() - decay;
+            let ln_body = (-self.q).ln_1p() + ln_normal_sf(y);
+            let (hi, lo) = if ln_body > ln_tail {
+                (ln_body, ln_tail)
+            } else {
+                (ln_tail, ln_body)
+            };
+            -(hi + (lo - hi).exp().ln_1p()) / LN_10
         };
-        let ln_p = hi + (lo - hi).exp().ln_1p();
-        let phi = -ln_p / LN_10;
         if phi > 0.0 { phi } else { 0.0 }
     }
 }

@@ -216,11 +216,15 @@ impl PeerDetector {
                 } else {
                     let interval = at.micros_since(last);
                     self.window.push(interval);
-                    self.refresh_estimate();
-                    if self.distribution == Distribution::Adaptive
-                        && !self.adaptive.is_burst(interval)
-                    {
-                        self.adaptive.push(interval);
+                    if self.distribution == Distribution::Adaptive {
+                        // The window's estimate is only read for reports
+                        // (`estimate()` computes it then), so the hot path
+                        // skips it.
+                        if !self.adaptive.is_burst(interval) {
+                            self.adaptive.push(interval);
+                        }
+                    } else {
+                        self.refresh_estimate();
                     }
                 }
                 self.last = Some(at.max(last));
@@ -288,10 +292,21 @@ impl PeerDetector {
 
     /// Mean and standard deviation phi is computed against.
     pub fn estimate(&self) -> Estimate {
+        if self.distribution == Distribution::Adaptive {
+            return self.window_estimate().0;
+        }
         self.estimate
     }
 
     fn refresh_estimate(&mut self) {
+        let (estimate, raw_mean) = self.window_estimate();
+        self.estimate = estimate;
+        self.raw_mean_micros = raw_mean;
+    }
+
+    /// The window's estimate (with the cold-start prior, floor and pause)
+    /// and its raw mean.
+    fn window_estimate(&self) -> (Estimate, f64) {
         let n = self.window.len() as f64;
         let (mean, var) = self.window.mean_var().unwrap_or((0.0, 0.0));
         let (mean, var) = if (self.window.len() as u32) < COLD_START_SAMPLES {
@@ -307,11 +322,13 @@ impl PeerDetector {
         } else {
             (mean, var)
         };
-        self.raw_mean_micros = mean;
-        self.estimate = Estimate {
-            mean_micros: mean + self.pause_micros,
-            std_dev_micros: var.sqrt().max(self.min_std_micros),
-        };
+        (
+            Estimate {
+                mean_micros: mean + self.pause_micros,
+                std_dev_micros: var.sqrt().max(self.min_std_micros),
+            },
+            mean,
+        )
     }
 }
 

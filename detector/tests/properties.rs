@@ -1,0 +1,189 @@
+//! Properties every model must keep, phimon's and the baselines': any
+//! interval sequence (zeros, duplicates, huge gaps, observer stalls) is
+//! accepted without panic, and between two heartbeats phi is never NaN,
+//! never negative, finite (only Akka's baseline may be +inf) and
+//! non-decreasing in time.
+
+#![allow(clippy::unwrap_used)] // Test code: a panic is a failed test.
+
+use phimon_detector::baseline::{
+    AkkaConfig, AkkaPhi, CassandraConfig, CassandraPhi, ChitchatConfig, ChitchatPhi,
+};
+use phimon_detector::{AccrualDetector, DetectorConfig, Distribution, PeerDetector, Timestamp};
+use proptest::prelude::*;
+use std::time::Duration;
+
+/// Intervals in microseconds: mostly around a second, with zeros, bursts,
+/// duplicates and gaps up to months.
+fn intervals() -> impl Strategy<Value = Vec<u64>> {
+    prop::collection::vec(
+        prop_oneof![
+            4 => 900_000u64..1_100_000,
+            1 => Just(0u64),
+            1 => 0u64..1_000,
+            1 => 1_000_000u64..30_000_000,
+            1 => 0u64..(200 * 86_400 * 1_000_000),
+        ],
+        0..300,
+    )
+}
+
+/// Silences at which phi is read after the last heartbeat, ascending.
+fn probes() -> impl Strategy<Value = Vec<u64>> {
+    prop::collection::vec(0u64..(10 * 86_400 * 1_000_000), 1..40).prop_map(|mut v| {
+        v.sort_unstable();
+        v
+    })
+}
+
+/// Records `ivs` (after `prepare` had its say at each step) and checks phi
+/// between every two heartbeats.
+fn check<D: AccrualDetector>(
+    mut d: D,
+    ivs: &[u64],
+    probes: &[u64],
+    infinite_ok: bool,
+    mut prepare: impl FnMut(&mut D, usize, u64),
+) -> Result<(), TestCaseError> {
+    let mut t = 1_000u64;
+    d.record(Timestamp::from_micros(t));
+    for (i, &iv) in ivs.iter().enumerate() {
+        let next = t.saturating_add(iv);
+        prepare(&mut d, i, t.saturating_add(iv / 2));
+        t = next;
+        d.record(Timestamp::from_micros(t));
+        let last = d.last_arrival().unwrap().as_micros();
+        let mut prev = 0.0f64;
+        for &p in probes {
+            let phi = d.phi(Timestamp::from_micros(last.saturating_add(p)));
+            prop_assert!(!phi.is_nan(), "NaN at +{p} us after interval {i}");
+            prop_assert!(phi >= 0.0, "phi {phi} < 0 at +{p}");
+            prop_assert!(
+                phi.is_finite() || (infinite_ok && phi == f64::INFINITY),
+                "phi {phi} not finite at +{p}"
+            );
+            prop_assert!(phi >= prev, "phi fell from {prev} to {phi} at +{p} us");
+            prev = phi;
+        }
+    }
+    Ok(())
+}
+
+fn config() -> impl Strategy<Value = DetectorConfig> {
+    (
+        prop::sample::select(Distribution::ALL.to_vec()),
+        prop_oneof![Just(1usize), 2usize..20, Just(1000usize)],
+        0u64..500_000,
+        prop_oneof![Just(0u64), 0u64..5_000_000],
+        prop_oneof![Just(1u64), 1u64..5_000_000],
+    )
+        .prop_map(
+            |(distribution, window, min_std, pause, prior)| DetectorConfig {
+                window,
+                min_std_dev: Duration::from_micros(min_std),
+                acceptable_pause: Duration::from_micros(pause),
+                distribution,
+                first_heartbeat_estimate: Duration::from_micros(prior),
+            },
+        )
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(300))]
+
+    #[test]
+    fn phimon_models(cfg in config(), ivs in intervals(), probes in probes(), stall in 0usize..7) {
+        // Observer stalls in the middle must not break anything either.
+        check(PeerDetector::new(&cfg), &ivs, &probes, false, |d, i, mid| {
+            if stall > 0 && i % stall == 0 {
+                d.observer_resumed(Timestamp::from_micros(mid));
+            }
+        })?;
+    }
+
+    #[test]
+    fn akka_baseline(pause in prop::bool::ANY,
+                     threshold in prop_oneof![Just(f64::INFINITY), 0.1f64..50.0],
+                     ivs in intervals(), probes in probes()) {
+        let d = AkkaPhi::new(AkkaConfig {
+            threshold,
+            acceptable_heartbeat_pause: if pause { Duration::from_secs(3) } else { Duration::ZERO },
+            ..AkkaConfig::default()
+        });
+        check(d, &ivs, &probes, true, |_, _, _| {})?;
+    }
+
+    #[test]
+    fn cassandra_baseline(interval in 1u64..5_000_000, ivs in intervals(), probes in probes()) {
+        let d = CassandraPhi::new(CassandraConfig::for_interval(Duration::from_micros(interval)));
+        check(d, &ivs, &probes, false, |_, _, _| {})?;
+    }
+
+    #[test]
+    fn chitchat_baseline(threshold in prop_oneof![Just(f64::INFINITY), 0.1f64..50.0],
+                         ivs in intervals(), probes in probes()) {
+        let d = ChitchatPhi::new(ChitchatConfig { threshold, ..ChitchatConfig::default() });
+        check(d, &ivs, &probes, false, |_, _, _| {})?;
+    }
+}
+
+fn feed(d: &mut PeerDetector, t: &mut u64, step: u64, n: usize) {
+    for _ in 0..n {
+        *t += step;
+        d.record(Timestamp::from_micros(*t));
+    }
+}
+
+#[test]
+fn adaptive_follows_an_interval_change_within_a_few_heartbeats() {
+    let mut adaptive = PeerDetector::new(&DetectorConfig::default());
+    let mut exponential = PeerDetector::new(&DetectorConfig {
+        distribution: Distribution::Exponential,
+        ..DetectorConfig::default()
+    });
+    for d in [&mut adaptive, &mut exponential] {
+        let mut t = 0;
+        feed(d, &mut t, 2_000_000, 500);
+        feed(d, &mut t, 500_000, 8);
+    }
+    let at = |d: &PeerDetector| {
+        let last = d.last_arrival().unwrap();
+        d.phi(last + Duration::from_secs(3))
+    };
+    // 3 s of silence is 6 intervals of the new rhythm: suspicious already,
+    // where a 1000-interval mean (still ~2 s) barely reacts.
+    let (a, e) = (at(&adaptive), at(&exponential));
+    assert!(a > 3.0 * e && a > 3.0, "adaptive {a}, exponential {e}");
+}
+
+#[test]
+fn adaptive_folds_the_burst_after_a_pause() {
+    let mut d = PeerDetector::new(&DetectorConfig::default());
+    let mut t = 0;
+    feed(&mut d, &mut t, 1_000_000, 100);
+    let before = d.phi(Timestamp::from_micros(t + 3_000_000));
+    // A 4 s pause, then four queued heartbeats 50 us apart.
+    feed(&mut d, &mut t, 4_000_000, 1);
+    feed(&mut d, &mut t, 50, 3);
+    let after = d.phi(Timestamp::from_micros(t + 3_000_000));
+    // The burst did not make the detector believe heartbeats now come
+    // every few microseconds (which would make 3 s of silence enormously
+    // suspicious); one late heartbeat made it only a little more tolerant.
+    assert!(
+        after <= before && after > 0.5 * before,
+        "before {before}, after {after}"
+    );
+}
+
+#[test]
+fn adaptive_is_the_default_and_named() {
+    assert_eq!(
+        DetectorConfig::default().distribution,
+        Distribution::Adaptive
+    );
+    assert_eq!(
+        "adaptive".parse::<Distribution>(),
+        Ok(Distribution::Adaptive)
+    );
+    assert_eq!(Distribution::Adaptive.as_str(), "adaptive");
+}
