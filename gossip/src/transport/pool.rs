@@ -381,9 +381,19 @@ async fn connect(inner: &Arc<Inner>, addr: &str) -> Result<Established, String> 
                     Ok(id) => {
                         let open = inner.stats.connection_opened();
                         let watched = conn.clone();
+                        let stats = inner.stats.clone();
+                        let (peer, node) = (addr.to_owned(), id.node_id.clone());
                         inner.runtime.spawn(async move {
                             let _open = open;
-                            watched.closed().await;
+                            let reason = watched.closed().await;
+                            // In TLS 1.3 the server judges our certificate
+                            // after our side of the handshake completed, so
+                            // its refusal arrives as the close reason of a
+                            // connection that seemed established.
+                            if classify(&reason) == Refusal::Theirs {
+                                stats.handshake_failure();
+                                tracing::warn!(%peer, %node, error = %reason, "peer refused our certificate");
+                            }
                         });
                         tracing::debug!(peer = %addr, %target, node = %id.node_id, "connected");
                         Ok(Established {
