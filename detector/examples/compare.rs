@@ -27,7 +27,12 @@ fn main() {
         for (i, t) in c.traces.iter().enumerate() {
             print!("{t:<24}");
             for x in &c.contenders {
-                let d = x.zero_mistakes.traces.get(i).and_then(|o| o.detection_ms);
+                let b = if std::env::var_os("HOURLY").is_some() {
+                    &x.hourly
+                } else {
+                    &x.zero_mistakes
+                };
+                let d = b.traces.get(i).and_then(|o| o.detection_ms);
                 print!(" {:>10}", d.map_or("-".into(), |d| format!("{d:.0}")));
             }
             println!();

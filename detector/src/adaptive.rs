@@ -1,7 +1,7 @@
 //! The `adaptive` model: a robust, fast-adapting location, a normal body
 //! for jitter and a learned exponential tail for late heartbeats.
 //!
-//! P_later(t) = (1 - q) · Q((t - mu) / sigma) + q · exp(-(t - mu)+ / (kappa · mu))
+//! P_later(t) = (1 - q) · Q((t - mu) / sigma) + q · exp(-(t - mu)+ / s)
 //!
 //! - **Bursts are one event.** A heartbeat that arrives within a quarter of
 //!   the expected interval after the previous one is folded into it: after
@@ -23,14 +23,17 @@
 //!   tail and a young peer is judged with caution. A peer that often
 //!   loses or delays heartbeats gets a heavier tail (lower phi for the
 //!   same silence); a clean one a lighter tail.
-//! - **kappa** = [`TAIL_SCALE`]: the tail falls by a factor e per half
-//!   interval. It is deliberately not learned: a tail fitted to a peer's
-//!   own worst gaps makes a noisy peer's phi so flat that one fleet-wide
-//!   threshold detects its crash very late (measured: mean detection at
-//!   zero mistakes 15 s instead of 9 s on the corpus).
+//! - **s**, the tail's scale, is [`TAIL_SCALE`] times the smaller of mu
+//!   and the mean of the whole window: the tail falls by a factor e per
+//!   half interval, and after the heartbeat slows down it keeps the
+//!   link's long-run steepness until the window has seen the new rhythm.
+//!   Its steepness is deliberately not fitted to the peer's own gaps: a
+//!   tail fitted to a noisy peer's worst gaps makes its phi so flat that
+//!   one fleet-wide threshold detects its crash very late (measured: mean
+//!   detection at zero mistakes 15 s instead of 9 s on the corpus).
 //!
 //! phi grows like the normal tail through the jitter band, then linearly
-//! (one decade of improbability per `kappa · mu · ln 10` of silence):
+//! (one decade of improbability per `s · ln 10` of silence):
 //! finite, continuous and non-decreasing for as long as the peer is
 //! silent.
 
@@ -41,8 +44,9 @@ use std::f64::consts::LN_10;
 pub const RECENT: usize = 9;
 /// Prior late intervals.
 pub const PRIOR_LATE: f64 = 0.5;
-/// Prior intervals (late or not) the late fraction is smoothed with.
-pub const PRIOR_SAMPLES: f64 = 20.0;
+/// Prior intervals (late or not) the late fraction is smoothed with: a
+/// new peer starts at q = 0.5 %, about one late heartbeat in 200.
+pub const PRIOR_SAMPLES: f64 = 100.0;
 /// Scale of the exponential tail, in units of mu.
 pub const TAIL_SCALE: f64 = 0.5;
 
@@ -72,6 +76,8 @@ pub(crate) struct Adaptive {
     sigma: f64,
     q: f64,
     kappa_mu: f64,
+    /// Mean of the peer's long interval window, microseconds.
+    long_mean: f64,
 }
 
 impl Adaptive {
@@ -92,6 +98,7 @@ impl Adaptive {
             sigma: 0.0,
             q: 0.0,
             kappa_mu: 0.0,
+            long_mean: f64::INFINITY,
         };
         a.refresh();
         a
@@ -113,8 +120,10 @@ impl Adaptive {
         self.after_late && (micros as f64) < 0.25 * self.mu
     }
 
-    /// Learns one (folded) interval.
-    pub(crate) fn push(&mut self, micros: u64) {
+    /// Learns (folded) interval; `long_mean` is the mean of the
+    /// peer's whole interval window, microseconds.
+    pub(crate) fn push(&mut self, micros: u64, long_mean: f64) {
+        self.long_mean = long_mean.max(1.0);
         let v = micros.min(u64::from(u32::MAX)) as u32;
         let x = f64::from(v);
         // Classify against the estimate before this interval.
@@ -183,7 +192,12 @@ impl Adaptive {
         self.sigma = mad.max(self.min_std.min(self.mu / 8.0)).max(1.0);
         let q = (self.late + PRIOR_LATE) / (self.n + PRIOR_SAMPLES);
         self.q = q.clamp(1e-12, 0.5);
-        self.kappa_mu = (TAIL_SCALE * self.mu).max(1.0);
+        // The tail's steepness follows the smaller of the current and the
+        // long-run interval: after the heartbeat slows down, the location
+        // (and so the jitter band) moves at once, but phi beyond it keeps
+        // the link's long-run steepness until the window has seen the new
+        // rhythm for a while, instead of turning lazy at once.
+        self.kappa_mu = (TAIL_SCALE * self.mu.min(self.long_mean)).max(1.0);
     }
 
     /// Median of the `len` held intervals and `RECENT - len` copies of the
