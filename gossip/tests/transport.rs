@@ -130,6 +130,51 @@ async fn two_nodes_exchange_messages_and_see_authenticated_ids() {
     assert_eq!(sb.connections_open, 2);
 }
 
+#[tokio::test]
+async fn a_node_that_called_us_is_answered_on_its_own_connection() {
+    let dir = pki(&["node-a", "node-b"]);
+    let (a, mut a_rx) = node(dir.path(), "node-a");
+    let (b, mut b_rx) = node(dir.path(), "node-b");
+    b.send(&a.local_addr().to_string(), None, b"syn".to_vec())
+        .unwrap();
+    let syn = recv(&mut a_rx, Duration::from_secs(5)).await;
+    assert_eq!(syn.node_id, "node-b");
+
+    // node-a does not know node-b's address: it answers by node id.
+    a.send("", Some(&syn.node_id), b"ack".to_vec()).unwrap();
+    let ack = recv(&mut b_rx, Duration::from_secs(5)).await;
+    assert_eq!(
+        (ack.node_id.as_str(), &ack.payload[..]),
+        ("node-a", &b"ack"[..])
+    );
+    assert!(a.flush(Duration::from_secs(5)).await);
+    let sa = a.stats().snapshot();
+    assert_eq!(
+        sa.connections_open, 1,
+        "no connection of its own was dialled"
+    );
+    assert_eq!(sa.handshake_failures, 0);
+
+    // A node with no connection: dropped and counted, nothing dialled.
+    a.send("", Some("node-z"), b"lost".to_vec()).unwrap();
+    eventually(Duration::from_secs(5), "drop for node-z", || {
+        a.stats().snapshot().send_dropped == 1
+    })
+    .await;
+    assert_eq!(
+        a.send("", None, b"nowhere".to_vec()),
+        Err(SendError::BadAddress {
+            addr: String::new()
+        })
+    );
+    // node-a keeps answering while node-b's connection lives.
+    a.send("", Some("node-b"), b"ack2".to_vec()).unwrap();
+    assert_eq!(
+        &recv(&mut b_rx, Duration::from_secs(5)).await.payload[..],
+        b"ack2"
+    );
+}
+
 /// Accepts any server certificate: the rogue clients below want to reach
 /// the server's check of *their* certificate.
 #[derive(Debug)]

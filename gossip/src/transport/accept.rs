@@ -71,6 +71,16 @@ async fn serve_connection(
     };
     let _open = inner.stats.connection_opened();
     tracing::debug!(%remote, node = %node_id, "accepted connection");
+    inner.register(&node_id, &conn);
+    read_streams(&inner, &conn, &node_id).await;
+    inner.unregister(&node_id, &conn);
+}
+
+/// Reads the messages a peer sends on `conn` until it closes. Runs for
+/// incoming connections and for the ones we dialled: a node may answer on
+/// whichever connection it has with us.
+pub(crate) async fn read_streams(inner: &Arc<Inner>, conn: &quinn::Connection, node_id: &Arc<str>) {
+    let remote = conn.remote_address();
     // quinn grants at most `max_incoming_streams` concurrent streams, so
     // this spawns at most that many readers per connection.
     while let Ok(stream) = conn.accept_uni().await {

@@ -24,11 +24,16 @@
 //! ```
 //!
 //! Tasks it spawns on the current tokio runtime: one accept loop, one task
-//! per incoming connection plus one per message being read, one task per
-//! peer address with outgoing traffic (it owns that address's queue,
-//! connection, and reconnect backoff, so a slow or dead peer only ever
-//! delays its own queue), and one short task per sent message that waits
-//! for the peer's acknowledgement.
+//! per connection (either direction: a peer may send on a connection we
+//! dialled) plus one per message being read, one task per peer address
+//! with outgoing traffic (it owns that address's queue, connection, and
+//! reconnect backoff, so a slow or dead peer only ever delays its own
+//! queue), and one short task per sent message that waits for the peer's
+//! acknowledgement.
+//!
+//! A core transmit maps to `send(to_addr, to_node, payload)`; an empty
+//! `to_addr` (the core does not know the address of a node that contacted
+//! us) is sent on that node's existing connection.
 //!
 //! # Why one stream per message
 //!
@@ -171,7 +176,10 @@ pub(crate) struct Inner {
     quic: Arc<quinn::TransportConfig>,
     tls: Mutex<TlsState>,
     stats: Arc<TransportStats>,
-    peers: Mutex<HashMap<String, Arc<pool::PeerSlot>>>,
+    peers: Mutex<HashMap<Target, Arc<pool::PeerSlot>>>,
+    /// The latest live connection (either direction) of each authenticated
+    /// node, for messages addressed by node id alone.
+    by_node: Mutex<HashMap<String, quinn::Connection>>,
     closing: AtomicBool,
     /// Messages accepted by `send` and not yet acknowledged or dropped.
     pending: AtomicUsize,
@@ -261,6 +269,7 @@ impl Transport {
             }),
             stats: Arc::new(TransportStats::default()),
             peers: Mutex::new(HashMap::new()),
+            by_node: Mutex::new(HashMap::new()),
             closing: AtomicBool::new(false),
             pending: AtomicUsize::new(0),
             drained: Notify::new(),
@@ -301,9 +310,15 @@ impl Transport {
     /// Queues `payload` for `to_addr` (`host:port`, IP or DNS name) and
     /// returns at once. When `expected_node` is given, the message is only
     /// delivered if the peer's certificate names that node; otherwise it is
-    /// dropped and counted as an identity mismatch. Delivery is best effort:
-    /// a message may be dropped (and counted) if the peer is unreachable or
-    /// its queue overflows.
+    /// dropped and counted as an identity mismatch.
+    ///
+    /// An empty `to_addr` with `expected_node` sends on an existing
+    /// connection of that node, in either direction: the way to answer a
+    /// node that contacted us before we learned its address. Without such a
+    /// connection the message is dropped (and counted).
+    ///
+    /// Delivery is best effort: a message may be dropped (and counted) if
+    /// the peer is unreachable or its queue overflows.
     pub fn send(
         &self,
         to_addr: &str,
@@ -321,9 +336,15 @@ impl Transport {
                 max,
             });
         }
-        check_address(to_addr)?;
+        let target = match (to_addr, expected_node) {
+            ("", Some(node)) => Target::Node(node.to_owned()),
+            _ => {
+                check_address(to_addr)?;
+                Target::Addr(to_addr.to_owned())
+            }
+        };
         self.inner
-            .enqueue(to_addr, expected_node.map(str::to_owned), payload);
+            .enqueue(target, expected_node.map(str::to_owned), payload);
         Ok(())
     }
 
@@ -397,6 +418,25 @@ impl std::fmt::Debug for Transport {
     }
 }
 
+/// Where a pool slot sends: an address it connects to itself, or a node
+/// whose existing connection it borrows.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub(crate) enum Target {
+    /// `host:port`, resolved on every connection attempt.
+    Addr(String),
+    /// A node id, reached on a connection it already has with us.
+    Node(String),
+}
+
+impl std::fmt::Display for Target {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Target::Addr(a) => f.write_str(a),
+            Target::Node(n) => write!(f, "node {n}"),
+        }
+    }
+}
+
 /// `host:port` with a non-empty host and a numeric port; the host is
 /// resolved later, on every connection attempt.
 fn check_address(addr: &str) -> Result<(), SendError> {
@@ -439,6 +479,30 @@ impl Inner {
         state.pems = pems;
         tracing::info!(node = %state.identity.node_id, "TLS certificates reloaded");
         Ok(())
+    }
+
+    /// Records `conn` as the connection to reach `node` by id.
+    fn register(&self, node: &str, conn: &quinn::Connection) {
+        lock(&self.by_node).insert(node.to_owned(), conn.clone());
+    }
+
+    /// Forgets `conn` for `node`, unless a newer connection replaced it.
+    fn unregister(&self, node: &str, conn: &quinn::Connection) {
+        let mut by_node = lock(&self.by_node);
+        if by_node
+            .get(node)
+            .is_some_and(|c| c.stable_id() == conn.stable_id())
+        {
+            by_node.remove(node);
+        }
+    }
+
+    /// A live connection of `node`, if there is one.
+    fn connection_of(&self, node: &str) -> Option<quinn::Connection> {
+        lock(&self.by_node)
+            .get(node)
+            .filter(|c| c.close_reason().is_none())
+            .cloned()
     }
 
     fn client_config(&self) -> quinn::ClientConfig {

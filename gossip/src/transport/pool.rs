@@ -12,7 +12,7 @@ use tokio::sync::Notify;
 use tokio::time::Instant;
 
 use super::quic::codes;
-use super::{Inner, Refusal, classify, identity_of, lock};
+use super::{Inner, Refusal, Target, classify, identity_of, lock};
 use crate::tls::AuthFailure;
 
 /// A message waiting for its peer.
@@ -21,9 +21,9 @@ pub(crate) struct Outgoing {
     payload: Vec<u8>,
 }
 
-/// The pool entry of one peer address.
+/// The pool entry of one peer address (or node, see [`Target`]).
 pub(crate) struct PeerSlot {
-    addr: String,
+    target: Target,
     queue: Mutex<VecDeque<Outgoing>>,
     wake: Notify,
     stop: AtomicBool,
@@ -44,18 +44,18 @@ impl PeerSlot {
 }
 
 impl Inner {
-    /// Puts a message on the queue of `addr`, creating the slot and its task
-    /// if needed (evicting the least recently used address when the pool is
-    /// full).
+    /// Puts a message on the queue of `target`, creating the slot and its
+    /// task if needed (evicting the least recently used target when the pool
+    /// is full).
     pub(crate) fn enqueue(
         self: &Arc<Self>,
-        addr: &str,
+        target: Target,
         expected: Option<String>,
         payload: Vec<u8>,
     ) {
         let now = self.now_ms();
         let mut peers = lock(&self.peers);
-        let slot = match peers.get(addr) {
+        let slot = match peers.get(&target) {
             Some(slot) => slot.clone(),
             None => {
                 if peers.len() >= self.cfg.max_peers {
@@ -64,18 +64,18 @@ impl Inner {
                         .min_by_key(|(_, s)| s.last_used.load(Ordering::Relaxed))
                         .map(|(a, _)| a.clone());
                     if let Some(old) = lru.and_then(|a| peers.remove(&a)) {
-                        tracing::debug!(peer = %old.addr, "peer pool full: evicting least recently used");
+                        tracing::debug!(peer = %old.target, "peer pool full: evicting least recently used");
                         old.stop();
                     }
                 }
                 let slot = Arc::new(PeerSlot {
-                    addr: addr.to_owned(),
+                    target: target.clone(),
                     queue: Mutex::new(VecDeque::new()),
                     wake: Notify::new(),
                     stop: AtomicBool::new(false),
                     last_used: AtomicU64::new(now),
                 });
-                peers.insert(addr.to_owned(), slot.clone());
+                peers.insert(target, slot.clone());
                 self.runtime.spawn(run_peer(self.clone(), slot.clone()));
                 slot
             }
@@ -123,8 +123,11 @@ impl Inner {
         if !lock(&slot.queue).is_empty() {
             return false;
         }
-        if peers.get(&slot.addr).is_some_and(|s| Arc::ptr_eq(s, slot)) {
-            peers.remove(&slot.addr);
+        if peers
+            .get(&slot.target)
+            .is_some_and(|s| Arc::ptr_eq(s, slot))
+        {
+            peers.remove(&slot.target);
         }
         true
     }
@@ -139,6 +142,9 @@ struct Established {
     delivered: Arc<AtomicBool>,
     /// An identity mismatch was already logged on this connection.
     mismatch_logged: bool,
+    /// We dialled it (else it is a node's connection we borrow, which we
+    /// must not close just because we have nothing more to send).
+    owned: bool,
 }
 
 /// Connection state and reconnect backoff of one peer address.
@@ -209,6 +215,11 @@ async fn run_peer(inner: Arc<Inner>, slot: Arc<PeerSlot>) {
         }
         if !link.live() {
             link.lost(&inner);
+            if let Target::Node(_) = slot.target {
+                // Borrowing costs no network round trip, and the node may
+                // connect to us at any moment: no backoff.
+                link.retry_at = None;
+            }
             if let Some(at) = link.retry_at {
                 if Instant::now() < at {
                     // Messages keep queueing (bounded) meanwhile; a wake
@@ -220,16 +231,22 @@ async fn run_peer(inner: Arc<Inner>, slot: Arc<PeerSlot>) {
                     continue;
                 }
             }
-            match connect(&inner, &slot.addr).await {
+            let attempt = match &slot.target {
+                Target::Addr(addr) => connect(&inner, addr).await,
+                Target::Node(node) => borrow(&inner, node),
+            };
+            match attempt {
                 Ok(est) => {
                     link.conn = Some(est);
                     link.retry_at = None;
                 }
                 Err(reason) => {
                     let dropped = inner.drop_queue(&slot);
-                    link.failed(&inner);
+                    if let Target::Addr(_) = slot.target {
+                        link.failed(&inner);
+                    }
                     tracing::debug!(
-                        peer = %slot.addr,
+                        peer = %slot.target,
                         %reason,
                         dropped,
                         retry_in_ms = link.retry_at.map(|t| t.saturating_duration_since(Instant::now()).as_millis()),
@@ -256,7 +273,7 @@ async fn run_peer(inner: Arc<Inner>, slot: Arc<PeerSlot>) {
                 if !est.mismatch_logged {
                     est.mismatch_logged = true;
                     tracing::warn!(
-                        peer = %slot.addr,
+                        peer = %slot.target,
                         expected = %expected,
                         actual = %est.node_id,
                         "peer at this address is another node: message dropped"
@@ -269,11 +286,11 @@ async fn run_peer(inner: Arc<Inner>, slot: Arc<PeerSlot>) {
             inner.stats.send_dropped(1);
             inner.settled(1);
             est.conn.close(codes::SEND_FAILED, b"send failed");
-            tracing::debug!(peer = %slot.addr, %reason, "send failed; reconnecting");
+            tracing::debug!(peer = %slot.target, %reason, "send failed; reconnecting");
         }
     }
     inner.drop_queue(&slot);
-    if let Some(est) = link.conn {
+    if let Some(est) = link.conn.filter(|e| e.owned) {
         est.conn.close(codes::IDLE, b"idle");
     }
 }
@@ -317,6 +334,20 @@ async fn send_one(inner: &Arc<Inner>, est: &Established, payload: Vec<u8>) -> Re
         inner2.settled(1);
     });
     Ok(())
+}
+
+/// The existing connection of `node` (it contacted us, or we it).
+fn borrow(inner: &Inner, node: &str) -> Result<Established, String> {
+    let conn = inner
+        .connection_of(node)
+        .ok_or_else(|| format!("no connection with node {node}"))?;
+    Ok(Established {
+        conn,
+        node_id: node.to_owned(),
+        delivered: Arc::new(AtomicBool::new(false)),
+        mismatch_logged: false,
+        owned: false,
+    })
 }
 
 /// Resolves `addr` afresh and connects to the first address that answers,
@@ -380,12 +411,17 @@ async fn connect(inner: &Arc<Inner>, addr: &str) -> Result<Established, String> 
                 return match identity_of(&conn, &inner.policy) {
                     Ok(id) => {
                         let open = inner.stats.connection_opened();
+                        inner.register(&id.node_id, &conn);
                         let watched = conn.clone();
+                        let inner2 = inner.clone();
                         let stats = inner.stats.clone();
                         let (peer, node) = (addr.to_owned(), id.node_id.clone());
                         inner.runtime.spawn(async move {
                             let _open = open;
+                            let node_id: Arc<str> = node.as_str().into();
+                            super::accept::read_streams(&inner2, &watched, &node_id).await;
                             let reason = watched.closed().await;
+                            inner2.unregister(&node, &watched);
                             // In TLS 1.3 the server judges our certificate
                             // after our side of the handshake completed, so
                             // its refusal arrives as the close reason of a
@@ -401,6 +437,7 @@ async fn connect(inner: &Arc<Inner>, addr: &str) -> Result<Established, String> 
                             node_id: id.node_id,
                             delivered: Arc::new(AtomicBool::new(false)),
                             mismatch_logged: false,
+                            owned: true,
                         })
                     }
                     Err(reason) => {
