@@ -9,6 +9,7 @@ mod check_config;
 mod corpus;
 mod demo;
 mod eval;
+mod run;
 mod simulate;
 
 /// A failure that is the user's to fix (bad flags, bad config, bad input
@@ -27,6 +28,9 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// Run the sidecar: gossip heartbeats, detect failures, export
+    /// metrics and page.
+    Run(run::RunArgs),
     /// Run a local cluster that shows a failure being detected and paged.
     Demo(demo::DemoArgs),
     /// Replay a heartbeat arrival trace through the detector and print the
@@ -45,6 +49,7 @@ enum Command {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
+        Command::Run(args) => run::run(args),
         Command::Demo(args) => demo::run(args),
         Command::Eval(args) => eval::run(args),
         Command::Simulate(args) => simulate::run(args),

@@ -1,0 +1,186 @@
+//! Mapping the configuration onto each crate's settings, and metrics that
+//! mirror counters kept elsewhere (transport, gossip core).
+
+use phimon_config::{Config, WebhookSection};
+use phimon_exporter::{
+    AlertConfig, ExportConfig, MemberStatus, Metrics, WebhookConfig, WebhookFormat,
+};
+use phimon_gossip::transport::{StatsSnapshot, TransportConfig};
+use phimon_gossip::{GossipConfig, GossipStats};
+use prometheus::IntGauge;
+use std::net::{IpAddr, SocketAddr, UdpSocket};
+
+/// Largest gossip message. The transport accepts a little more, so a full
+/// message always fits.
+const MAX_MESSAGE_BYTES: usize = 60 * 1024;
+
+/// The transport's settings.
+pub fn transport_config(c: &Config) -> TransportConfig {
+    TransportConfig {
+        listen: c.node.listen,
+        ca_pem_path: c.tls.ca.clone(),
+        cert_pem_path: c.tls.cert.clone(),
+        key_pem_path: c.tls.key.clone(),
+        cluster_name: c.cluster.name.clone(),
+        node_id: Some(c.node.id.clone()),
+        max_message_bytes: MAX_MESSAGE_BYTES + 4 * 1024,
+        ..TransportConfig::default()
+    }
+}
+
+/// The gossip core's settings.
+pub fn gossip_config(c: &Config) -> GossipConfig {
+    GossipConfig {
+        cluster_name: c.cluster.name.clone(),
+        interval: c.gossip.interval,
+        fanout: c.gossip.fanout,
+        dead_grace: c.gossip.dead_grace,
+        seeds: c.cluster.seeds.clone(),
+        max_message_bytes: MAX_MESSAGE_BYTES,
+        detector: c.detector.detector_config(c.gossip.interval),
+        phi_threshold: c.detector.threshold,
+        ..GossipConfig::default()
+    }
+}
+
+/// The alert engine's settings.
+pub fn alert_config(c: &Config) -> AlertConfig {
+    AlertConfig {
+        cluster: c.cluster.name.clone(),
+        threshold: c.detector.threshold,
+        resolve_threshold: c.alert.resolve_threshold,
+        for_: c.alert.for_,
+        ..AlertConfig::default()
+    }
+}
+
+/// The per-peer series settings.
+pub fn export_config(c: &Config) -> ExportConfig {
+    ExportConfig {
+        export_all_peers: c.http.export_all_peers,
+        observers: alert_config(c).observers,
+    }
+}
+
+/// One webhook's settings.
+pub fn webhook_config(w: &WebhookSection) -> WebhookConfig {
+    WebhookConfig {
+        name: w.name.clone(),
+        url: w.url.clone(),
+        format: match w.format {
+            phimon_config::WebhookFormat::Generic => WebhookFormat::Generic,
+            phimon_config::WebhookFormat::Alertmanager => WebhookFormat::Alertmanager,
+            phimon_config::WebhookFormat::Pagerduty => WebhookFormat::Pagerduty,
+            phimon_config::WebhookFormat::Slack => WebhookFormat::Slack,
+        },
+        secret_file: w.secret_file.clone(),
+        secret_env: w.secret_env.clone(),
+        timeout: w.timeout,
+    }
+}
+
+/// The membership status the exporter shows for the core's judgement.
+pub fn member_status(s: phimon_gossip::MemberStatus) -> MemberStatus {
+    use phimon_gossip::MemberStatus as G;
+    match s {
+        G::Dead => MemberStatus::Dead,
+        G::Leaving => MemberStatus::Leaving,
+        G::Left => MemberStatus::Left,
+        _ => MemberStatus::Alive,
+    }
+}
+
+/// The address peers should dial: `advertise`, else the listen address,
+/// with a wildcard IP replaced by the address of the interface that routes
+/// to the first seed (a connected UDP socket sends nothing).
+pub fn self_address(c: &Config, bound: SocketAddr) -> String {
+    if let Some(a) = &c.node.advertise {
+        return a.clone();
+    }
+    if !bound.ip().is_unspecified() {
+        return bound.to_string();
+    }
+    let routed = c.cluster.seeds.iter().find_map(|seed| {
+        let target = std::net::ToSocketAddrs::to_socket_addrs(seed.as_str())
+            .ok()?
+            .next()?;
+        let bind: SocketAddr = if target.is_ipv4() {
+            SocketAddr::from(([0, 0, 0, 0], 0))
+        } else {
+            SocketAddr::from(([0u16; 8], 0))
+        };
+        let s = UdpSocket::bind(bind).ok()?;
+        s.connect(target).ok()?;
+        Some(s.local_addr().ok()?.ip())
+    });
+    let ip = routed.unwrap_or_else(|| {
+        tracing::warn!(
+            "node.listen is a wildcard and no seed is reachable to learn the local address: \
+             advertising 127.0.0.1; set node.advertise"
+        );
+        IpAddr::from([127, 0, 0, 1])
+    });
+    SocketAddr::new(ip, bound.port()).to_string()
+}
+
+/// `phimon_data_dir_writable`: 0 when the generation file or the outbox
+/// cannot be written (disk full, read-only, wrong owner).
+pub fn register_data_dir_gauge(metrics: &Metrics, ok: bool) -> anyhow::Result<IntGauge> {
+    let g = IntGauge::new(
+        "phimon_data_dir_writable",
+        "1 when node.data_dir accepts the generation counter and the alert outbox, 0 when it does not.",
+    )?;
+    metrics.registry().register(Box::new(g.clone()))?;
+    g.set(i64::from(ok));
+    Ok(g)
+}
+
+/// Mirrors the transport's counters into the Prometheus metrics: counters
+/// only grow, so each update adds what grew since the last.
+#[derive(Default)]
+pub struct TransportCounters {
+    last: Option<StatsSnapshot>,
+}
+
+impl TransportCounters {
+    /// Publishes the growth since the last call.
+    pub fn update(&mut self, m: &Metrics, now: &StatsSnapshot) {
+        let prev = self.last.clone().unwrap_or_default();
+        let d = |a: u64, b: u64| a.saturating_sub(b);
+        m.gossip_messages
+            .with_label_values(&["sent"])
+            .inc_by(d(now.messages_out, prev.messages_out));
+        m.gossip_messages
+            .with_label_values(&["received"])
+            .inc_by(d(now.messages_in, prev.messages_in));
+        m.gossip_bytes
+            .with_label_values(&["sent"])
+            .inc_by(d(now.bytes_out, prev.bytes_out));
+        m.gossip_bytes
+            .with_label_values(&["received"])
+            .inc_by(d(now.bytes_in, prev.bytes_in));
+        m.auth_failures
+            .inc_by(d(now.auth_failures, prev.auth_failures));
+        m.decode_errors
+            .inc_by(d(now.frame_too_large, prev.frame_too_large));
+        m.connections_open
+            .set(i64::try_from(now.connections_open).unwrap_or(i64::MAX));
+        self.last = Some(now.clone());
+    }
+}
+
+/// Logs what the gossip core dropped on its own (junk from members).
+#[derive(Default)]
+pub struct GossipCounters {
+    last: GossipStats,
+}
+
+impl GossipCounters {
+    /// Logs the growth since the last call.
+    pub fn update(&mut self, _m: &Metrics, now: &GossipStats) {
+        if *now != self.last {
+            tracing::debug!("gossip core: {now:?}");
+            self.last = now.clone();
+        }
+    }
+}
