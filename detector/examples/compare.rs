@@ -1,6 +1,9 @@
 //! Compares phimon's detector with the baselines on the generated corpus
 //! and held-out set without building the `phimon` binary:
 //! `cargo run -p phimon-detector --release --features corpus --example compare`.
+//! Per-trace columns are at zero mistakes, or at the hourly budget with
+//! `HOURLY=1`; `PEAKS=1` adds the highest phi of a live sender per trace
+//! for phimon's default model (the trace that sets its threshold).
 
 use phimon_detector::DetectorConfig;
 use phimon_detector::compare::{compare, default_contenders};

@@ -224,8 +224,14 @@ impl Adaptive {
     /// pause).
     pub(crate) fn phi(&self, elapsed: f64) -> f64 {
         let over = elapsed - self.mu;
-        let decay = over.max(0.0) / self.kappa_mu;
         let y = over / self.sigma;
+        if y < -8.3 {
+            // Well inside the interval (where most peers are at any
+            // instant): Q(y) = 1 to 1e-16 and the tail is q, so
+            // P_later = 1 and phi = 0, without an exp.
+            return 0.0;
+        }
+        let decay = over.max(0.0) / self.kappa_mu;
         let p_later = if decay < 600.0 {
             // Linear space while everything is representable: the tail
             // term alone is >= 1e-12 * e^-600, far above underflow.

@@ -5,8 +5,10 @@
 //! silent for `t` is still alive, given the recent rhythm of its heartbeats.
 //!
 //! - [`PeerDetector`]: one peer's window of inter-arrival intervals
-//!   ([`IntervalWindow`], exact integer running sums) and its phi. O(1),
-//!   allocation-free `record` and `phi`.
+//!   ([`IntervalWindow`], exact integer running sums) and its phi under the
+//!   configured [`Distribution`]: `adaptive` (the default: robust
+//!   location, bursts folded, learned tail), `normal` or `exponential`.
+//!   O(1), allocation-free `record` and `phi`.
 //! - [`Registry`]: the detectors of every peer, keyed by node id, reset
 //!   when a peer's generation changes.
 //! - [`tail`]: the normal upper tail in log space, accurate and finite for
@@ -42,8 +44,9 @@ pub use registry::{Observation, PeerState, Registry};
 pub use time::Timestamp;
 
 /// A heartbeat-driven suspicion model: what `phimon eval` replays traces
-/// through. phimon's [`PeerDetector`] implements it; so do the baseline
-/// models used for comparison.
+/// through. phimon's [`PeerDetector`] implements it; so do the
+/// [`baseline`] models used for comparison (Akka's may return `+inf`,
+/// as Akka does; every other model's phi is finite).
 pub trait AccrualDetector {
     /// Records a heartbeat received at `at`.
     fn record(&mut self, at: Timestamp);
