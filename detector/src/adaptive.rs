@@ -76,6 +76,9 @@ pub(crate) struct Adaptive {
     sigma: f64,
     q: f64,
     kappa_mu: f64,
+    /// 1 / sigma and 1 / kappa_mu: phi multiplies instead of dividing.
+    inv_sigma: f64,
+    inv_scale: f64,
     /// Mean of the peer's long interval window, microseconds.
     long_mean: f64,
 }
@@ -98,6 +101,8 @@ impl Adaptive {
             sigma: 0.0,
             q: 0.0,
             kappa_mu: 0.0,
+            inv_sigma: 0.0,
+            inv_scale: 0.0,
             long_mean: f64::INFINITY,
         };
         a.refresh();
@@ -198,6 +203,8 @@ impl Adaptive {
         // the link's long-run steepness until the window has seen the new
         // rhythm for a while, instead of turning lazy at once.
         self.kappa_mu = (TAIL_SCALE * self.mu.min(self.long_mean)).max(1.0);
+        self.inv_sigma = 1.0 / self.sigma;
+        self.inv_scale = 1.0 / self.kappa_mu;
     }
 
     /// Median of the `len` held intervals and `RECENT - len` copies of the
@@ -224,14 +231,14 @@ impl Adaptive {
     /// pause).
     pub(crate) fn phi(&self, elapsed: f64) -> f64 {
         let over = elapsed - self.mu;
-        let y = over / self.sigma;
+        let y = over * self.inv_sigma;
         if y < -8.3 {
             // Well inside the interval (where most peers are at any
             // instant): Q(y) = 1 to 1e-16 and the tail is q, so
             // P_later = 1 and phi = 0, without an exp.
             return 0.0;
         }
-        let decay = over.max(0.0) / self.kappa_mu;
+        let decay = over.max(0.0) * self.inv_scale;
         let p_later = if decay < 600.0 {
             // Linear space while everything is representable: the tail
             // term alone is >= 1e-12 * e^-600, far above underflow.
