@@ -9,7 +9,7 @@ use crate::{GossipConfig, GossipError, NodeId};
 use phimon_detector::{PeerDetector, Timestamp};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::Arc;
 
 /// Largest generation step accepted from gossip about a node: 2^32, more
@@ -216,6 +216,11 @@ pub struct Gossip {
     events: VecDeque<Event>,
     stats: GossipStats,
     seeds: Vec<Arc<str>>,
+    /// Nodes forgotten within the last `dead_grace` (at most `max_nodes`),
+    /// with the last state known of them: copies still circulating on
+    /// other nodes cannot bring them back, only news (a newer heartbeat or
+    /// generation) can.
+    forgotten: HashMap<NodeId, (u64, u64, Timestamp)>,
     /// Encoded size of an empty message from this node.
     empty_size: usize,
 }
@@ -267,6 +272,7 @@ impl Gossip {
             status: Status::Alive,
             dead: false,
             since: now,
+            heard: now,
             detector: None,
             meta: Meta::new(Arc::from(self_address), BTreeMap::new()),
         };
@@ -284,6 +290,7 @@ impl Gossip {
             events: VecDeque::new(),
             stats: GossipStats::default(),
             seeds,
+            forgotten: HashMap::new(),
             empty_size,
         }
     }
@@ -554,6 +561,13 @@ impl Gossip {
         self.find(self.self_id.as_str()).unwrap_or(0)
     }
 
+    /// True for a node only heard of, never seen alive here: it is not
+    /// relayed, so an invented id travels one hop at most (unless its
+    /// inventor keeps advancing its heartbeat).
+    fn is_hearsay(&self, e: &Entry) -> bool {
+        e.status == Status::Alive && e.detector.is_none() && e.id != self.self_id
+    }
+
     fn advance_self(&mut self) {
         let round = self.round;
         let idx = self.self_idx();
@@ -579,20 +593,20 @@ impl Gossip {
     fn judge(&mut self, now: Timestamp) {
         let threshold = self.config.phi_threshold;
         let grace = micros(self.config.dead_grace);
+        // A peer heard from within the last half interval is not
+        // evaluated: its silence is shorter than any heartbeat interval
+        // it can have (it advances its counter once per interval), where
+        // phi stays far below any usable threshold. Most peers are in this
+        // case, and phi is the costliest part of a round.
+        let fresh = micros(self.config.interval) / 2;
         for e in &mut self.members {
+            if !e.dead && now.micros_since(e.heard) < fresh {
+                continue;
+            }
             let Some(d) = e.detector.as_ref() else {
                 continue;
             };
-            let Some(last) = d.last_arrival() else {
-                continue;
-            };
             if !e.dead {
-                // Below the expected interval phi is under 0.44 for every
-                // distribution, so the tail need not be evaluated: most
-                // peers were heard from within the last interval.
-                if (now.micros_since(last) as f64) < d.estimate().mean_micros {
-                    continue;
-                }
                 if d.phi(now) >= threshold {
                     e.dead = true;
                     e.since = now;
@@ -612,21 +626,47 @@ impl Gossip {
                 });
             }
         }
+        self.forgotten
+            .retain(|_, (_, _, at)| now.micros_since(*at) < grace);
         let self_id = &self.self_id;
         let events = &mut self.events;
+        let mut gone = Vec::new();
         self.members.retain(|e| {
             if e.id == *self_id || now.micros_since(e.since) < grace {
                 return true;
             }
             match e.member_status(false) {
                 MemberStatus::Alive => true,
-                MemberStatus::Joining => false,
+                MemberStatus::Joining => {
+                    gone.push((e.id.clone(), e.generation, e.heartbeat));
+                    false
+                }
                 MemberStatus::Dead | MemberStatus::Leaving | MemberStatus::Left => {
                     events.push_back(Event::NodeRemoved { node: e.id.clone() });
+                    gone.push((e.id.clone(), e.generation, e.heartbeat));
                     false
                 }
             }
         });
+        for (id, g, h) in gone {
+            self.forget(id, g, h, now);
+        }
+    }
+
+    /// Remembers a removed node's last state for `dead_grace`.
+    fn forget(&mut self, id: NodeId, generation: u64, heartbeat: u64, now: Timestamp) {
+        if self.forgotten.len() >= self.config.max_nodes {
+            // Full: drop the oldest memory (ties by id, for determinism).
+            if let Some(oldest) = self
+                .forgotten
+                .iter()
+                .min_by(|a, b| a.1.2.cmp(&b.1.2).then(a.0.cmp(b.0)))
+                .map(|(k, _)| k.clone())
+            {
+                self.forgotten.remove(&oldest);
+            }
+        }
+        self.forgotten.insert(id, (generation, heartbeat, now));
     }
 
     fn gossip_round(&mut self) {
@@ -730,6 +770,11 @@ impl Gossip {
         let mut entries = Vec::with_capacity(self.members.len() - start);
         let mut end = start;
         for e in &self.members[start..] {
+            if self.is_hearsay(e) {
+                // Not vouched for: the partner sends it if it knows more.
+                end += 1;
+                continue;
+            }
             let s = digest_entry_size(e.id.as_str().len(), e.generation, e.heartbeat, e.version);
             if used + s > budget {
                 break;
@@ -785,7 +830,9 @@ impl Gossip {
             match ord {
                 std::cmp::Ordering::Less => {
                     // The sender does not know this node.
-                    candidates.push(self.candidate(i, None));
+                    if !self.is_hearsay(&self.members[i]) {
+                        candidates.push(self.candidate(i, None));
+                    }
                     i += 1;
                 }
                 std::cmp::Ordering::Greater => {
@@ -801,7 +848,7 @@ impl Gossip {
                 std::cmp::Ordering::Equal => {
                     if let Some(e) = entries.next() {
                         let m = &self.members[i];
-                        if ahead(m, e.generation, e.heartbeat, e.version) {
+                        if ahead(m, e.generation, e.heartbeat, e.version) && !self.is_hearsay(m) {
                             candidates.push(self.candidate(i, Some(&e)));
                         }
                         if behind(m, e.generation, e.heartbeat, e.version) {
@@ -876,7 +923,7 @@ impl Gossip {
             let Some(m) = self.members.get(i).filter(|m| m.id == r.node_id) else {
                 continue;
             };
-            if ahead(m, r.generation, r.heartbeat, r.version) {
+            if ahead(m, r.generation, r.heartbeat, r.version) && !self.is_hearsay(m) {
                 candidates.push(self.candidate(i, Some(&r)));
             }
             if i == self_idx && behind(m, r.generation, r.heartbeat, r.version) {
@@ -1072,6 +1119,13 @@ impl Gossip {
 
     /// A state for an unknown node: the new entry, if acceptable.
     fn admit(&mut self, now: Timestamp, from: &NodeId, d: NodeDelta) -> Option<Entry> {
+        if let Some(&(g, h, _)) = self.forgotten.get(&d.node_id) {
+            if d.generation < g || (d.generation == g && d.heartbeat <= h) {
+                // A stale copy of a node forgotten here: no news.
+                return None;
+            }
+            self.forgotten.remove(&d.node_id);
+        }
         let own = self.members[self.self_idx()].generation;
         if !d_plausible(own, d.generation) {
             self.stats.entries_implausible += 1;
@@ -1094,6 +1148,7 @@ impl Gossip {
             status: d.status,
             dead: false,
             since: now,
+            heard: now,
             detector: None,
             meta: Meta::new(Arc::from(address), kv),
         };
@@ -1162,6 +1217,12 @@ impl Gossip {
             for (_, _, i) in evictable {
                 gone[i] = true;
             }
+            for (i, e) in self.members.iter().enumerate() {
+                if gone[i] {
+                    self.forgotten
+                        .insert(e.id.clone(), (e.generation, e.heartbeat, now));
+                }
+            }
             let mut k = 0;
             self.members.retain(|_| {
                 k += 1;
@@ -1177,7 +1238,6 @@ impl Gossip {
                 }
             }
         }
-        let _ = now;
         self.members.extend(fresh);
         // Two sorted runs: the sort merges them in linear time.
         self.members.sort_by(|a, b| a.id.cmp(&b.id));
@@ -1313,6 +1373,7 @@ fn observe(
     events: &mut VecDeque<Event>,
     announce_join: bool,
 ) {
+    e.heard = now;
     match e.detector.as_mut() {
         Some(d) => {
             d.record(now);

@@ -95,6 +95,8 @@ pub(crate) struct Entry {
     /// When the current local judgement began (first heard, joined, dead,
     /// leaving): the clock of garbage collection and eviction.
     pub(crate) since: Timestamp,
+    /// Local time of the last observed heartbeat.
+    pub(crate) heard: Timestamp,
     /// Present once a heartbeat of this generation was observed, while the
     /// node is watched (not for itself, not once it is leaving).
     pub(crate) detector: Option<Box<PeerDetector>>,

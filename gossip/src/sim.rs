@@ -283,6 +283,34 @@ impl Sim {
         std::mem::take(&mut self.events)
     }
 
+    /// Hands node `to` a message from `from` (which need not be a
+    /// simulated node: a test's forger) at the current time, as if it had
+    /// just arrived; its answers and events are collected at once.
+    pub fn inject(&mut self, to: usize, from: &NodeId, msg: Message) -> Result<(), GossipError> {
+        let now = self.now;
+        let r = match self.nodes[to].core.as_mut() {
+            Some(core) => core.handle_message_typed(now, from, msg),
+            None => return Ok(()),
+        };
+        self.drain(to);
+        r
+    }
+
+    /// Freezes node `i` until `until` (a process pause: its timers and
+    /// deliveries wait), then resumes it with
+    /// [`Gossip::observer_resumed`] before anything else.
+    pub fn pause(&mut self, i: usize, until: Timestamp) {
+        let Some(core) = self.nodes[i].core.take() else {
+            return;
+        };
+        let mut core = core;
+        self.run_until(until);
+        core.observer_resumed(until);
+        self.nodes[i].core = Some(core);
+        self.nodes[i].armed = None;
+        self.arm(i);
+    }
+
     /// Stops node `i` abruptly: its state is lost, messages to it vanish.
     pub fn crash(&mut self, i: usize) {
         self.nodes[i].core = None;
