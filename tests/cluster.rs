@@ -235,7 +235,10 @@ async fn a_stalled_observer_does_not_suspect_its_peers() {
         .into_iter()
         .filter(|p| p.event == "suspected" && p.node_id != "node-1")
         .collect();
-    assert!(wrong.is_empty(), "false pages about healthy peers: {wrong:?}");
+    assert!(
+        wrong.is_empty(),
+        "false pages about healthy peers: {wrong:?}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

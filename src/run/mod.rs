@@ -180,7 +180,12 @@ impl Sidecar {
                                 outbox.clone(),
                                 webhooks,
                                 Some(metrics.clone()),
-                                Default::default(),
+                                // A page is urgent: once the receiver is back
+                                // it must not wait minutes for the next try.
+                                phimon_exporter::Backoff {
+                                    initial: Duration::from_secs(1),
+                                    max: Duration::from_secs(30),
+                                },
                                 rand::random(),
                             )
                             .context("starting webhook delivery")?,
