@@ -593,12 +593,13 @@ impl Gossip {
     fn judge(&mut self, now: Timestamp) {
         let threshold = self.config.phi_threshold;
         let grace = micros(self.config.dead_grace);
-        // A peer heard from within the last half interval is not
-        // evaluated: its silence is shorter than any heartbeat interval
-        // it can have (it advances its counter once per interval), where
-        // phi stays far below any usable threshold. Most peers are in this
-        // case, and phi is the costliest part of a round.
-        let fresh = micros(self.config.interval) / 2;
+        // A peer heard from within the last interval is not evaluated: a
+        // node advances its counter at most once per interval, so its
+        // heartbeats arrive no faster than that on average, and a silence
+        // shorter than the mean interval keeps phi below 0.5 in every
+        // model. Most peers are in this case, and phi is the costliest
+        // part of a round. (A verdict can come at most one round late.)
+        let fresh = micros(self.config.interval);
         for e in &mut self.members {
             if !e.dead && now.micros_since(e.heard) < fresh {
                 continue;
@@ -793,7 +794,15 @@ impl Gossip {
         self.digest_cursor = to.clone();
         let digest = Digest { from, to, entries };
         // Size beyond the empty digest counted in `empty_size`.
-        let extra = digest.wire_size() - (size::array(3) + 2 * size::NIL + size::array(0));
+        let extra = opt_id_size(digest.from.as_ref()) + opt_id_size(digest.to.as_ref())
+            - 2 * size::NIL
+            + size::array(digest.entries.len())
+            - size::array(0)
+            + used;
+        debug_assert_eq!(
+            extra,
+            digest.wire_size() - (size::array(3) + 2 * size::NIL + size::array(0))
+        );
         (digest, extra)
     }
 
@@ -900,8 +909,7 @@ impl Gossip {
             to: None,
             entries: request,
         };
-        let extra =
-            digest.wire_size() - (size::array(3) + 2 * size::NIL + size::array(0)) + delta_size;
+        let extra = size::array(digest.entries.len()) - size::array(0) + req_size + delta_size;
         let addr = self.address_of(from);
         self.push_out(Some(from.clone()), addr, Kind::Ack, digest, delta, extra);
     }
@@ -1420,6 +1428,10 @@ fn ahead(m: &Entry, generation: u64, heartbeat: u64, version: u64) -> bool {
 fn behind(m: &Entry, generation: u64, heartbeat: u64, version: u64) -> bool {
     generation > m.generation
         || (generation == m.generation && (heartbeat > m.heartbeat || version > m.version))
+}
+
+fn opt_id_size(id: Option<&NodeId>) -> usize {
+    id.map_or(size::NIL, |i| size::str(i.as_str().len()))
 }
 
 /// True when `claimed` is an acceptable generation after `known`.
