@@ -13,6 +13,9 @@ pub enum SetArg {
     Corpus,
     /// The held-out set (other seeds and magnitudes), never committed.
     HeldOut,
+    /// New scenario variants (other intervals, pauses, loss), never
+    /// committed.
+    Variants,
 }
 
 /// Arguments of `phimon corpus`.
@@ -32,6 +35,7 @@ pub fn run(args: CorpusArgs) -> anyhow::Result<()> {
     let set = match args.set {
         SetArg::Corpus => CorpusSet::Corpus,
         SetArg::HeldOut => CorpusSet::HeldOut,
+        SetArg::Variants => CorpusSet::Variants,
     };
     std::fs::create_dir_all(&args.out)
         .map_err(|e| UsageError(format!("cannot create {}: {e}", args.out.display())))?;

@@ -15,7 +15,8 @@ use std::time::Duration;
 #[derive(Debug, clap::Args)]
 pub struct EvalArgs {
     /// Arrival trace: `# key=value` headers (interval_ms, end_ms, optional
-    /// crash_ms), a line `arrival_ms`, then one arrival time (ms) per line.
+    /// crash_ms, optional repeatable outage_ms=START-END), a line
+    /// `arrival_ms`, then one arrival time (ms) per line.
     #[arg(long, value_name = "FILE", required_unless_present = "compare")]
     pub trace: Option<PathBuf>,
     /// Compare phimon's detector with the baselines (Akka, Cassandra,
@@ -180,6 +181,18 @@ fn render(
             .crash_ms
             .map_or("none".to_string(), |c| format!("at {c} ms"))
     );
+    if !trace.outages_ms.is_empty() {
+        let spans: Vec<String> = trace
+            .outages_ms
+            .iter()
+            .map(|(a, b)| format!("{a}-{b}"))
+            .collect();
+        let _ = writeln!(
+            s,
+            "           outages (sender alive but unreachable; suspecting it is not a mistake): {} ms",
+            spans.join(", ")
+        );
+    }
     let _ = writeln!(
         s,
         "detector   {} window={} min_std_dev={} acceptable_pause={}",
@@ -189,20 +202,25 @@ fn render(
         humantime::format_duration(d.acceptable_pause)
     );
     let _ = writeln!(s);
-    let _ = writeln!(
+    let outages = !trace.outages_ms.is_empty();
+    let _ = write!(
         s,
         "{:>9}  {:>12}  {:>8}  {:>10}  {:>14}  {:>14}",
         "threshold", "detection_ms", "mistakes", "mistakes/h", "mistake_avg_ms", "query_accuracy"
     );
+    if outages {
+        let _ = write!(s, "  {:>16}", "outage_detect_ms");
+    }
+    let _ = writeln!(s);
     for q in results {
         let mark = if q.threshold == configured {
             " <- configured"
         } else {
             ""
         };
-        let _ = writeln!(
+        let _ = write!(
             s,
-            "{:>9}  {:>12}  {:>8}  {:>10.2}  {:>14.0}  {:>14.6}{mark}",
+            "{:>9}  {:>12}  {:>8}  {:>10.2}  {:>14.0}  {:>14.6}",
             q.threshold,
             fmt_opt_ms(q.detection_ms),
             q.mistakes,
@@ -210,6 +228,17 @@ fn render(
             q.mistake_mean_ms(),
             q.query_accuracy(),
         );
+        if outages {
+            let cell = match q.outage_detection_mean_ms() {
+                Some(d) if q.outage_detections < q.outages => {
+                    format!("{d:.0} ({}/{})", q.outage_detections, q.outages)
+                }
+                Some(d) => format!("{d:.0}"),
+                None => "-".to_string(),
+            };
+            let _ = write!(s, "  {cell:>16}");
+        }
+        let _ = writeln!(s, "{mark}");
     }
     let _ = writeln!(s);
     if trace.crash_ms.is_some() && results.iter().all(|q| !q.detected) {
@@ -298,6 +327,21 @@ fn fmt_ms(v: Option<f64>, censored: bool) -> String {
     }
 }
 
+/// Mean outage detection time, with the count when some went unsuspected.
+fn fmt_outages(b: &compare::BudgetOutcome) -> String {
+    if b.outages == 0 || b.threshold.is_none() {
+        return "-".to_string();
+    }
+    let mean = b
+        .outage_detection_mean_ms
+        .map_or_else(|| "-".to_string(), |d| format!("{d:.0}"));
+    if b.outages_detected < b.outages {
+        format!("{mean} ({}/{})", b.outages_detected, b.outages)
+    } else {
+        mean
+    }
+}
+
 fn fmt_threshold(v: Option<f64>) -> String {
     v.map_or_else(|| "none".to_string(), |v| format!("{v:.4}"))
 }
@@ -318,6 +362,10 @@ pub fn render_comparison(dir: &Path, c: &Comparison) -> String {
         s,
         "           one threshold per detector for the whole corpus; detection is crash -> permanent suspicion"
     );
+    let _ = writeln!(
+        s,
+        "           suspicions during outage_ms spans (alive but unreachable) are not mistakes; outage_detect_ms is outage start -> suspicion"
+    );
     let name_w = c
         .contenders
         .iter()
@@ -332,15 +380,20 @@ pub fn render_comparison(dir: &Path, c: &Comparison) -> String {
     );
     let _ = writeln!(
         s,
-        "{:<name_w$}  {:>12}  {:>14}  {:>12}  {:>10}",
-        "detector", "threshold", "mean_detect_ms", "max_detect_ms", "undetected"
+        "{:<name_w$}  {:>12}  {:>14}  {:>12}  {:>10}  {:>16}",
+        "detector",
+        "threshold",
+        "mean_detect_ms",
+        "max_detect_ms",
+        "undetected",
+        "outage_detect_ms"
     );
     for x in &c.contenders {
         let z = &x.zero_mistakes;
         let censored = z.undetected > 0;
         let _ = writeln!(
             s,
-            "{:<name_w$}  {:>12}  {:>14}  {:>12}  {:>10}",
+            "{:<name_w$}  {:>12}  {:>14}  {:>12}  {:>10}  {:>16}",
             x.name,
             fmt_threshold(z.threshold),
             fmt_ms(z.mean_detection_ms, censored),
@@ -350,6 +403,7 @@ pub fn render_comparison(dir: &Path, c: &Comparison) -> String {
             } else {
                 "-".into()
             },
+            fmt_outages(z),
         );
     }
     let budget = c

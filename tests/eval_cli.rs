@@ -141,6 +141,14 @@ fn bad_traces_exit_2_with_the_line_number() {
         ),
         ("arrival_ms\n0\n", "missing header"),
         ("# interval_ms=1000\n# end_ms=5000\n0\n", "line 3"),
+        (
+            "# interval_ms=1000\n# end_ms=5000\n# outage_ms=3000-2000\narrival_ms\n0\n",
+            "line 3: outage_ms",
+        ),
+        (
+            "# interval_ms=1000\n# end_ms=5000\n# outage_ms=1000-2000\n# outage_ms=1500-2500\narrival_ms\n0\n",
+            "line 4: outage_ms",
+        ),
     ];
     for (i, (text, want)) in cases.iter().enumerate() {
         let p = dir.path().join(format!("bad{i}.trace"));
@@ -202,6 +210,36 @@ fn report_lists_qos_per_threshold() {
         .unwrap();
     let det: f64 = row.split_whitespace().nth(1).unwrap().parse().unwrap();
     assert!((1000.0..1150.0).contains(&det), "{row}");
+}
+
+#[test]
+fn outages_are_reported_apart_from_mistakes() {
+    let out = phimon()
+        .args(["eval", "--trace"])
+        .arg(repo("traces/partition.trace"))
+        .args(["--thresholds", "2,30"])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let s = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        s.contains("outage_detect_ms") && s.contains("1200000-1208000"),
+        "{s}"
+    );
+    // At a threshold the 8 s partition reaches, it is an outage detection,
+    // not a mistake; at one it never reaches, nothing is.
+    let row = |th: &str| -> Vec<String> {
+        s.lines()
+            .find(|l| l.split_whitespace().next() == Some(th))
+            .unwrap()
+            .split_whitespace()
+            .map(str::to_string)
+            .collect()
+    };
+    let low = row("2");
+    let outage_ms: f64 = low[6].parse().unwrap();
+    assert!((0.0..8000.0).contains(&outage_ms), "{low:?}");
+    assert_eq!(row("30")[6], "-");
 }
 
 #[test]

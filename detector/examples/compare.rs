@@ -4,13 +4,21 @@
 //! Per-trace columns are at zero mistakes, or at the hourly budget with
 //! `HOURLY=1`; `PEAKS=1` adds the highest phi of a live sender per trace
 //! for phimon's default model (the trace that sets its threshold).
+//! `SETS=corpus,held-out,variants` chooses the sets (default: the first
+//! two).
 
 use phimon_detector::DetectorConfig;
 use phimon_detector::compare::{compare, default_contenders};
 use phimon_detector::corpus::CorpusSet;
 
 fn main() {
-    for set in [CorpusSet::Corpus, CorpusSet::HeldOut] {
+    let sets = std::env::var("SETS").unwrap_or_else(|_| "corpus,held-out".into());
+    for set in sets.split(',').filter_map(|s| match s.trim() {
+        "corpus" => Some(CorpusSet::Corpus),
+        "held-out" => Some(CorpusSet::HeldOut),
+        "variants" => Some(CorpusSet::Variants),
+        _ => None,
+    }) {
         let corpus: Vec<_> = set
             .scenarios()
             .iter()

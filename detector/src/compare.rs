@@ -147,6 +147,12 @@ pub struct TraceOutcome {
     pub detection_ms: Option<f64>,
     /// Mistakes on this trace.
     pub mistakes: u64,
+    /// Outages (`outage_ms`) in this trace.
+    pub outages: u64,
+    /// Outages during which a suspicion started.
+    pub outages_detected: u64,
+    /// Mean time from an outage's start to its suspicion, ms.
+    pub outage_detection_ms: Option<f64>,
 }
 
 /// A contender's QoS at the lowest threshold that meets a mistake budget.
@@ -174,6 +180,14 @@ pub struct BudgetOutcome {
     pub mistake_mean_ms: f64,
     /// Query accuracy P_A over all alive time.
     pub query_accuracy: f64,
+    /// Outages (`outage_ms`) over the corpus: suspicions during them are
+    /// not mistakes.
+    pub outages: u64,
+    /// Outages during which a suspicion started.
+    pub outages_detected: u64,
+    /// Mean time from an outage's start to its suspicion over the
+    /// detected outages, ms.
+    pub outage_detection_mean_ms: Option<f64>,
     /// Per-trace outcomes, in corpus order.
     pub traces: Vec<TraceOutcome>,
 }
@@ -206,13 +220,16 @@ pub struct Comparison {
     pub contenders: Vec<ContenderOutcome>,
 }
 
-/// The peak phi of every silence during which the sender was alive: phi
-/// just before the next arrival, or just before the crash.
+/// The peak phi of every silence during which the sender was alive and
+/// reachable: phi just before the next arrival, the crash, or the start of
+/// an outage (a suspicion from then on is not a mistake).
 pub fn alive_peaks<D: AccrualDetector>(mut detector: D, trace: &Trace) -> Vec<f64> {
     use crate::time::Timestamp;
     let us = |ms: f64| Timestamp::from_millis_f64(ms).as_micros();
     let end = us(trace.end_ms);
     let alive_until = trace.crash_ms.map_or(end, us);
+    let spans = trace.outage_spans_micros();
+    let mut silences = qos::Silences::new(&spans);
     let mut peaks = Vec::new();
     let arrivals = &trace.arrivals_ms;
     for (i, &a) in arrivals.iter().enumerate() {
@@ -221,11 +238,19 @@ pub fn alive_peaks<D: AccrualDetector>(mut detector: D, trace: &Trace) -> Vec<f6
         let next = arrivals.get(i + 1).map_or(end, |&n| us(n));
         // Suspicion that starts before the crash is a mistake, so the
         // last alive instant is one microsecond before it.
-        let until = if next >= alive_until {
+        let mut until = if next >= alive_until {
             alive_until.saturating_sub(1)
         } else {
             next
         };
+        if next > last {
+            if let Some((from, _)) = silences.exempt(last, next) {
+                if from <= last {
+                    continue; // the whole silence is the outage's
+                }
+                until = until.min(from - 1);
+            }
+        }
         if until >= last && next > last {
             peaks.push(detector.phi(Timestamp::from_micros(until)));
         }
@@ -250,6 +275,9 @@ fn run_at(model: &Model, corpus: &[(String, Trace)], threshold: f64) -> Vec<Qos>
                 mistakes: 0,
                 mistake_ms_total: 0.0,
                 alive_ms: 0.0,
+                outages: 0,
+                outage_detections: 0,
+                outage_detection_ms_total: 0.0,
             })
         })
         .collect()
@@ -272,14 +300,21 @@ fn summarize(
             mistakes_per_hour: 0.0,
             mistake_mean_ms: 0.0,
             query_accuracy: 0.0,
+            outages: 0,
+            outages_detected: 0,
+            outage_detection_mean_ms: None,
             traces: Vec::new(),
         };
     };
     let mut detections = Vec::new();
     let mut undetected = 0;
     let (mut mistakes, mut mistake_ms, mut alive_ms) = (0u64, 0.0, 0.0);
+    let (mut outages, mut outages_detected, mut outage_ms) = (0u64, 0u64, 0.0);
     let mut traces = Vec::new();
     for ((name, t), q) in corpus.iter().zip(&results) {
+        outages += q.outages;
+        outages_detected += q.outage_detections;
+        outage_ms += q.outage_detection_ms_total;
         mistakes += q.mistakes;
         mistake_ms += q.mistake_ms_total;
         alive_ms += q.alive_ms;
@@ -296,6 +331,9 @@ fn summarize(
             trace: name.clone(),
             detection_ms: q.detection_ms,
             mistakes: q.mistakes,
+            outages: q.outages,
+            outages_detected: q.outage_detections,
+            outage_detection_ms: q.outage_detection_mean_ms(),
         });
     }
     let n = detections.len();
@@ -321,6 +359,10 @@ fn summarize(
         } else {
             1.0
         },
+        outages,
+        outages_detected,
+        outage_detection_mean_ms: (outages_detected > 0)
+            .then(|| outage_ms / outages_detected as f64),
         traces,
     }
 }
@@ -332,13 +374,7 @@ pub fn compare(
     contenders: &[Contender],
     budget_per_hour: f64,
 ) -> Comparison {
-    let alive_ms: f64 = corpus
-        .iter()
-        .map(|(_, t)| {
-            let first = t.arrivals_ms.first().copied().unwrap_or(t.end_ms);
-            (t.crash_ms.unwrap_or(t.end_ms) - first).max(0.0)
-        })
-        .sum();
+    let alive_ms: f64 = corpus.iter().map(|(_, t)| qos::alive_ms(t)).sum();
     let alive_hours = alive_ms / 3_600_000.0;
     let allowed = (budget_per_hour * alive_hours).floor().max(0.0) as u64;
     let outcomes = contenders
@@ -426,6 +462,7 @@ mod tests {
             interval_ms: 1000.0,
             end_ms: 900_000.0,
             crash_ms: Some(599_500.0),
+            outages_ms: vec![],
             metadata: vec![],
             arrivals_ms: arrivals,
         }

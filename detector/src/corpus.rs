@@ -10,7 +10,8 @@
 //! [`CORPUS`] is the set committed under `traces/` (regenerate it with
 //! `phimon corpus --out traces`); [`HELD_OUT`] is a second set with other
 //! seeds and other magnitudes, never committed and never used while the
-//! default detector was designed, to check that its advantage is general.
+//! default detector was designed, to check that its advantage is general;
+//! [`VARIANTS`] a third, written down before the current default model.
 //!
 //! Everything is deterministic: ChaCha8 (a portable, version-stable
 //! generator) seeded per scenario, and `libm` for the transcendental
@@ -229,6 +230,13 @@ impl Scenario {
             interval_ms: self.interval_ms,
             end_ms: (crash_ms.max(last) + AFTER_CRASH_MS).round(),
             crash_ms: Some(crash_ms.max(arrivals[0])),
+            // The partition drops heartbeats *sent* in its span: that is
+            // when the sender was alive but unreachable.
+            outages_ms: self
+                .partition
+                .map(|(at, len)| (at * 1000.0, (at + len) * 1000.0))
+                .into_iter()
+                .collect(),
             metadata: vec![
                 ("scenario".to_string(), self.name.to_string()),
                 ("seed".to_string(), self.seed.to_string()),
@@ -421,6 +429,88 @@ pub const HELD_OUT: &[Scenario] = &[
     },
 ];
 
+/// New scenario variants, written down before the current default model
+/// was designed and only replayed after it (other intervals, from 100 ms
+/// to 5 s, longer and more frequent pauses, heavier and longer loss, a
+/// partition on fast heartbeats, a noisy sender timer). Not committed;
+/// generate them with `phimon corpus --set variants --out DIR`.
+pub const VARIANTS: &[Scenario] = &[
+    lan("steady-5s", 301, 5000.0, 3600.0),
+    Scenario {
+        base_delay_ms: 5.0,
+        jitter: Jitter::Exp(2.0),
+        loss: Loss::Bernoulli(0.03),
+        ..lan("loss-3pct", 302, 1000.0, 2400.0)
+    },
+    Scenario {
+        jitter: Jitter::Exp(1.0),
+        pauses: Some(Pauses {
+            mean_gap_s: 300.0,
+            median_ms: 2000.0,
+            sigma: 0.4,
+        }),
+        ..lan("gc-long-500ms", 303, 500.0, 2400.0)
+    },
+    Scenario {
+        jitter: Jitter::Exp(1.0),
+        pauses: Some(Pauses {
+            mean_gap_s: 30.0,
+            median_ms: 300.0,
+            sigma: 1.0,
+        }),
+        ..lan("gc-frequent-1s", 304, 1000.0, 2400.0)
+    },
+    Scenario {
+        base_delay_ms: 60.0,
+        jitter: Jitter::Pareto {
+            xm: 10.0,
+            alpha: 1.8,
+        },
+        loss: Loss::Bernoulli(0.01),
+        ..lan("wan-pareto-3s", 305, 3000.0, 3600.0)
+    },
+    Scenario {
+        base_delay_ms: 1.0,
+        jitter: Jitter::Exp(1.0),
+        loss: Loss::GilbertElliott {
+            p_good_bad: 0.002,
+            p_bad_good: 0.1,
+            loss_bad: 1.0,
+        },
+        ..lan("bursty-loss-100ms", 306, 100.0, 900.0)
+    },
+    Scenario {
+        base_delay_ms: 20.0,
+        drift: Some((400.0, 900.0)),
+        jitter: Jitter::Normal(20.0),
+        ..lan("drift-jitter-250ms", 307, 250.0, 1800.0)
+    },
+    Scenario {
+        jitter: Jitter::Exp(1.0),
+        interval_change: Some((600.0, 1000.0)),
+        ..lan("interval-up-200ms-1s", 308, 200.0, 1800.0)
+    },
+    Scenario {
+        jitter: Jitter::Exp(1.0),
+        interval_change: Some((180.0, 1000.0)),
+        ..lan("interval-down-5s-1s", 309, 5000.0, 3600.0)
+    },
+    lan("cold-start-500ms", 310, 500.0, 2.0),
+    Scenario {
+        base_delay_ms: 1.0,
+        jitter: Jitter::Exp(1.0),
+        loss: Loss::Bernoulli(0.002),
+        partition: Some((300.0, 3.0)),
+        ..lan("partition-100ms", 311, 100.0, 900.0)
+    },
+    Scenario {
+        timer_jitter_ms: 80.0,
+        base_delay_ms: 2.0,
+        jitter: Jitter::Exp(3.0),
+        ..lan("timer-jitter-1s", 312, 1000.0, 2400.0)
+    },
+];
+
 /// A named set of scenarios.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum CorpusSet {
@@ -428,6 +518,8 @@ pub enum CorpusSet {
     Corpus,
     /// [`HELD_OUT`].
     HeldOut,
+    /// [`VARIANTS`].
+    Variants,
 }
 
 impl CorpusSet {
@@ -436,6 +528,7 @@ impl CorpusSet {
         match self {
             CorpusSet::Corpus => CORPUS,
             CorpusSet::HeldOut => HELD_OUT,
+            CorpusSet::Variants => VARIANTS,
         }
     }
 
@@ -454,7 +547,7 @@ mod tests {
 
     #[test]
     fn generation_is_deterministic_and_parses_back() {
-        for s in CORPUS.iter().chain(HELD_OUT) {
+        for s in CORPUS.iter().chain(HELD_OUT).chain(VARIANTS) {
             let a = s.generate();
             let b = s.generate();
             assert_eq!(a, b, "{}", s.name);
@@ -479,8 +572,27 @@ mod tests {
         let bursts = g.windows(2).filter(|w| w[0] > 1500.0 && w[1] < 1.0).count();
         assert!(bursts >= 3, "{bursts} bursts");
         // The partition is an 8 s hole.
-        let p = gaps(&by("partition"));
+        let partition = by("partition");
+        let p = gaps(&partition);
         assert!(p.iter().any(|&v| v > 8500.0), "no partition gap");
+        // ... marked as an outage, the only one of the corpus.
+        assert_eq!(partition.outages_ms, vec![(1_200_000.0, 1_208_000.0)]);
+        let marked: Vec<_> = CORPUS
+            .iter()
+            .chain(HELD_OUT)
+            .chain(VARIANTS)
+            .filter(|s| !s.generate().outages_ms.is_empty())
+            .map(|s| s.name)
+            .collect();
+        assert_eq!(
+            marked,
+            [
+                "partition",
+                "partition-lan",
+                "partition-wan",
+                "partition-100ms"
+            ]
+        );
         // Bursty loss has runs of at least 3 losses.
         let l = gaps(&by("bursty-loss"));
         assert!(l.iter().filter(|&&v| v > 3500.0).count() >= 3);

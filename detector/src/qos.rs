@@ -8,9 +8,14 @@
 //!
 //! - detection time T_D: from the crash to the start of the suspicion that
 //!   lasts to the end of the trace (only for traces with `crash_ms`);
-//! - mistakes: suspicion periods that start while the sender is alive,
-//!   their count, rate per hour of alive time and mean duration T_M;
-//! - query accuracy P_A: the fraction of alive time not wrongly suspected.
+//! - mistakes: suspicion periods that start while the sender is alive and
+//!   reachable, their count, rate per hour of alive time and mean
+//!   duration T_M;
+//! - query accuracy P_A: the fraction of alive time not wrongly suspected;
+//! - outage detections: a suspicion that starts inside one of the trace's
+//!   `outage_ms` spans (the sender alive but unreachable, see
+//!   [`crate::trace`]) is the right call, not a mistake; the time from the
+//!   outage's start to the suspicion is its outage detection time.
 
 use crate::AccrualDetector;
 use crate::time::Timestamp;
@@ -30,9 +35,16 @@ pub struct Qos {
     pub mistakes: u64,
     /// Total wrongly-suspected time, ms.
     pub mistake_ms_total: f64,
-    /// Time the sender was alive and observed (first arrival to crash or
-    /// end), ms.
+    /// Time the sender was alive, reachable and observed (first arrival
+    /// to crash or end, minus the outage spans), ms.
     pub alive_ms: f64,
+    /// Outages (`outage_ms` headers) in the trace.
+    pub outages: u64,
+    /// Outages during which a suspicion started.
+    pub outage_detections: u64,
+    /// Sum over the detected outages of the time from the outage's start
+    /// to the suspicion, ms.
+    pub outage_detection_ms_total: f64,
 }
 
 impl Qos {
@@ -53,6 +65,13 @@ impl Qos {
         } else {
             (1.0 - self.mistake_ms_total / self.alive_ms).clamp(0.0, 1.0)
         }
+    }
+
+    /// Mean time from an outage's start to its suspicion, ms (`None`
+    /// when no outage was detected).
+    pub fn outage_detection_mean_ms(&self) -> Option<f64> {
+        (self.outage_detections > 0)
+            .then(|| self.outage_detection_ms_total / self.outage_detections as f64)
     }
 
     /// Mistakes per hour of alive time.
@@ -99,8 +118,9 @@ pub fn evaluate<D: AccrualDetector>(
     let us = |ms: f64| Timestamp::from_millis_f64(ms).as_micros();
     let end = us(trace.end_ms);
     let crash = trace.crash_ms.map(us);
-    let first = trace.arrivals_ms.first().map(|&a| us(a)).unwrap_or(end);
     let alive_until = crash.unwrap_or(end);
+    let spans = trace.outage_spans_micros();
+    let alive_ms = alive_ms(trace);
     let mut out: Vec<Qos> = thresholds
         .iter()
         .map(|&threshold| Qos {
@@ -109,10 +129,16 @@ pub fn evaluate<D: AccrualDetector>(
             detected: false,
             mistakes: 0,
             mistake_ms_total: 0.0,
-            alive_ms: alive_until.saturating_sub(first) as f64 / 1000.0,
+            alive_ms,
+            outages: spans.len() as u64,
+            outage_detections: 0,
+            outage_detection_ms_total: 0.0,
         })
         .collect();
+    // Per threshold: the last outage already counted as detected.
+    let mut counted: Vec<Option<usize>> = vec![None; thresholds.len()];
     let arrivals = &trace.arrivals_ms;
+    let mut silences = Silences::new(&spans);
     for (i, &a) in arrivals.iter().enumerate() {
         detector.record(Timestamp::from_millis_f64(a));
         let last = detector.last_arrival().map_or(us(a), |t| t.as_micros());
@@ -123,13 +149,28 @@ pub fn evaluate<D: AccrualDetector>(
         if next <= last {
             continue;
         }
-        for q in out.iter_mut() {
+        let exempt = silences.exempt(last, next);
+        for (q, counted) in out.iter_mut().zip(counted.iter_mut()) {
             let Some(start) = first_crossing(&detector, q.threshold, last, next) else {
                 continue;
             };
-            if crash.is_none_or(|c| start < c) {
-                q.mistakes += 1;
-                q.mistake_ms_total += (next.min(alive_until) - start) as f64 / 1000.0;
+            match exempt {
+                Some((from, outage)) if start >= from => {
+                    if *counted != Some(outage) {
+                        *counted = Some(outage);
+                        q.outage_detections += 1;
+                        q.outage_detection_ms_total +=
+                            start.saturating_sub(spans[outage].0) as f64 / 1000.0;
+                    }
+                }
+                _ => {
+                    if crash.is_none_or(|c| start < c) {
+                        let stop = exempt.map_or(next, |(from, _)| from.min(next));
+                        q.mistakes += 1;
+                        q.mistake_ms_total +=
+                            stop.min(alive_until).saturating_sub(start) as f64 / 1000.0;
+                    }
+                }
             }
             if is_final {
                 if let Some(c) = crash {
@@ -140,6 +181,49 @@ pub fn evaluate<D: AccrualDetector>(
         }
     }
     out
+}
+
+/// Time the sender of `trace` was alive, reachable and observed, ms: from
+/// the first arrival to the crash (or the end), minus the outage spans.
+pub fn alive_ms(trace: &Trace) -> f64 {
+    let us = |ms: f64| Timestamp::from_millis_f64(ms).as_micros();
+    let end = us(trace.end_ms);
+    let first = trace.arrivals_ms.first().map(|&a| us(a)).unwrap_or(end);
+    let alive_until = trace.crash_ms.map_or(end, us);
+    let unreachable: u64 = trace
+        .outage_spans_micros()
+        .iter()
+        .map(|&(s, r)| r.min(alive_until).saturating_sub(s.max(first)))
+        .sum();
+    alive_until
+        .saturating_sub(first)
+        .saturating_sub(unreachable) as f64
+        / 1000.0
+}
+
+/// Walks a trace's outage spans along its silences, in order.
+pub(crate) struct Silences<'a> {
+    spans: &'a [(u64, u64)],
+    next: usize,
+}
+
+impl<'a> Silences<'a> {
+    /// `spans` as [`Trace::outage_spans_micros`] returns them.
+    pub(crate) fn new(spans: &'a [(u64, u64)]) -> Self {
+        Silences { spans, next: 0 }
+    }
+
+    /// For the silence from `last` to `next` (called with increasing
+    /// silences): from which instant on a suspicion in it belongs to an
+    /// outage, and that outage's index.
+    pub(crate) fn exempt(&mut self, last: u64, next: u64) -> Option<(u64, usize)> {
+        // Outages whose silence ended before this one began are done.
+        while self.spans.get(self.next).is_some_and(|&(_, r)| r <= last) {
+            self.next += 1;
+        }
+        let &(start, _) = self.spans.get(self.next)?;
+        (start < next).then_some((start.max(last), self.next))
+    }
 }
 
 /// Samples phi every `step_ms` from the first arrival to `end_ms`
@@ -192,6 +276,7 @@ mod tests {
             interval_ms: 1000.0,
             end_ms: end,
             crash_ms: crash,
+            outages_ms: vec![],
             metadata: vec![],
             arrivals_ms: (0..n).map(|i| i as f64 * 1000.0).collect(),
         }
@@ -227,6 +312,55 @@ mod tests {
             "{:?}",
             q[1]
         );
+    }
+
+    #[test]
+    fn a_suspicion_inside_an_outage_is_an_outage_detection_not_a_mistake() {
+        // A 6 s silence after 19 s, as above, now marked as an outage from
+        // 19.5 s (when the first lost heartbeat was due) to 25 s.
+        let mut t = steady(50, None, 49_500.0);
+        t.arrivals_ms
+            .retain(|&a| !(20_000.0..=25_000.0).contains(&a));
+        t.outages_ms = vec![(19_500.0, 25_000.0)];
+        let q = evaluate(PeerDetector::new(&normal()), &t, &[8.0]);
+        // At phi 8 the suspicion starts at ~20.56 s, inside the outage.
+        assert_eq!(q[0].mistakes, 0, "{:?}", q[0]);
+        assert_eq!(q[0].query_accuracy(), 1.0);
+        assert_eq!((q[0].outages, q[0].outage_detections), (1, 1));
+        let d = q[0].outage_detection_mean_ms().unwrap();
+        assert!((d - (1561.2 - 500.0)).abs() < 2.0, "{d}");
+        // The outage span (19.5 s to the arrival at 26 s) is not alive time.
+        assert!(
+            (q[0].alive_ms - (49_500.0 - 6_500.0)).abs() < 1e-6,
+            "{:?}",
+            q[0]
+        );
+        // Marked from 21 s on, the same suspicion started while the sender
+        // was reachable: a mistake, lasting until the outage began.
+        let mut late = t.clone();
+        late.outages_ms = vec![(21_000.0, 25_000.0)];
+        let q = evaluate(PeerDetector::new(&normal()), &late, &[8.0]);
+        assert_eq!(
+            (q[0].mistakes, q[0].outage_detections),
+            (1, 0),
+            "{:?}",
+            q[0]
+        );
+        assert!(
+            (q[0].mistake_ms_total - (21_000.0 - 20_561.2)).abs() < 2.0,
+            "{:?}",
+            q[0]
+        );
+        // The zero-mistake peaks stop at the outage's start.
+        let peaks = crate::compare::alive_peaks(PeerDetector::new(&normal()), &t);
+        let at_start = PeerDetector::new(&normal());
+        let mut d = at_start;
+        for &a in t.arrivals_ms.iter().take_while(|&&a| a < 19_500.0) {
+            d.record(Timestamp::from_millis_f64(a));
+        }
+        let want = d.phi(Timestamp::from_micros(19_500_000 - 1));
+        assert!(peaks.contains(&want), "{want} not among the peaks");
+        assert!(peaks.iter().all(|&p| p < 1.0), "{peaks:?}");
     }
 
     #[test]
