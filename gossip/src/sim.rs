@@ -116,6 +116,9 @@ impl Ord for Flight {
     }
 }
 
+/// A function called after every round a node runs.
+type RoundHook = Box<dyn FnMut(usize, &Gossip, Timestamp)>;
+
 /// One simulated node.
 #[derive(Debug)]
 struct SimNode {
@@ -147,7 +150,7 @@ pub struct Sim {
     /// Largest message sent.
     max_size: usize,
     /// Called after every round a node runs, with its index and `now`.
-    round_hook: Option<Box<dyn FnMut(usize, &Gossip, Timestamp)>>,
+    round_hook: Option<RoundHook>,
 }
 
 impl std::fmt::Debug for Sim {

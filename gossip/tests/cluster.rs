@@ -2,6 +2,8 @@
 //! messages in flight, per-link cuts, a virtual clock that jumps to the
 //! next delivery or timeout. Every run is deterministic; nothing sleeps.
 
+#![allow(clippy::unwrap_used)] // Test code: a panic is a failed test.
+
 use phimon_gossip::sim::{Sim, SimConfig, SimEvent};
 use phimon_gossip::wire::{Digest, Kind, KvEntry, Message, NodeDelta};
 use phimon_gossip::{Event, GossipError, MemberStatus, NodeId, Status};

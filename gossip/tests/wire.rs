@@ -1,6 +1,8 @@
 //! Property tests of the wire format: exact sizes, round trips, and a
 //! decoder that never panics whatever it is fed.
 
+#![allow(clippy::unwrap_used)] // Test code: a panic is a failed test.
+
 use phimon_gossip::wire::{
     self, Digest, DigestEntry, Kind, KvEntry, Message, NodeDelta, PROTOCOL_VERSION,
 };
