@@ -162,7 +162,7 @@ async fn story(args: &DemoArgs, dir: &std::path::Path) -> anyhow::Result<()> {
         threshold: THRESHOLD,
         webhook_url: Some(sink.url()),
         secret,
-        extra_toml: String::new(),
+        ..ClusterSpec::default()
     };
     let bin = std::env::current_exe()?;
     let mut cluster = LocalCluster::create(&bin, dir, &spec)?;

@@ -51,6 +51,9 @@ pub struct ClusterSpec {
     pub secret: String,
     /// Extra TOML appended to every node's config.
     pub extra_toml: String,
+    /// Addresses node i advertises and is dialled at (a chaos proxy's
+    /// fronts, see [`crate::chaos::ChaosProxy`]); `None`: its listen address.
+    pub fronts: Option<Vec<SocketAddr>>,
 }
 
 impl Default for ClusterSpec {
@@ -63,6 +66,7 @@ impl Default for ClusterSpec {
             webhook_url: None,
             secret: "whsec_cGhpbW9uLWxvY2FsLWNsdXN0ZXItc2VjcmV0".into(),
             extra_toml: String::new(),
+            fronts: None,
         }
     }
 }
@@ -149,22 +153,33 @@ impl LocalCluster {
                 child: None,
             });
         }
+        let dialled = |i: usize, n: &Node| {
+            spec.fronts
+                .as_ref()
+                .and_then(|f| f.get(i).copied())
+                .unwrap_or(n.gossip)
+        };
         let seeds: Vec<String> = nodes
             .iter()
+            .enumerate()
             .take(3)
-            .map(|n| format!("\"{}\"", n.gossip))
+            .map(|(i, n)| format!("\"{}\"", dialled(i, n)))
             .collect();
-        for n in &nodes {
+        for (i, n) in nodes.iter().enumerate() {
             let data = dir.join(&n.id);
             std::fs::create_dir_all(&data)?;
             let mut c = String::new();
             writeln!(
                 c,
-                "[node]\nid = \"{}\"\nlisten = \"{}\"\ndata_dir = {}\n",
+                "[node]\nid = \"{}\"\nlisten = \"{}\"\ndata_dir = {}",
                 n.id,
                 n.gossip,
                 toml_str(&data)
             )?;
+            if spec.fronts.is_some() {
+                writeln!(c, "advertise = \"{}\"", dialled(i, n))?;
+            }
+            writeln!(c)?;
             writeln!(
                 c,
                 "[cluster]\nname = \"{}\"\nseeds = [{}]\n",
@@ -207,6 +222,11 @@ impl LocalCluster {
                 .timeout(Duration::from_secs(2))
                 .build()?,
         })
+    }
+
+    /// Real (listen) addresses of the nodes, for a chaos proxy's backends.
+    pub fn listen_addrs(&self) -> Vec<SocketAddr> {
+        self.nodes.iter().map(|n| n.gossip).collect()
     }
 
     /// The directory holding certificates, configs, logs and data.

@@ -11,6 +11,7 @@ mod demo;
 mod eval;
 mod run;
 mod simulate;
+mod soak;
 
 /// A failure that is the user's to fix (bad flags, bad config, bad input
 /// file): printed without a backtrace, exit code 2.
@@ -31,6 +32,9 @@ enum Command {
     /// Run the sidecar: gossip heartbeats, detect failures, export
     /// metrics and page.
     Run(run::RunArgs),
+    /// Soak test: a loopback cluster behind a chaos proxy, footprint over
+    /// time (development and capacity tool).
+    Soak(soak::SoakArgs),
     /// Run a local cluster that shows a failure being detected and paged.
     Demo(demo::DemoArgs),
     /// Replay a heartbeat arrival trace through the detector and print the
@@ -51,6 +55,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Run(args) => run::run(args),
         Command::Demo(args) => demo::run(args),
+        Command::Soak(args) => soak::run(args),
         Command::Eval(args) => eval::run(args),
         Command::Simulate(args) => simulate::run(args),
         Command::Certs(args) => certs::run(args),
