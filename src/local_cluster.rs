@@ -84,6 +84,9 @@ pub struct Node {
     pub config: PathBuf,
     /// Its log file (stdout and stderr of every run, appended).
     pub log: PathBuf,
+    /// Extra environment of its process (e.g. `LD_PRELOAD` for fault
+    /// injection); set before [`LocalCluster::start`].
+    pub env: Vec<(String, String)>,
     child: Option<Child>,
 }
 
@@ -150,6 +153,7 @@ impl LocalCluster {
                 http,
                 config: dir.join(format!("{id}.toml")),
                 log: dir.join(format!("{id}.log")),
+                env: Vec::new(),
                 child: None,
             });
         }
@@ -248,6 +252,7 @@ impl LocalCluster {
         let child = Command::new(bin)
             .args(["run", "--config"])
             .arg(&n.config)
+            .envs(n.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
             .stdin(Stdio::null())
             .stdout(log.try_clone()?)
             .stderr(log)

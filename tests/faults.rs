@@ -392,3 +392,95 @@ fn metric(text: &str, name: &str) -> f64 {
         .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
         .sum()
 }
+
+/// libfaketime's multi-threaded preload, from Debian's `faketime` package.
+const FAKETIME: &str = "/usr/lib/x86_64-linux-gnu/faketime/libfaketimeMT.so.1";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_wall_clock_jump_does_not_move_phi() {
+    if !Path::new(FAKETIME).exists() {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "{FAKETIME} missing: .ci/run must install faketime"
+        );
+        eprintln!("skipping: apt-get install faketime");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let spec0 = ClusterSpec::default();
+    let sink = WebhookSink::start(SocketAddr::from(([127, 0, 0, 1], 0)), &spec0.secret)
+        .await
+        .unwrap();
+    let spec = ClusterSpec {
+        nodes: 3,
+        interval: Duration::from_millis(500),
+        webhook_url: Some(sink.url()),
+        ..spec0
+    };
+    let mut c = LocalCluster::create(bin(), dir.path(), &spec).unwrap();
+    // node-1's realtime clock is stepped from a file while it runs, as NTP
+    // or an operator would; its monotonic clock is left alone.
+    let stamp = dir.path().join("faketime.stamp");
+    std::fs::write(&stamp, "+0\n").unwrap();
+    c.nodes[0].env = vec![
+        ("LD_PRELOAD".into(), FAKETIME.into()),
+        (
+            "FAKETIME_TIMESTAMP_FILE".into(),
+            stamp.display().to_string(),
+        ),
+        ("FAKETIME_DONT_FAKE_MONOTONIC".into(), "1".into()),
+        ("FAKETIME_CACHE_DURATION".into(), "1".into()),
+    ];
+    c.start_all().unwrap();
+    c.wait_converged(Duration::from_secs(30)).await.unwrap();
+    tokio::time::sleep(Duration::from_secs(2)).await;
+
+    for jump in ["+2h", "-3h"] {
+        std::fs::write(&stamp, format!("{jump}\n")).unwrap();
+        let start = Instant::now();
+        let mut max_phi = 0.0f64;
+        while start.elapsed() < Duration::from_secs(8) {
+            for i in 0..3 {
+                for p in peers(&c, i).await {
+                    assert!(
+                        !p.suspected,
+                        "after a {jump} jump node-{} suspects {}",
+                        i + 1,
+                        p.node_id
+                    );
+                    max_phi = max_phi.max(p.phi);
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        assert!(
+            max_phi < 4.0,
+            "phi reached {max_phi} after a {jump} wall-clock jump"
+        );
+        // The jump did happen: node-1 logs with its (faked) wall clock.
+        c.signal(0, Signal::SIGHUP).unwrap();
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let line = c
+            .log_tail(0, 200)
+            .lines()
+            .rev()
+            .find(|l| l.contains("SIGHUP"))
+            .map(str::to_owned)
+            .unwrap_or_default();
+        let logged = line
+            .split_whitespace()
+            .next()
+            .and_then(|t| humantime::parse_rfc3339_weak(t).ok());
+        let skew = logged.map(|t| {
+            let now = std::time::SystemTime::now();
+            now.duration_since(t)
+                .or_else(|e| Ok::<_, ()>(e.duration()))
+                .unwrap()
+        });
+        assert!(
+            skew.is_some_and(|s| s > Duration::from_secs(3600)),
+            "node-1's wall clock did not jump ({jump}): {line:?}"
+        );
+    }
+    assert!(sink.pages().is_empty(), "{:#?}", sink.pages());
+}
