@@ -38,6 +38,10 @@ pub struct SimulateArgs {
     /// Key/value bytes each node publishes (service discovery data).
     #[arg(long, value_name = "BYTES", default_value_t = 48)]
     pub kv_bytes: usize,
+    /// Detector model of the local verdict (adaptive, normal,
+    /// exponential); default: the detector's default.
+    #[arg(long, value_name = "MODEL")]
+    pub distribution: Option<phimon_detector::Distribution>,
     /// phi threshold of the local dead verdict.
     #[arg(long, value_name = "PHI", default_value_t = 8.0)]
     pub threshold: f64,
@@ -122,6 +126,9 @@ fn experiment(args: &SimulateArgs) -> Result<Experiment, UsageError> {
     e.sim.latency_max = hi;
     e.sim.gossip.fanout = args.fanout;
     e.sim.gossip.phi_threshold = args.threshold;
+    if let Some(d) = args.distribution {
+        e.sim.gossip.detector.distribution = d;
+    }
     Ok(e)
 }
 
