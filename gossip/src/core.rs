@@ -17,7 +17,9 @@ use std::sync::Arc;
 /// `max(stored + 1, unix seconds)`). Within it a forged far-future
 /// generation is refuted by the node itself; beyond it the entry is
 /// dropped, so no one can push a node's generation to `u64::MAX`, where
-/// it could no longer refute.
+/// it could no longer refute. A node's own word about itself is exempt
+/// (only it can speak for itself), and a digest's claim is refuted only
+/// while the refutation stays within the limit.
 pub const MAX_GENERATION_JUMP: u64 = 1 << 32;
 
 /// Rounds a leaving node keeps gossiping `left` before
@@ -78,7 +80,9 @@ pub enum Event {
         /// Its generation.
         generation: u64,
     },
-    /// A dead or left node was forgotten after `dead_grace`.
+    /// A dead or left node was forgotten: after `dead_grace`, or early,
+    /// displaced by a new id while the table was full (`max_nodes`).
+    /// Drop whatever was kept about it.
     NodeRemoved {
         /// The node.
         node: NodeId,
@@ -877,6 +881,7 @@ impl Gossip {
                 }
             }
         }
+        let refute = refute.filter(|&g| self.refutable_claim(g));
         if let Some(g) = refute {
             self.refute(g);
             // The answer must carry the new generation.
@@ -938,6 +943,7 @@ impl Gossip {
                 refute = Some(r.generation);
             }
         }
+        let refute = refute.filter(|&g| self.refutable_claim(g));
         if let Some(g) = refute {
             self.refute(g);
             candidates.retain(|c| c.idx != self_idx);
@@ -1029,8 +1035,11 @@ impl Gossip {
                     false
                 }
             });
-            candidates.sort_by_key(|c| c.idx);
         }
+        // Ids ascending, as receivers require: candidates come in table
+        // order except a refutation's own entry, which is appended (an
+        // unsorted delta is rejected whole, refutation included).
+        candidates.sort_by_key(|c| c.idx);
         let mut size = size::array(candidates.len());
         let delta = candidates
             .iter()
@@ -1064,6 +1073,25 @@ impl Gossip {
             .collect();
         // The empty message already counts an empty delta array.
         (delta, size - size::array(0))
+    }
+
+    /// True when a digest's claim that this node is at generation
+    /// `claimed` may be refuted; otherwise it is counted as implausible.
+    ///
+    /// A digest claim is held by no one else (unlike a delta, which every
+    /// receiver adopts and relays), so the refutation `claimed + 1` must
+    /// itself be plausible to nodes that know the current generation.
+    /// Without this, one forged SYN claiming generation `u64::MAX - 1`
+    /// moved the node to `u64::MAX`, a generation every peer drops as
+    /// implausible: its heartbeats were ignored cluster-wide and it was
+    /// judged dead, across restarts, until its `data_dir` was wiped.
+    fn refutable_claim(&mut self, claimed: u64) -> bool {
+        let own = self.members[self.self_idx()].generation;
+        let ok = claimed < own.saturating_add(MAX_GENERATION_JUMP);
+        if !ok {
+            self.stats.entries_implausible += 1;
+        }
+        ok
     }
 
     /// Moves this node to a generation above `claimed`, so its own state
@@ -1135,7 +1163,7 @@ impl Gossip {
             self.forgotten.remove(&d.node_id);
         }
         let own = self.members[self.self_idx()].generation;
-        if !d_plausible(own, d.generation) {
+        if !d_plausible(own, d.generation) && *from != d.node_id {
             self.stats.entries_implausible += 1;
             return None;
         }
@@ -1229,6 +1257,13 @@ impl Gossip {
                 if gone[i] {
                     self.forgotten
                         .insert(e.id.clone(), (e.generation, e.heartbeat, now));
+                    // The runtime keys per-node state on the events it was
+                    // given (joined, left): it must hear that the node is
+                    // gone, or every displaced node leaks that state.
+                    if e.member_status(false) != MemberStatus::Joining {
+                        self.events
+                            .push_back(Event::NodeRemoved { node: e.id.clone() });
+                    }
                 }
             }
             let mut k = 0;
@@ -1259,7 +1294,12 @@ impl Gossip {
             return;
         }
         if d.generation > m.generation {
-            if !d_plausible(m.generation, d.generation) {
+            // The jump limit stops others from pushing a node's generation;
+            // the node's own word, over its authenticated connection, is
+            // taken whatever it says. That is how a node's refutation of a
+            // forged generation at the very edge of the limit (which lands
+            // one past it) reaches peers that never adopted the forgery.
+            if !d_plausible(m.generation, d.generation) && *from != d.node_id {
                 self.stats.entries_implausible += 1;
                 return;
             }
@@ -1434,7 +1474,8 @@ fn opt_id_size(id: Option<&NodeId>) -> usize {
     id.map_or(size::NIL, |i| size::str(i.as_str().len()))
 }
 
-/// True when `claimed` is an acceptable generation after `known`.
+/// True when `claimed` is an acceptable generation after `known` in
+/// gossip about a node from anyone but the node itself.
 fn d_plausible(known: u64, claimed: u64) -> bool {
     claimed <= known.saturating_add(MAX_GENERATION_JUMP)
 }
