@@ -753,7 +753,10 @@ impl Gossip {
 
     /// Room for the digest and delta of one message.
     fn budget(&self) -> usize {
-        self.config.max_message_bytes - self.empty_size
+        // Saturating: an absurd cluster name leaves no room, not a panic.
+        self.config
+            .max_message_bytes
+            .saturating_sub(self.empty_size)
     }
 
     /// The digest (or, when the table does not fit, the next slice of it)
@@ -770,7 +773,9 @@ impl Gossip {
         };
         // Reserve the range bounds and the largest array header up front.
         let bound = size::str(NodeId::MAX_LEN);
-        let budget = self.budget() - 2 * bound - size::MAX_ARRAY_HEADER;
+        let budget = self
+            .budget()
+            .saturating_sub(2 * bound + size::MAX_ARRAY_HEADER);
         let mut used = 0;
         let mut entries = Vec::with_capacity(self.members.len() - start);
         let mut end = start;
@@ -893,7 +898,7 @@ impl Gossip {
         }
         let _ = now;
         // The request gets at most half of the room; the delta the rest.
-        let budget = self.budget() - 2 * size::MAX_ARRAY_HEADER;
+        let budget = self.budget().saturating_sub(2 * size::MAX_ARRAY_HEADER);
         let mut req_size = 0;
         let mut kept = 0;
         for r in &request {
@@ -949,7 +954,7 @@ impl Gossip {
             candidates.retain(|c| c.idx != self_idx);
             candidates.push(self.candidate(self_idx, None));
         }
-        let budget = self.budget() - 2 * size::MAX_ARRAY_HEADER;
+        let budget = self.budget().saturating_sub(2 * size::MAX_ARRAY_HEADER);
         let (delta, delta_size) = self.build_delta(candidates, budget);
         if delta.is_empty() {
             return;

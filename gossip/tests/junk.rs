@@ -380,3 +380,27 @@ fn the_direct_word_of_a_node_starts_watching_it_hearsay_does_not() {
         at: later,
     }));
 }
+
+#[test]
+fn absurd_settings_are_clamped_not_panicked_on() {
+    let config = GossipConfig {
+        cluster_name: "c".repeat(100_000),
+        fanout: 0,
+        max_message_bytes: 0,
+        max_nodes: 0,
+        ..GossipConfig::default()
+    };
+    assert!(!config.validate().is_empty());
+    let mut core = Gossip::new(
+        config,
+        NodeId::from("a"),
+        "a:1".into(),
+        1,
+        1,
+        Timestamp::ZERO,
+    );
+    core.handle_timeout(Timestamp::from_micros(2_000_000));
+    while core.poll_transmit().is_some() {}
+    let frame = wire::encode(&forged(Kind::Ack2, vec![state("b", 1, 1)])).unwrap();
+    let _ = core.handle_message(Timestamp::from_micros(2_000_000), &liar(), &frame);
+}
