@@ -2,8 +2,8 @@
 //! and held-out set without building the `phimon` binary:
 //! `cargo run -p phimon-detector --release --features corpus --example compare`.
 //! Per-trace columns are at zero mistakes, or at the hourly budget with
-//! `HOURLY=1`; `PEAKS=1` adds the highest phi of a live sender per trace
-//! for phimon's default model (the trace that sets its threshold).
+//! `HOURLY=1`; `PEAKS=1` adds the highest phi of a live sender
+//! per trace for every model (the trace that sets a threshold).
 //! `SETS=corpus,held-out,variants` chooses the sets (default: the first
 //! two).
 
@@ -75,16 +75,17 @@ fn main() {
             println!();
         }
         if std::env::var_os("PEAKS").is_some() {
-            for c in default_contenders(&DetectorConfig::default())
-                .iter()
-                .take(1)
-            {
-                for (name, t) in &corpus {
+            println!("highest phi of a live, reachable sender per trace:");
+            let contenders = default_contenders(&DetectorConfig::default());
+            for (name, t) in &corpus {
+                print!("{name:<24}");
+                for c in &contenders {
                     let peaks =
                         phimon_detector::compare::alive_peaks(c.model.build(t, f64::INFINITY), t);
                     let max = peaks.iter().copied().fold(0.0f64, f64::max);
-                    println!("  peak {name:<24} {max:.3}");
+                    print!(" {max:>10.3}");
                 }
+                println!();
             }
         }
         println!();

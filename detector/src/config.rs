@@ -11,8 +11,9 @@ pub enum Distribution {
     /// phimon's default: the median of the last few intervals as the
     /// expected interval (follows interval changes within a few
     /// heartbeats), bursts after a sender pause folded into one late
-    /// arrival, a normal body for jitter and an exponential tail learned
-    /// from this peer's late heartbeats. See `docs/detection.md`.
+    /// arrival, a jitter band for on-time heartbeats, and a Bayesian model,
+    /// learned per peer, of how often and by how much (in seconds) its
+    /// heartbeats run late. See `docs/detection.md`.
     #[default]
     Adaptive,
     /// Normal with the window's mean and standard deviation (Akka's model,

@@ -7,7 +7,8 @@
 //! - [`PeerDetector`]: one peer's window of inter-arrival intervals
 //!   ([`IntervalWindow`], exact integer running sums) and its phi under the
 //!   configured [`Distribution`]: `adaptive` (the default: robust
-//!   location, bursts folded, learned tail), `normal` or `exponential`.
+//!   location, bursts folded, a Bayesian late-heartbeat tail learned per
+//!   peer), `normal` or `exponential`.
 //!   O(1), allocation-free `record` and `phi`.
 //! - [`Registry`]: the detectors of every peer, keyed by node id, reset
 //!   when a peer's generation changes.

@@ -221,8 +221,7 @@ impl PeerDetector {
                         // (`estimate()` computes it then), so the hot path
                         // skips it.
                         if !self.adaptive.is_burst(interval) {
-                            let long_mean = self.window.sum() as f64 / self.window.len() as f64;
-                            self.adaptive.push(interval, long_mean);
+                            self.adaptive.push(interval);
                         }
                     } else {
                         self.refresh_estimate();
