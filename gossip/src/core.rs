@@ -521,8 +521,8 @@ impl Gossip {
     }
 
     /// One node, if known.
-    pub fn member(&self, id: &str) -> Option<Member<'_>> {
-        self.find(id).map(|i| Member {
+    pub fn member<Q: AsRef<str> + ?Sized>(&self, id: &Q) -> Option<Member<'_>> {
+        self.find(id.as_ref()).map(|i| Member {
             entry: &self.members[i],
             is_self: i == self.self_idx(),
         })
@@ -540,8 +540,8 @@ impl Gossip {
 
     /// The suspicion level of `node` at `now`; `None` when it is not
     /// watched (unknown, this node, joining, leaving or left).
-    pub fn phi(&self, node: &str, now: Timestamp) -> Option<f64> {
-        self.find(node)
+    pub fn phi<Q: AsRef<str> + ?Sized>(&self, node: &Q, now: Timestamp) -> Option<f64> {
+        self.find(node.as_ref())
             .and_then(|i| self.members[i].detector.as_deref())
             .map(|d| d.phi(now))
     }
