@@ -73,6 +73,13 @@ pub const EXCESS_CAP_MICROS: f64 = 4_000_000.0;
 /// The late-heartbeat statistics fade over this many windows of intervals.
 pub const TAIL_MEMORY_WINDOWS: f64 = 8.0;
 
+/// A settled peer's jitter band and late-heartbeat law are refreshed every
+/// this many on-time heartbeats (see [`Adaptive::push`]).
+const REFRESH_EVERY: u8 = 16;
+/// Below this many (forgotten) intervals a peer is young: its parameters
+/// are refreshed on every heartbeat.
+const SETTLED: f64 = 64.0;
+
 /// Below this score the silence is so far inside the jitter band that
 /// Q(y) = 1 in `f64`: phi is exactly 0.
 const INSIDE: f64 = -8.3;
@@ -108,12 +115,14 @@ pub(crate) struct Adaptive {
     /// of the late-heartbeat statistics.
     keep: f64,
     keep_tail: f64,
+    /// 1 / (1 - keep): the count `n` settles at.
+    window: f64,
     prior_mu: f64,
     min_std: f64,
+    /// The location at the last refresh of the derived parameters.
+    refreshed_mu: f64,
     /// Ring of the last intervals, microseconds.
     recent: [u32; RECENT],
-    /// The same values sorted (the first `len` are valid).
-    sorted: [u32; RECENT],
     /// The excess each interval of the ring added to the late statistics
     /// (0 if it was on time), so a late interval can be taken back.
     recent_excess: [f32; RECENT],
@@ -121,6 +130,9 @@ pub(crate) struct Adaptive {
     head: u8,
     /// Late intervals in the ring.
     recent_late: u8,
+    /// Intervals learned whose forgetting is not applied yet (the derived
+    /// parameters were refreshed before them).
+    pending: u8,
     /// The last learned interval was late: short intervals now are the
     /// burst of heartbeats that queued up behind it.
     after_late: bool,
@@ -144,14 +156,16 @@ impl Adaptive {
             tail_excess: 0.0,
             keep: 1.0 - 1.0 / window,
             keep_tail: 1.0 - 1.0 / (TAIL_MEMORY_WINDOWS * window),
+            window,
             prior_mu,
             min_std: min_std.max(1.0),
+            refreshed_mu: prior_mu,
             recent: [0; RECENT],
-            sorted: [0; RECENT],
             recent_excess: [0.0; RECENT],
             len: 0,
             head: 0,
             recent_late: 0,
+            pending: 0,
             after_late: false,
         };
         a.refresh_band();
@@ -160,8 +174,7 @@ impl Adaptive {
     }
 
     pub(crate) fn reset(&mut self) {
-        let window = (1.0 / (1.0 - self.keep)).round() as usize;
-        *self = Adaptive::new(self.prior_mu, self.min_std, window);
+        *self = Adaptive::new(self.prior_mu, self.min_std, self.window as usize);
     }
 
     /// True when an interval this short after the previous heartbeat is
@@ -178,10 +191,11 @@ impl Adaptive {
         let x = f64::from(v);
         // Classify against the estimate before this interval.
         let late = x > self.late_from();
-        self.n = self.n * self.keep + 1.0;
-        self.late *= self.keep;
-        self.tail_events *= self.keep_tail;
-        self.tail_excess *= self.keep_tail;
+        self.pending += 1;
+        let young = self.n < SETTLED;
+        if late || young {
+            self.forget();
+        }
         let mut excess = 0.0;
         if late {
             self.late += 1.0;
@@ -189,7 +203,8 @@ impl Adaptive {
             self.tail_events += 1.0;
             self.tail_excess += excess;
         } else {
-            // A running mean over about 32 on-time intervals.
+            // A running mean over about 32 on-time intervals (1 / n before
+            // that: `n` is exact for young peers, see `forget`).
             let dev = (x - self.mu).abs();
             let rate = if self.n >= 32.0 {
                 1.0 / 32.0
@@ -202,11 +217,44 @@ impl Adaptive {
         self.insert(v, excess as f32);
         let before = self.mu;
         self.mu = self.location();
-        self.refresh_band();
-        if self.recent_late > 0 && self.mu > before {
-            self.take_back_new_rhythm();
+        let moved_up = self.recent_late > 0 && self.mu > before;
+        // The derived parameters cost a logarithm and three divisions.
+        // While nothing notable happens they move by well under a percent
+        // per heartbeat, so a settled peer refreshes them (and applies its
+        // forgetting) every REFRESH_EVERY on-time heartbeats, and at once
+        // on a late heartbeat or a moved location; a young peer on every
+        // heartbeat.
+        if late
+            || young
+            || moved_up
+            || self.pending >= REFRESH_EVERY
+            || (self.mu - self.refreshed_mu).abs() > self.refreshed_mu * 0.125
+        {
+            self.forget();
+            self.refresh_band();
+            if moved_up {
+                self.take_back_new_rhythm();
+            }
+            self.refresh_tail();
         }
-        self.refresh_tail();
+    }
+
+    /// Applies the forgetting of the `pending` intervals learned since the
+    /// last call: each interval multiplies the counts by `keep` (and
+    /// `keep_tail`) and adds itself to `n`.
+    fn forget(&mut self) {
+        if self.pending == 0 {
+            return;
+        }
+        let p = i32::from(self.pending);
+        let f = self.keep.powi(p);
+        // n * keep^p + (1 + keep + ... + keep^(p-1)).
+        self.n = self.n * f + (1.0 - f) * self.window;
+        self.late *= f;
+        let g = self.keep_tail.powi(p);
+        self.tail_events *= g;
+        self.tail_excess *= g;
+        self.pending = 0;
     }
 
     /// Threshold beyond which an interval is late.
@@ -233,44 +281,25 @@ impl Adaptive {
         }
     }
 
-    /// Ring and sorted copy: remove the evicted value, insert the new one.
+    /// Ring: the new value replaces the oldest.
     fn insert(&mut self, v: u32, excess: f32) {
         let len = usize::from(self.len);
         let slot;
         if len == RECENT {
             slot = usize::from(self.head);
-            let old = self.recent[slot];
             if self.recent_excess[slot] > 0.0 {
                 self.recent_late -= 1;
             }
-            self.recent[slot] = v;
             self.head = if slot + 1 == RECENT {
                 0
             } else {
                 slot as u8 + 1
             };
-            // Replace `old` by `v` in the sorted array, keeping it sorted.
-            let mut i = self.sorted.iter().position(|&s| s == old).unwrap_or(0);
-            while i > 0 && self.sorted[i - 1] > v {
-                self.sorted[i] = self.sorted[i - 1];
-                i -= 1;
-            }
-            while i + 1 < RECENT && self.sorted[i + 1] < v {
-                self.sorted[i] = self.sorted[i + 1];
-                i += 1;
-            }
-            self.sorted[i] = v;
         } else {
             slot = len;
-            self.recent[len] = v;
-            let mut i = len;
-            while i > 0 && self.sorted[i - 1] > v {
-                self.sorted[i] = self.sorted[i - 1];
-                i -= 1;
-            }
-            self.sorted[i] = v;
             self.len += 1;
         }
+        self.recent[slot] = v;
         self.recent_excess[slot] = excess;
         if excess > 0.0 {
             self.recent_late += 1;
@@ -283,21 +312,24 @@ impl Adaptive {
     /// at a time.
     fn location(&self) -> f64 {
         let len = usize::from(self.len);
-        let mid = RECENT / 2;
         if len == RECENT {
-            return f64::from(self.sorted[mid]).max(1.0);
+            return f64::from(median9(self.recent)).max(1.0);
         }
+        // A young peer: sort what it has (at most 8 values, 8 times).
+        let mut sorted = self.recent;
+        sorted[..len].sort_unstable();
+        let mid = RECENT / 2;
         let missing = RECENT - len;
-        let below = self.sorted[..len]
+        let below = sorted[..len]
             .iter()
             .filter(|&&s| f64::from(s) < self.prior_mu)
             .count();
         if mid < below {
-            f64::from(self.sorted[mid])
+            f64::from(sorted[mid])
         } else if mid < below + missing {
             self.prior_mu
         } else {
-            f64::from(self.sorted[mid - missing])
+            f64::from(sorted[mid - missing])
         }
         .max(1.0)
     }
@@ -314,6 +346,7 @@ impl Adaptive {
 
     /// The late fraction and the late-heartbeat law, as phi reads them.
     fn refresh_tail(&mut self) {
+        self.refreshed_mu = self.mu;
         let q = (self.late + PRIOR_LATE) / (self.n + PRIOR_SAMPLES);
         self.tail_level = -q.clamp(1e-12, 0.5).log10();
         self.tail_slope = (TAIL_PRIOR_EVENTS + self.tail_events) * LOG10_E;
@@ -330,8 +363,12 @@ impl Adaptive {
             // Where most peers are at any instant: no logarithm at all.
             return 0.0;
         }
-        let late =
-            self.tail_level + self.tail_slope * (1.0 + over.max(0.0) * self.inv_tail_scale).ln();
+        // Before the expected arrival the late explanation is q itself.
+        let late = if over > 0.0 {
+            self.tail_level + self.tail_slope * ln_1p(over * self.inv_tail_scale)
+        } else {
+            self.tail_level
+        };
         // Q(y) <= exp(-y^2 / 2) / 2 for y >= 0, so the jitter explanation
         // is at least this improbable: when it is already less probable
         // than a late heartbeat, the normal tail is not needed.
@@ -343,9 +380,137 @@ impl Adaptive {
     }
 }
 
+/// Bits of the mantissa that index [`LOG2_TABLE`].
+const TABLE_BITS: u32 = 8;
+/// log2(1 + i / 256) for i = 0..=256, computed at compile time.
+static LOG2_TABLE: [f64; (1 << TABLE_BITS) + 1] = log2_table();
+
+/// ln(1 + i / 256) / ln 2 by the series of 2 atanh((x - 1) / (x + 1)),
+/// which converges to the last bit within 40 terms for x in [1, 2].
+const fn log2_table() -> [f64; (1 << TABLE_BITS) + 1] {
+    let mut t = [0.0; (1 << TABLE_BITS) + 1];
+    let mut i = 0;
+    while i <= 1 << TABLE_BITS {
+        let x = 1.0 + i as f64 / (1 << TABLE_BITS) as f64;
+        let s = (x - 1.0) / (x + 1.0);
+        let s2 = s * s;
+        let mut term = s;
+        let mut sum = 0.0;
+        let mut k = 0;
+        while k < 40 {
+            sum += term / (2 * k + 1) as f64;
+            term *= s2;
+            k += 1;
+        }
+        t[i] = 2.0 * sum / std::f64::consts::LN_2;
+        i += 1;
+    }
+    // The last entry is exactly 1, so the pieces meet across powers of 2.
+    t[1 << TABLE_BITS] = 1.0;
+    t
+}
+
+/// ln(1 + u) for u >= 0 (0 for anything else), by the exponent of 1 + u
+/// and linear interpolation of log2 in a 257-entry table: absolute error
+/// below 2e-6 (a phi error below 1e-4), continuous and strictly
+/// increasing (each piece is a
+/// segment between increasing table values, and the pieces meet), about a
+/// third of the cost of `f64::ln`. The late explanation's logarithm need
+/// not be exact; it must be cheap and monotone.
+fn ln_1p(u: f64) -> f64 {
+    // `max` also maps NaN to 0; infinity is left to `ln` (never reached:
+    // silences are microseconds below 2^64).
+    let x = 1.0 + u.max(0.0);
+    if x.is_infinite() {
+        return x.ln();
+    }
+    let bits = x.to_bits();
+    let exponent = ((bits >> 52) as i64 - 1023) as f64;
+    let mantissa = bits & ((1u64 << 52) - 1);
+    let index = (mantissa >> (52 - TABLE_BITS)) as usize;
+    let rest = mantissa & ((1u64 << (52 - TABLE_BITS)) - 1);
+    let frac = rest as f64 * (1.0 / (1u64 << (52 - TABLE_BITS)) as f64);
+    let lo = LOG2_TABLE[index];
+    let hi = LOG2_TABLE[index + 1];
+    (exponent + lo + (hi - lo) * frac) * std::f64::consts::LN_2
+}
+
+/// The median of nine values by a fixed network of 19 compare-exchanges
+/// (Paeth's, as in Devillard's `opt_med9`): no branches, so the random
+/// order of jittery intervals costs no mispredictions.
+fn median9(mut p: [u32; RECENT]) -> u32 {
+    let mut sort = |a: usize, b: usize| {
+        let (lo, hi) = (p[a].min(p[b]), p[a].max(p[b]));
+        p[a] = lo;
+        p[b] = hi;
+    };
+    sort(1, 2);
+    sort(4, 5);
+    sort(7, 8);
+    sort(0, 1);
+    sort(3, 4);
+    sort(6, 7);
+    sort(1, 2);
+    sort(4, 5);
+    sort(7, 8);
+    sort(0, 3);
+    sort(5, 8);
+    sort(4, 7);
+    sort(3, 6);
+    sort(1, 4);
+    sort(2, 5);
+    sort(4, 7);
+    sort(4, 2);
+    sort(6, 4);
+    sort(4, 2);
+    p[4]
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_table_logarithm_is_close_and_strictly_increasing() {
+        let mut prev = -1.0;
+        let mut u = 0.0f64;
+        while u < 1e12 {
+            let got = ln_1p(u);
+            let want = u.ln_1p();
+            assert!((got - want).abs() <= 2e-6, "{u}: {got} vs {want}");
+            assert!(got > prev || u == 0.0, "not increasing at {u}");
+            prev = got;
+            u = u * 1.000_37 + 1e-7;
+        }
+        // Across a power of two the pieces meet.
+        let below = ln_1p(f64::from_bits(2.0f64.to_bits() - 1) - 1.0);
+        assert!(below < ln_1p(1.0) && ln_1p(1.0) - below < 1e-12);
+        assert_eq!(ln_1p(0.0), 0.0);
+        assert_eq!(ln_1p(-5.0), 0.0);
+        for (i, &t) in LOG2_TABLE.iter().enumerate() {
+            let x = 1.0 + i as f64 / 256.0;
+            assert!((t - x.log2()).abs() < 1e-15, "{i}");
+        }
+    }
+
+    #[test]
+    fn the_median_network_is_the_median() {
+        // Every arrangement of 9 distinct values would be 362,880 cases;
+        // a seeded walk over many arrangements, with duplicates, instead.
+        let mut x: u64 = 0x9E37_79B9_7F4A_7C15;
+        for _ in 0..200_000 {
+            let mut p = [0u32; RECENT];
+            for v in &mut p {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                *v = (x % 12) as u32; // small range: many duplicates
+            }
+            let mut sorted = p;
+            sorted.sort_unstable();
+            assert_eq!(median9(p), sorted[4], "{p:?}");
+        }
+    }
 
     fn fed(intervals: impl IntoIterator<Item = u64>) -> Adaptive {
         let mut a = Adaptive::new(1e6, 1e5, 1000);

@@ -56,7 +56,8 @@ impl IntervalWindow {
         if self.slots.len() == self.capacity {
             let old = self.slots[self.head];
             self.sum -= u64::from(old);
-            self.sum_sq -= u128::from(old) * u128::from(old);
+            // A u32 squared fits a u64: one 64-bit multiply, then widen.
+            self.sum_sq -= u128::from(u64::from(old) * u64::from(old));
             self.slots[self.head] = v;
             // A compare instead of `%`: a division costs more than the rest of push.
             self.head += 1;
@@ -72,7 +73,7 @@ impl IntervalWindow {
             self.slots.push(v);
         }
         self.sum += u64::from(v);
-        self.sum_sq += u128::from(v) * u128::from(v);
+        self.sum_sq += u128::from(u64::from(v) * u64::from(v));
     }
 
     /// Forgets every interval (keeping the allocation).

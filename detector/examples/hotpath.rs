@@ -1,0 +1,88 @@
+//! Standalone timing of the detector's hot paths, for machines where
+//! criterion's numbers are noisy (and for `valgrind --tool=callgrind`):
+//! `cargo run -p phimon-detector --release --example hotpath [N]`.
+//! Same workload as `benches/detector.rs`: record + phi 1.5 s after the
+//! last heartbeat on one peer with a full window of 1000, then phi over
+//! 10,000 peers. Prints the best of several rounds, ns per operation.
+
+use phimon_detector::{DetectorConfig, Distribution, PeerDetector, Registry, Timestamp};
+use std::hint::black_box;
+use std::time::Instant;
+
+fn record_and_phi(distribution: Distribution, n: u64) -> f64 {
+    let cfg = DetectorConfig {
+        distribution,
+        ..DetectorConfig::default()
+    };
+    let mut d = PeerDetector::new(&cfg);
+    let mut t = 0u64;
+    for i in 0..2000u64 {
+        t += 1_000_000 + (i * 7919 % 50_000);
+        d.record(Timestamp::from_micros(t));
+    }
+    let mut best = f64::INFINITY;
+    let mut i = 0u64;
+    for _ in 0..7 {
+        let start = Instant::now();
+        let mut acc = 0.0;
+        for _ in 0..n {
+            i += 1;
+            t += 1_000_000 + (i * 7919 % 50_000);
+            d.record(Timestamp::from_micros(black_box(t)));
+            acc += d.phi(Timestamp::from_micros(t + 1_500_000));
+        }
+        black_box(acc);
+        best = best.min(start.elapsed().as_nanos() as f64 / n as f64);
+    }
+    best
+}
+
+fn sweep(rounds: u32) -> f64 {
+    let mut r: Registry<u32> = Registry::new(DetectorConfig::default());
+    for p in 0..10_000u32 {
+        for i in 0..50u64 {
+            r.observe(
+                p,
+                1,
+                Timestamp::from_micros(i * 1_000_000 + u64::from(p % 977) * 13),
+            );
+        }
+    }
+    let now = Timestamp::from_micros(50_500_000);
+    let mut best = f64::INFINITY;
+    for _ in 0..rounds {
+        let start = Instant::now();
+        let mut max = 0.0f64;
+        for (_, s) in r.iter() {
+            max = max.max(s.detector().phi(black_box(now)));
+        }
+        black_box(max);
+        best = best.min(start.elapsed().as_nanos() as f64 / 1000.0);
+    }
+    best
+}
+
+fn main() {
+    let n: u64 = std::env::args()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(2_000_000);
+    // `HOTPATH_ONLY=adaptive|normal|exponential|sweep` runs one workload
+    // (to count instructions: run it under callgrind with two values of N
+    // and divide the difference by 7 x the difference of N).
+    let only = std::env::var("HOTPATH_ONLY").ok();
+    let wanted = |name: &str| only.as_deref().is_none_or(|o| o == name);
+    for &d in Distribution::ALL.iter().filter(|d| wanted(d.as_str())) {
+        println!(
+            "record+phi {:<12} {:>7.1} ns",
+            d.as_str(),
+            record_and_phi(d, n)
+        );
+    }
+    if wanted("sweep") {
+        println!(
+            "phi sweep over 10,000 peers (default) {:>7.1} us",
+            sweep(if n >= 1_000_000 { 50 } else { 3 })
+        );
+    }
+}
