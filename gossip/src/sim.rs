@@ -896,7 +896,7 @@ fn percentile(v: &mut [f64], q: f64) -> f64 {
     v[rank - 1]
 }
 
-/// Counts the members of node `i`'s table by local judgement.
+/// Counts the members of a core's table by local judgement.
 pub fn status_counts(core: &Gossip) -> HashMap<MemberStatus, usize> {
     let mut out = HashMap::new();
     for m in core.members() {
