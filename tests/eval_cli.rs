@@ -317,14 +317,30 @@ fn compare_ranks_detectors_at_equal_mistakes() {
         );
     }
     // The old default (normal over a 1000-interval window) needs a huge
-    // threshold to survive the GC pauses and interval changes; the
-    // adaptive default detects more than twice as fast at zero mistakes.
+    // threshold to survive the GC pauses and interval changes.
     let adaptive = mean_at_zero(&v, "phimon adaptive").unwrap();
     let normal = mean_at_zero(&v, "phimon normal").unwrap();
     assert!(
         adaptive < 0.5 * normal,
         "adaptive {adaptive} vs normal {normal}"
     );
+    // The default beats the best baseline by at least 20 % at zero
+    // mistakes on the corpus (0.67 when this was written).
+    let best = v["contenders"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|c| c["baseline"] == true)
+        .filter_map(|c| c["zero_mistakes"]["mean_detection_ms"].as_f64())
+        .fold(f64::INFINITY, f64::min);
+    assert!(
+        adaptive <= 0.8 * best,
+        "adaptive {adaptive} vs best baseline {best}"
+    );
+    // The partition is an outage: detected, and not a mistake.
+    let ours = &v["contenders"][0]["zero_mistakes"];
+    assert_eq!(ours["outages"].as_u64(), Some(1), "{ours}");
+    assert_eq!(ours["outages_detected"].as_u64(), Some(1), "{ours}");
     // The text report carries the same table.
     let out = phimon()
         .args(["eval", "--compare", "--corpus"])
@@ -336,6 +352,56 @@ fn compare_ranks_detectors_at_equal_mistakes() {
         s.contains("zero mistakes") && s.contains("baseline cassandra"),
         "{s}"
     );
+}
+
+#[test]
+fn the_check_sets_generate_and_mark_their_partitions() {
+    for (set, n, outages) in [("held-out", 11, 2), ("variants", 12, 1)] {
+        let dir = tempfile::tempdir().unwrap();
+        let out = phimon()
+            .args(["corpus", "--set", set, "--out"])
+            .arg(dir.path())
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let texts: Vec<String> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| std::fs::read_to_string(e.unwrap().path()).unwrap())
+            .collect();
+        assert_eq!(texts.len(), n, "{set}");
+        let marked = texts.iter().filter(|t| t.contains("# outage_ms=")).count();
+        assert_eq!(marked, outages, "{set}");
+    }
+}
+
+#[test]
+fn a_clean_link_is_detected_within_seconds_at_the_implied_threshold() {
+    // The default model's zero-mistake thresholds on the three sets are
+    // 4.8 to 5.5 and its one-mistake-per-hour ones about 4: at 4.5 a crash
+    // on a clean 1 s link is suspected within ~2.5 s of the crash; at 8
+    // (1e-8, far beyond what 1000 clean heartbeats can vouch for) it takes
+    // about 10 s.
+    let out = phimon()
+        .args(["eval", "--trace"])
+        .arg(repo("traces/steady-lan.trace"))
+        .args(["--thresholds", "4.5,8"])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let s = String::from_utf8_lossy(&out.stdout);
+    let det = |th: &str| -> f64 {
+        let row = s
+            .lines()
+            .find(|l| l.split_whitespace().next() == Some(th))
+            .unwrap();
+        row.split_whitespace().nth(1).unwrap().parse().unwrap()
+    };
+    assert!((1500.0..3000.0).contains(&det("4.5")), "{s}");
+    assert!((8000.0..13000.0).contains(&det("8")), "{s}");
 }
 
 #[test]

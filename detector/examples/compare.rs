@@ -5,7 +5,8 @@
 //! `HOURLY=1`; `PEAKS=1` adds the highest phi of a live sender
 //! per trace for every model (the trace that sets a threshold).
 //! `SETS=corpus,held-out,variants` chooses the sets (default: the first
-//! two).
+//! two). `FIXED=4,5,8` adds, for phimon's default model at each of these
+//! thresholds, the mean detection time and the mistakes per alive hour.
 
 use phimon_detector::DetectorConfig;
 use phimon_detector::compare::{compare, default_contenders};
@@ -73,6 +74,31 @@ fn main() {
                 );
             }
             println!();
+        }
+        if let Ok(list) = std::env::var("FIXED") {
+            for th in list.split(',').filter_map(|t| t.trim().parse::<f64>().ok()) {
+                let (mut det, mut crashes, mut mistakes, mut alive) = (0.0, 0, 0, 0.0);
+                for (_, t) in &corpus {
+                    let d = phimon_detector::PeerDetector::new(&DetectorConfig {
+                        first_heartbeat_estimate: std::time::Duration::from_secs_f64(
+                            t.interval_ms / 1000.0,
+                        ),
+                        ..DetectorConfig::default()
+                    });
+                    let q = phimon_detector::qos::evaluate(d, t, &[th]);
+                    if let (Some(q), Some(c)) = (q.first(), t.crash_ms) {
+                        det += q.detection_ms.unwrap_or(t.end_ms - c);
+                        crashes += 1;
+                        mistakes += q.mistakes;
+                        alive += q.alive_ms;
+                    }
+                }
+                println!(
+                    "default at threshold {th:>4}: mean detection {:>6.0} ms, {mistakes} mistakes ({:.2} per alive hour)",
+                    det / f64::from(crashes.max(1)),
+                    mistakes as f64 / (alive / 3.6e6)
+                );
+            }
         }
         if std::env::var_os("PEAKS").is_some() {
             println!("highest phi of a live, reachable sender per trace:");
