@@ -445,10 +445,20 @@ impl Sidecar {
         }
     }
 
+    /// Peers whose heartbeat this node has seen advance. Ids only heard
+    /// of through gossip (`joining`) are not peers yet: anyone with a valid
+    /// certificate can invent them by the thousand, and counting them
+    /// would dilute quorum and isolation decisions and flood `/v1/peers`.
+    fn confirmed_peers(&self) -> impl Iterator<Item = phimon_gossip::Member<'_>> + '_ {
+        self.core
+            .members()
+            .filter(|m| !m.is_self() && m.status() != phimon_gossip::MemberStatus::Joining)
+    }
+
     fn cluster_view(&self, now: Timestamp, degraded: bool) -> ClusterView {
         let mut members = Vec::new();
         let mut suspicions = BTreeMap::new();
-        for m in self.core.members().filter(|m| !m.is_self()) {
+        for m in self.confirmed_peers() {
             let id = m.node_id().as_str().to_owned();
             if let Some(v) = m.kv_get(SUSPICIONS_KEY) {
                 if let Ok(r) = decode_suspicions(v) {
@@ -473,7 +483,7 @@ impl Sidecar {
 
     fn publish(&mut self, now: Timestamp, _degraded: bool) {
         let mut peers = Vec::new();
-        for m in self.core.members().filter(|m| !m.is_self()) {
+        for m in self.confirmed_peers() {
             let id = m.node_id().as_str();
             let (mean, std, fill, age) = match m.detector() {
                 Some(d) => {
