@@ -242,6 +242,7 @@ impl Adaptive {
     /// Applies the forgetting of the `pending` intervals learned since the
     /// last call: each interval multiplies the counts by `keep` (and
     /// `keep_tail`) and adds itself to `n`.
+    #[inline(never)]
     fn forget(&mut self) {
         if self.pending == 0 {
             return;
@@ -267,6 +268,8 @@ impl Adaptive {
     /// location were the new rhythm, not late heartbeats: take them back
     /// out of the late statistics. (Their forgetting over at most
     /// [`RECENT`] intervals is ignored: a difference below 1 %.)
+    #[cold]
+    #[inline(never)]
     fn take_back_new_rhythm(&mut self) {
         let late_from = self.late_from();
         for i in 0..usize::from(self.len) {
@@ -311,11 +314,19 @@ impl Adaptive {
     /// location moves from the prior to the peer's own rhythm one interval
     /// at a time.
     fn location(&self) -> f64 {
-        let len = usize::from(self.len);
-        if len == RECENT {
+        if usize::from(self.len) == RECENT {
             return f64::from(median9(self.recent)).max(1.0);
         }
-        // A young peer: sort what it has (at most 8 values, 8 times).
+        self.young_location()
+    }
+
+    /// [`location`](Self::location) of a peer with fewer than [`RECENT`]
+    /// intervals: sorts what it has (at most 8 values, 8 times in a
+    /// peer's life).
+    #[cold]
+    #[inline(never)]
+    fn young_location(&self) -> f64 {
+        let len = usize::from(self.len);
         let mut sorted = self.recent;
         sorted[..len].sort_unstable();
         let mid = RECENT / 2;
@@ -345,6 +356,7 @@ impl Adaptive {
     }
 
     /// The late fraction and the late-heartbeat law, as phi reads them.
+    #[inline(never)]
     fn refresh_tail(&mut self) {
         self.refreshed_mu = self.mu;
         let q = (self.late + PRIOR_LATE) / (self.n + PRIOR_SAMPLES);
