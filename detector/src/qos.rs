@@ -154,8 +154,11 @@ pub fn evaluate<D: AccrualDetector>(
             let Some(start) = first_crossing(&detector, q.threshold, last, next) else {
                 continue;
             };
+            // A suspicion that starts after the crash is the crash's
+            // detection, whatever span it falls in.
+            let alive = crash.is_none_or(|c| start < c);
             match exempt {
-                Some((from, outage)) if start >= from => {
+                Some((from, outage)) if alive && start >= from => {
                     if *counted != Some(outage) {
                         *counted = Some(outage);
                         q.outage_detections += 1;
@@ -163,14 +166,13 @@ pub fn evaluate<D: AccrualDetector>(
                             start.saturating_sub(spans[outage].0) as f64 / 1000.0;
                     }
                 }
-                _ => {
-                    if crash.is_none_or(|c| start < c) {
-                        let stop = exempt.map_or(next, |(from, _)| from.min(next));
-                        q.mistakes += 1;
-                        q.mistake_ms_total +=
-                            stop.min(alive_until).saturating_sub(start) as f64 / 1000.0;
-                    }
+                _ if alive => {
+                    let stop = exempt.map_or(next, |(from, _)| from.min(next));
+                    q.mistakes += 1;
+                    q.mistake_ms_total +=
+                        stop.min(alive_until).saturating_sub(start) as f64 / 1000.0;
                 }
+                _ => {}
             }
             if is_final {
                 if let Some(c) = crash {
@@ -361,6 +363,23 @@ mod tests {
         let want = d.phi(Timestamp::from_micros(19_500_000 - 1));
         assert!(peaks.contains(&want), "{want} not among the peaks");
         assert!(peaks.iter().all(|&p| p < 1.0), "{peaks:?}");
+    }
+
+    #[test]
+    fn a_crash_at_the_end_of_an_outage_is_a_crash_detection() {
+        // The sender is cut off at 19.5 s and crashes at 24.5 s, before the
+        // cut heals: the suspicion at ~20.56 s is the outage's, and the
+        // crash is detected "at once" (the peer was already suspected).
+        let mut t = steady(20, Some(24_500.0), 60_000.0);
+        t.outages_ms = vec![(19_500.0, 24_500.0)];
+        let q = evaluate(PeerDetector::new(&normal()), &t, &[8.0]).remove(0);
+        assert_eq!((q.mistakes, q.outage_detections), (0, 1), "{q:?}");
+        assert_eq!(q.detection_ms, Some(0.0), "{q:?}");
+        // At a threshold reached only after the crash, the suspicion is the
+        // crash's detection, not an outage detection.
+        let q = evaluate(PeerDetector::new(&normal()), &t, &[1e4]).remove(0);
+        assert_eq!((q.mistakes, q.outage_detections), (0, 0), "{q:?}");
+        assert!(q.detection_ms.is_some_and(|d| d > 0.0), "{q:?}");
     }
 
     #[test]
