@@ -159,8 +159,10 @@ pub fn evaluate<D: AccrualDetector>(
             let alive = crash.is_none_or(|c| start < c);
             match exempt {
                 Some((from, outage)) if alive && start >= from => {
-                    if *counted != Some(outage) {
-                        *counted = Some(outage);
+                    // One detection per outage, however many silences
+                    // (stray arrivals) it spans.
+                    let first = counted.replace(outage) != Some(outage);
+                    if first {
                         q.outage_detections += 1;
                         q.outage_detection_ms_total +=
                             start.saturating_sub(spans[outage].0) as f64 / 1000.0;
