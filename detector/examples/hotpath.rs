@@ -67,7 +67,7 @@ fn main() {
         .nth(1)
         .and_then(|s| s.parse().ok())
         .unwrap_or(2_000_000);
-    // `HOTPATH_ONLY=adaptive|normal|exponential|sweep` runs one workload
+    // `HOTPATH_ONLY=adaptive|normal|exponential|memory|sweep` runs one workload
     // (to count instructions: run it under callgrind with two values of N
     // and divide the difference by 7 x the difference of N).
     let only = std::env::var("HOTPATH_ONLY").ok();
@@ -77,6 +77,18 @@ fn main() {
             "record+phi {:<12} {:>7.1} ns",
             d.as_str(),
             record_and_phi(d, n)
+        );
+    }
+    if wanted("memory") {
+        let mut d = PeerDetector::new(&DetectorConfig::default());
+        for i in 0..5000u64 {
+            d.record(Timestamp::from_micros(i * 1_000_000));
+        }
+        println!(
+            "bytes per peer at window 1000: {} ({} inline + {} window)",
+            std::mem::size_of::<PeerDetector>() + d.window().heap_bytes(),
+            std::mem::size_of::<PeerDetector>(),
+            d.window().heap_bytes()
         );
     }
     if wanted("sweep") {
