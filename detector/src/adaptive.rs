@@ -48,8 +48,9 @@
 //!
 //! phi is continuous, non-decreasing in `t`, finite, and keeps growing
 //! (logarithmically far out) for as long as the peer stays silent. Record
-//! and phi are O(1) and allocation-free; phi costs one logarithm (and the
-//! normal tail only while the silence is within the jitter band).
+//! and phi are O(1) and allocation-free; phi costs nothing inside the
+//! expected interval, one table logarithm beyond it, and the normal tail
+//! only while jitter can still be the more probable explanation.
 
 use crate::tail::phi_normal;
 use std::f64::consts::{LOG10_2, LOG10_E};
@@ -86,8 +87,9 @@ const INSIDE: f64 = -8.3;
 
 /// Learned state of the adaptive model. Plain numbers; no allocation.
 ///
-/// `repr(C)` keeps the fields every phi reads in the first cache line, so
-/// a sweep over thousands of peers touches one line per peer.
+/// `repr(C)` keeps the five fields every phi reads together at the front
+/// (40 bytes), so a sweep over thousands of peers touches one or two
+/// cache lines of each.
 #[derive(Debug, Clone)]
 #[repr(C)]
 pub(crate) struct Adaptive {
@@ -423,12 +425,11 @@ const fn log2_table() -> [f64; (1 << TABLE_BITS) + 1] {
 }
 
 /// ln(1 + u) for u >= 0 (0 for anything else), by the exponent of 1 + u
-/// and linear interpolation of log2 in a 257-entry table: absolute error
-/// below 2e-6 (a phi error below 1e-4), continuous and strictly
-/// increasing (each piece is a
-/// segment between increasing table values, and the pieces meet), about a
-/// third of the cost of `f64::ln`. The late explanation's logarithm need
-/// not be exact; it must be cheap and monotone.
+/// and linear interpolation of log2 in a 257-entry table. Absolute error
+/// below 2e-6 (phi off by less than 1e-6 · A); continuous and strictly
+/// increasing, because each piece is a segment between increasing table
+/// values and the pieces meet. About a third of the cost of `f64::ln`:
+/// the late explanation's logarithm must be cheap and monotone, not exact.
 fn ln_1p(u: f64) -> f64 {
     // `max` also maps NaN to 0; infinity is left to `ln` (never reached:
     // silences are microseconds below 2^64).
