@@ -35,6 +35,7 @@ impl NodeId {
 }
 
 impl Ord for NodeId {
+    #[inline]
     fn cmp(&self, other: &Self) -> Ordering {
         // Copies of one id usually share the allocation (they were cloned
         // from the same message), so the pointer test settles most of the
