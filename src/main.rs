@@ -19,9 +19,31 @@ mod soak;
 #[error("{0}")]
 pub struct UsageError(pub String);
 
+/// `phimon --version`: version, commit, target and profile of the build.
+const LONG_VERSION: &str = concat!(
+    env!("CARGO_PKG_VERSION"),
+    " (commit ",
+    env!("PHIMON_GIT_COMMIT"),
+    ", ",
+    env!("PHIMON_TARGET"),
+    ", ",
+    env!("PHIMON_PROFILE"),
+    " build)"
+);
+
 /// phimon: phi-accrual failure detection sidecar.
 #[derive(Debug, Parser)]
-#[command(name = "phimon", version, about, long_about = None, propagate_version = true)]
+#[command(
+    name = "phimon",
+    version,
+    long_version = LONG_VERSION,
+    about,
+    long_about = "phimon: phi-accrual failure detection sidecar.\n\n\
+        Runs beside each host, gossips heartbeats over mutual-TLS QUIC, computes each peer's \
+        suspicion level phi, exports it to Prometheus and pages through signed, durable webhooks.\n\n\
+        Start with `phimon demo`; run a node with `phimon run --config FILE`.",
+    propagate_version = true
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -44,6 +66,11 @@ enum Command {
     Simulate(simulate::SimulateArgs),
     /// Create a development CA and one certificate/key per node.
     Certs(certs::CertsArgs),
+    /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
+    Completions {
+        /// The shell.
+        shell: clap_complete::Shell,
+    },
     /// Validate a configuration file and print every problem with its key.
     CheckConfig(check_config::CheckConfigArgs),
     /// Regenerate the seeded trace corpus of `eval --compare`.
@@ -60,6 +87,17 @@ fn main() -> ExitCode {
         Command::Simulate(args) => simulate::run(args),
         Command::Certs(args) => certs::run(args),
         Command::CheckConfig(args) => check_config::run(args),
+        Command::Completions { shell } => {
+            let mut cmd = <Cli as clap::CommandFactory>::command();
+            // Render into memory first: the generator panics on write
+            // errors, and `phimon completions bash | head` closes the pipe.
+            let mut script = Vec::new();
+            clap_complete::generate(shell, &mut cmd, "phimon", &mut script);
+            match std::io::Write::write_all(&mut std::io::stdout(), &script) {
+                Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => Err(e.into()),
+                _ => Ok(()),
+            }
+        }
         Command::Corpus(args) => corpus::run(args),
     };
     match result {
