@@ -64,10 +64,10 @@ pub const PRIOR_LATE: f64 = 0.5;
 pub const PRIOR_SAMPLES: f64 = 100.0;
 /// Weight of the prior on the lateness of late heartbeats, in late
 /// heartbeats.
-pub const TAIL_PRIOR_EVENTS: f64 = 10.0;
+pub const TAIL_PRIOR_EVENTS: f64 = 30.0;
 /// Prior mean excess of a late heartbeat over the expected interval,
 /// microseconds.
-pub const TAIL_PRIOR_SCALE_MICROS: f64 = 500_000.0;
+pub const TAIL_PRIOR_SCALE_MICROS: f64 = 300_000.0;
 /// Largest excess one late heartbeat contributes, microseconds (unless two
 /// heartbeat intervals are longer).
 pub const EXCESS_CAP_MICROS: f64 = 4_000_000.0;
@@ -538,9 +538,14 @@ mod tests {
     #[test]
     fn a_clean_peer_has_the_prior_tail() {
         let a = fed(std::iter::repeat_n(1_000_000, 3000));
-        // q ~ 0.5 / 1100: phi just past the jitter band is ~3.3.
+        // q = 0.5 / (n + 100) with n = 1000 (1 - 0.999^3000) ~ 950: phi
+        // just past the jitter band is ~3.3, then the prior's Lomax tail
+        // (A = 30, B = 30 x 0.3 s).
         let at = |s: f64| a.phi(s * 1e6);
-        assert!((at(1.8) - (3.34 + 10.0 * (1.0 + 0.8 / 5.0f64).log10())).abs() < 0.02);
+        let n = 1000.0 * (1.0 - 0.999f64.powi(3000));
+        let b = TAIL_PRIOR_EVENTS * TAIL_PRIOR_SCALE_MICROS / 1e6;
+        let want = -(0.5 / (n + 100.0)).log10() + TAIL_PRIOR_EVENTS * (1.0 + 0.8 / b).log10();
+        assert!((at(1.8) - want).abs() < 0.01, "{} vs {want}", at(1.8));
         assert_eq!(at(0.1), 0.0);
         // Continuous and non-decreasing through the switch of explanation.
         let mut prev = 0.0;
