@@ -106,6 +106,16 @@ pub struct LocalCluster {
     http: reqwest::Client,
 }
 
+/// Sum of every sample of metric `name` in a Prometheus text exposition
+/// (0 when absent): what the tests and `phimon soak` read from `/metrics`.
+pub fn metric(text: &str, name: &str) -> f64 {
+    text.lines()
+        .filter(|l| !l.starts_with('#'))
+        .filter(|l| l.split(['{', ' ']).next() == Some(name))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
+
 /// A free TCP port on 127.0.0.1 (the OS picks it; it is released at once,
 /// so another process could take it in between: tests tolerate that).
 pub fn free_tcp_port() -> std::io::Result<u16> {

@@ -9,6 +9,7 @@
 
 use crate::UsageError;
 use phimon::chaos::{ChaosProxy, LinkFaults};
+use phimon::local_cluster::metric;
 use phimon::local_cluster::{ClusterSpec, LocalCluster};
 use phimon::sink::WebhookSink;
 use std::net::SocketAddr;
@@ -53,14 +54,6 @@ fn rss_kib(pid: u32) -> Option<u64> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
     let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
     line.split_whitespace().nth(1)?.parse().ok()
-}
-
-fn metric(text: &str, name: &str) -> f64 {
-    text.lines()
-        .filter(|l| !l.starts_with('#'))
-        .filter(|l| l.split(['{', ' ']).next() == Some(name))
-        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-        .sum()
 }
 
 /// Runs `phimon soak`.

@@ -4,6 +4,7 @@
 #![allow(clippy::unwrap_used)] // Test helpers: a panic is a failed test.
 
 use nix::sys::signal::Signal;
+use phimon::local_cluster::metric;
 use phimon::local_cluster::{ClusterSpec, LocalCluster};
 use phimon::sink::WebhookSink;
 use std::net::SocketAddr;
@@ -179,15 +180,6 @@ async fn a_node_from_a_foreign_ca_is_refused_and_counted() {
     }
     let ipeers = intruder.peers(0).await.unwrap_or_default();
     assert!(ipeers.is_empty(), "the intruder learnt {ipeers:?}");
-}
-
-/// Sum of every sample of `name` in a Prometheus text exposition.
-fn metric(text: &str, name: &str) -> f64 {
-    text.lines()
-        .filter(|l| !l.starts_with('#'))
-        .filter(|l| l.split(['{', ' ']).next() == Some(name))
-        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-        .sum()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -9,6 +9,7 @@
 
 use nix::sys::signal::Signal;
 use phimon::chaos::{ChaosProxy, LinkFaults};
+use phimon::local_cluster::metric;
 use phimon::local_cluster::{ClusterSpec, LocalCluster, PeerInfo};
 use phimon::sink::{Page, WebhookSink};
 use std::collections::{BTreeMap, BTreeSet};
@@ -382,15 +383,6 @@ async fn an_unwritable_data_dir_is_reported_not_a_crash_loop() {
         log.contains("data_dir") && log.contains("blocker"),
         "the log does not explain: {log}"
     );
-}
-
-/// Sum of every sample of `name` in a Prometheus text exposition.
-fn metric(text: &str, name: &str) -> f64 {
-    text.lines()
-        .filter(|l| !l.starts_with('#'))
-        .filter(|l| l.split(['{', ' ']).next() == Some(name))
-        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-        .sum()
 }
 
 /// libfaketime's multi-threaded preload, from Debian's `faketime` package.

@@ -13,6 +13,7 @@
 
 #![allow(clippy::unwrap_used)] // Tests: a panic is a failed test.
 
+use phimon::local_cluster::metric;
 use phimon::local_cluster::{ClusterSpec, LocalCluster, PeerInfo};
 use phimon::sink::WebhookSink;
 use phimon_gossip::tls;
@@ -43,15 +44,6 @@ fn rss_kib(pid: u32) -> u64 {
         .find_map(|l| l.strip_prefix("VmRSS:"))
         .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
         .unwrap()
-}
-
-/// Sum of every sample of `name` in a Prometheus text exposition.
-fn metric(text: &str, name: &str) -> f64 {
-    text.lines()
-        .filter(|l| !l.starts_with('#'))
-        .filter(|l| l.split(['{', ' ']).next() == Some(name))
-        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-        .sum()
 }
 
 async fn metric_of(c: &LocalCluster, i: usize, name: &str) -> f64 {
