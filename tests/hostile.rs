@@ -743,9 +743,17 @@ async fn a_member_with_a_valid_certificate_gossiping_forged_state() {
     let killed = Instant::now();
     let mut detected = [None, None];
     let mut paged = None;
-    while killed.elapsed() < Duration::from_secs(45) && paged.is_none() {
+    // Poll until both observers detected it (phi at the threshold, or the
+    // engine's suspicion) and a page named it: an observer that judges
+    // itself isolated pages about itself and flags no peer as suspected.
+    while killed.elapsed() < Duration::from_secs(45)
+        && (paged.is_none() || detected.iter().any(Option::is_none))
+    {
         for i in [0, 1] {
-            if detected[i].is_none() && peer_of(&c, i, "node-4").await.is_some_and(|p| p.suspected)
+            if detected[i].is_none()
+                && peer_of(&c, i, "node-4")
+                    .await
+                    .is_some_and(|p| p.suspected || p.phi >= 8.0)
             {
                 detected[i] = Some(killed.elapsed());
             }
@@ -753,9 +761,10 @@ async fn a_member_with_a_valid_certificate_gossiping_forged_state() {
         // The death reaches on-call as a page naming node-4: a node page,
         // or (node-3 died earlier, so node-1 and node-2 lose 2 of 3 peers
         // within the isolation window) a partition page listing it.
-        if sink.pages()[pages_before..]
-            .iter()
-            .any(|p| p.event == "suspected" && p.body["nodes"].to_string().contains("\"node-4\""))
+        if paged.is_none()
+            && sink.pages()[pages_before..].iter().any(|p| {
+                p.event == "suspected" && p.body["nodes"].to_string().contains("\"node-4\"")
+            })
         {
             paged = Some(killed.elapsed());
         }

@@ -67,6 +67,19 @@ fn heartbeats_keep_spreading_under_heavy_loss() {
     let mut sim = cluster(60, |c| c.loss = 0.25);
     sim.run_rounds(25);
     sim.take_events();
+    // While windows are young (the default model's late-tail prior is
+    // strict until a peer has shown its own lateness), a lossy link may
+    // cost a rare false suspicion: bounded here, zero afterwards.
+    sim.run_rounds(35);
+    let learning = sim
+        .take_events()
+        .iter()
+        .filter(|e| matches!(e.event, Event::NodeDead { .. }))
+        .count();
+    assert!(
+        learning <= 2,
+        "{learning} false suspicions among 3,540 observer-peer pairs while learning"
+    );
     sim.run_rounds(40);
     assert!(everyone_alive(&sim));
     // A heartbeat is at most a few rounds old everywhere.
