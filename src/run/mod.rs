@@ -54,7 +54,7 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
         .enable_all()
         .build()
         .context("starting the tokio runtime")?;
-    rt.block_on(Sidecar::start(config))?.run_blocking(&rt)
+    rt.block_on(async { Sidecar::start(config).await?.drive().await })
 }
 
 fn init_tracing() {
@@ -235,10 +235,6 @@ impl Sidecar {
             gossip_seen: Default::default(),
             last_cert_check: Instant::now(),
         })
-    }
-
-    fn run_blocking(self, rt: &tokio::runtime::Runtime) -> anyhow::Result<()> {
-        rt.block_on(self.drive())
     }
 
     fn now(&self) -> Timestamp {
@@ -423,7 +419,7 @@ impl Sidecar {
             }
             self.last_report = report;
         }
-        self.publish(now, degraded);
+        self.publish(now);
         self.metrics.local_health_degraded.set(i64::from(degraded));
         self.metrics
             .alert_isolated
@@ -434,7 +430,7 @@ impl Sidecar {
             .observe(gap.saturating_sub(TICK).as_secs_f64());
         self.transport_seen
             .update(&self.metrics, &self.transport.stats().snapshot());
-        self.gossip_seen.update(&self.metrics, self.core.stats());
+        self.gossip_seen.update(self.core.stats());
         if self.last_cert_check.elapsed() > Duration::from_secs(30) {
             self.last_cert_check = Instant::now();
             match self.transport.reload_certs_if_changed() {
@@ -481,7 +477,7 @@ impl Sidecar {
         }
     }
 
-    fn publish(&mut self, now: Timestamp, _degraded: bool) {
+    fn publish(&mut self, now: Timestamp) {
         let mut peers = Vec::new();
         for m in self.confirmed_peers() {
             let id = m.node_id().as_str();

@@ -177,7 +177,7 @@ pub struct GossipCounters {
 
 impl GossipCounters {
     /// Logs the growth since the last call.
-    pub fn update(&mut self, _m: &Metrics, now: &GossipStats) {
+    pub fn update(&mut self, now: &GossipStats) {
         if *now != self.last {
             tracing::debug!("gossip core: {now:?}");
             self.last = now.clone();
