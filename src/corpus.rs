@@ -3,7 +3,7 @@
 
 use crate::UsageError;
 use anyhow::Context as _;
-use phimon_detector::corpus::CorpusSet;
+use phimon_detector::corpus::{CorpusSet, random_scenarios};
 use std::path::PathBuf;
 
 /// Which generated set to write.
@@ -16,6 +16,9 @@ pub enum SetArg {
     /// New scenario variants (other intervals, pauses, loss), never
     /// committed.
     Variants,
+    /// `--count` scenarios drawn at random (from `--seed`) over broad
+    /// ranges of every hostile condition: networks nobody wrote down.
+    Random,
 }
 
 /// Arguments of `phimon corpus`.
@@ -28,18 +31,28 @@ pub struct CorpusArgs {
     /// Which set to generate.
     #[arg(long, value_enum, default_value = "corpus")]
     pub set: SetArg,
+    /// Seed of `--set random`.
+    #[arg(long, default_value_t = 1)]
+    pub seed: u64,
+    /// Number of scenarios of `--set random`.
+    #[arg(long, default_value_t = 20, value_parser = clap::value_parser!(u64).range(1..=1000))]
+    pub count: u64,
 }
 
 /// Runs `phimon corpus`.
 pub fn run(args: CorpusArgs) -> anyhow::Result<()> {
-    let set = match args.set {
-        SetArg::Corpus => CorpusSet::Corpus,
-        SetArg::HeldOut => CorpusSet::HeldOut,
-        SetArg::Variants => CorpusSet::Variants,
+    let files = match args.set {
+        SetArg::Corpus => CorpusSet::Corpus.render(),
+        SetArg::HeldOut => CorpusSet::HeldOut.render(),
+        SetArg::Variants => CorpusSet::Variants.render(),
+        SetArg::Random => random_scenarios(args.seed, args.count as usize)
+            .into_iter()
+            .map(|(name, s)| (format!("{name}.trace"), s.generate().to_text()))
+            .collect(),
     };
     std::fs::create_dir_all(&args.out)
         .map_err(|e| UsageError(format!("cannot create {}: {e}", args.out.display())))?;
-    for (name, text) in set.render() {
+    for (name, text) in files {
         let path = args.out.join(&name);
         std::fs::write(&path, text).with_context(|| format!("cannot write {}", path.display()))?;
         println!("{}", path.display());

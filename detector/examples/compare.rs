@@ -14,23 +14,63 @@ use phimon_detector::corpus::CorpusSet;
 
 fn main() {
     let sets = std::env::var("SETS").unwrap_or_else(|_| "corpus,held-out".into());
-    for set in sets.split(',').filter_map(|s| match s.trim() {
-        "corpus" => Some(CorpusSet::Corpus),
-        "held-out" => Some(CorpusSet::HeldOut),
-        "variants" => Some(CorpusSet::Variants),
-        _ => None,
-    }) {
-        let corpus: Vec<_> = set
-            .scenarios()
-            .iter()
-            .map(|s| (s.name.to_string(), s.generate()))
-            .collect();
+    for set in sets.split(',') {
+        let set = set.trim();
+        // `random:SEED:COUNT`: scenarios drawn at random.
+        let corpus: Vec<_> = if let Some(rest) = set.strip_prefix("random") {
+            let mut it = rest
+                .split(':')
+                .skip(1)
+                .map(|v| v.parse::<u64>().unwrap_or(1));
+            let seed = it.next().unwrap_or(1);
+            let count = it.next().unwrap_or(20) as usize;
+            let drawn = phimon_detector::corpus::random_scenarios(seed, count);
+            if std::env::var_os("SCENARIOS").is_some() {
+                for (name, s) in &drawn {
+                    println!("{name}: {s:?}");
+                }
+            }
+            drawn
+                .into_iter()
+                .map(|(name, s)| (name, s.generate()))
+                .collect()
+        } else {
+            let named = match set {
+                "corpus" => CorpusSet::Corpus,
+                "held-out" => CorpusSet::HeldOut,
+                "variants" => CorpusSet::Variants,
+                _ => continue,
+            };
+            named
+                .scenarios()
+                .iter()
+                .map(|s| (s.name.to_string(), s.generate()))
+                .collect()
+        };
         let c = compare(
             &corpus,
             &default_contenders(&DetectorConfig::default()),
             1.0,
         );
-        println!("{set:?}: {:.2} alive hours", c.alive_hours);
+        let ratio = |b: fn(&phimon_detector::compare::ContenderOutcome) -> Option<f64>| {
+            let ours = c.contenders.first().and_then(b);
+            let best = c
+                .contenders
+                .iter()
+                .filter(|x| x.baseline)
+                .filter_map(b)
+                .fold(f64::INFINITY, f64::min);
+            ours.map_or(f64::NAN, |o| o / best)
+        };
+        println!(
+            "{set}: {:.2} alive hours; ratio to the best baseline: {:.2} at zero mistakes, {:.2} at 1/h",
+            c.alive_hours,
+            ratio(|x| x.zero_mistakes.mean_detection_ms),
+            ratio(|x| x.hourly.mean_detection_ms)
+        );
+        if std::env::var_os("SUMMARY").is_some() {
+            continue;
+        }
         print!("{:<24}", "trace");
         for x in &c.contenders {
             print!(" {:>10.10}", x.name.trim_start_matches("baseline "));

@@ -5,7 +5,7 @@
 //! ```text
 //! phi(t) = min(phi_jitter, phi_late)
 //! phi_jitter = -log10 Q((t - mu) / sigma)
-//! phi_late   = -log10 q + A · log10(1 + (t - mu)+ / B)
+//! phi_late   = -log10 q + A · log10(1 + (t - L)+ / B)
 //! ```
 //!
 //! A silence is judged by whichever explanation makes it more probable:
@@ -30,17 +30,24 @@
 //!   [`PRIOR_SAMPLES`] as the prior, so a clean peer still has a small,
 //!   non-zero chance of a late heartbeat (about 1 in 2,200 after 1000
 //!   clean ones) and a young peer is judged with caution. Late means
-//!   beyond `mu + max(4 sigma, mu / 2)`.
-//! - **A, B**: how late a late heartbeat is (its excess over `mu`) is
-//!   modelled as exponential with an unknown rate, with a Gamma prior worth
-//!   [`TAIL_PRIOR_EVENTS`] late heartbeats of [`TAIL_PRIOR_SCALE_MICROS`]
-//!   each. The predictive tail is then `(1 + x / B)^-A` (a Lomax law) with
-//!   `A` = prior events + late heartbeats seen and `B` = prior excess +
-//!   their excess: heavy while little is known, close to the fitted
-//!   exponential once many late heartbeats were seen. The excess is in
-//!   absolute time, not in heartbeat intervals: a stalled sender, a
-//!   stalled network or a burst of losses lasts seconds whatever the
-//!   heartbeat rate. Each excess counts at most [`EXCESS_CAP_MICROS`] (or
+//!   beyond `L = mu + max(4 sigma, mu / 2)`.
+//! - **A, B**: how late a late heartbeat is (its excess over `L`, the
+//!   point where lateness starts) is modelled as exponential with an
+//!   unknown rate, with a Gamma prior worth [`TAIL_PRIOR_EVENTS`] late
+//!   heartbeats of `sqrt(`[`TAIL_PRIOR_SCALE_MICROS`]` · mu)` each. The
+//!   predictive tail is then `(1 + x / B)^-A` (a Lomax law) with `A` =
+//!   prior events + late heartbeats seen and `B` = prior excess + their
+//!   excess: heavy while little is known, close to the fitted exponential
+//!   once many late heartbeats were seen. Measuring the excess from `L`,
+//!   not from `mu`, keeps the fit honest: every late heartbeat is at least
+//!   `L - mu` late, and counting that floor as excess would make the
+//!   fitted tail several times too heavy on jittery paths. The prior's
+//!   scale is the geometric mean of an absolute stall (a paused sender or
+//!   network lasts a fraction of a second to seconds whatever the
+//!   heartbeat rate) and the interval (a run of lost heartbeats lasts
+//!   whole intervals): on random hostile networks either alone leaves one
+//!   kind of peer badly calibrated (`phimon corpus --set random`). Each
+//!   excess counts at most [`EXCESS_CAP_MICROS`] (or
 //!   two intervals, if longer), so that one partition does not make a
 //!   peer's tail heavy for good, and the statistics fade over
 //!   [`TAIL_MEMORY_WINDOWS`] windows: rare events need a longer memory
@@ -65,9 +72,10 @@ pub const PRIOR_SAMPLES: f64 = 100.0;
 /// Weight of the prior on the lateness of late heartbeats, in late
 /// heartbeats.
 pub const TAIL_PRIOR_EVENTS: f64 = 30.0;
-/// Prior mean excess of a late heartbeat over the expected interval,
-/// microseconds.
-pub const TAIL_PRIOR_SCALE_MICROS: f64 = 300_000.0;
+/// Absolute part of the prior mean excess of a late heartbeat beyond the
+/// late threshold, microseconds: the prior mean is the geometric mean of
+/// this and the expected interval.
+pub const TAIL_PRIOR_SCALE_MICROS: f64 = 500_000.0;
 /// Largest excess one late heartbeat contributes, microseconds (unless two
 /// heartbeat intervals are longer).
 pub const EXCESS_CAP_MICROS: f64 = 4_000_000.0;
@@ -87,8 +95,8 @@ const INSIDE: f64 = -8.3;
 
 /// Learned state of the adaptive model. Plain numbers; no allocation.
 ///
-/// `repr(C)` keeps the five fields every phi reads together at the front
-/// (40 bytes), so a sweep over thousands of peers touches one or two
+/// `repr(C)` keeps the six fields every phi reads together at the front
+/// (48 bytes), so a sweep over thousands of peers touches one or two
 /// cache lines of each.
 #[derive(Debug, Clone)]
 #[repr(C)]
@@ -103,6 +111,8 @@ pub(crate) struct Adaptive {
     tail_slope: f64,
     /// 1 / B, per microsecond.
     inv_tail_scale: f64,
+    /// L: where lateness starts, microseconds of silence.
+    late_start: f64,
     /// Jitter band, microseconds.
     sigma: f64,
     /// Forgotten counts of intervals and of late intervals.
@@ -150,6 +160,7 @@ impl Adaptive {
             tail_level: 0.0,
             tail_slope: 0.0,
             inv_tail_scale: 0.0,
+            late_start: 0.0,
             sigma: 0.0,
             n: 0.0,
             late: 0.0,
@@ -192,7 +203,8 @@ impl Adaptive {
         let v = micros.min(u64::from(u32::MAX)) as u32;
         let x = f64::from(v);
         // Classify against the estimate before this interval.
-        let late = x > self.late_from();
+        let late_from = self.late_from();
+        let late = x > late_from;
         self.pending += 1;
         let young = self.n < SETTLED;
         if late || young {
@@ -201,7 +213,7 @@ impl Adaptive {
         let mut excess = 0.0;
         if late {
             self.late += 1.0;
-            excess = (x - self.mu).min(EXCESS_CAP_MICROS.max(2.0 * self.mu));
+            excess = (x - late_from).min(EXCESS_CAP_MICROS.max(2.0 * self.mu));
             self.tail_events += 1.0;
             self.tail_excess += excess;
         } else {
@@ -364,8 +376,9 @@ impl Adaptive {
         let q = (self.late + PRIOR_LATE) / (self.n + PRIOR_SAMPLES);
         self.tail_level = -q.clamp(1e-12, 0.5).log10();
         self.tail_slope = (TAIL_PRIOR_EVENTS + self.tail_events) * LOG10_E;
-        self.inv_tail_scale =
-            1.0 / (TAIL_PRIOR_EVENTS * TAIL_PRIOR_SCALE_MICROS + self.tail_excess);
+        let prior_scale = (TAIL_PRIOR_SCALE_MICROS * self.mu).sqrt();
+        self.inv_tail_scale = 1.0 / (TAIL_PRIOR_EVENTS * prior_scale + self.tail_excess);
+        self.late_start = self.late_from();
     }
 
     /// phi after `elapsed` microseconds of silence (beyond the acceptable
@@ -377,9 +390,10 @@ impl Adaptive {
             // Where most peers are at any instant: no logarithm at all.
             return 0.0;
         }
-        // Before the expected arrival the late explanation is q itself.
-        let late = if over > 0.0 {
-            self.tail_level + self.tail_slope * ln_1p(over * self.inv_tail_scale)
+        // Before lateness starts the late explanation is q itself.
+        let over_late = elapsed - self.late_start;
+        let late = if over_late > 0.0 {
+            self.tail_level + self.tail_slope * ln_1p(over_late * self.inv_tail_scale)
         } else {
             self.tail_level
         };
@@ -539,13 +553,15 @@ mod tests {
     fn a_clean_peer_has_the_prior_tail() {
         let a = fed(std::iter::repeat_n(1_000_000, 3000));
         // q = 0.5 / (n + 100) with n = 1000 (1 - 0.999^3000) ~ 950: phi
-        // just past the jitter band is ~3.3, then the prior's Lomax tail
-        // (A = 30, B = 30 x 0.3 s).
+        // past the jitter band is ~3.3 up to the late threshold L = 1.5 s,
+        // then the prior's Lomax tail (A = 30, B = 30 x sqrt(0.5 s x 1 s)).
         let at = |s: f64| a.phi(s * 1e6);
         let n = 1000.0 * (1.0 - 0.999f64.powi(3000));
-        let b = TAIL_PRIOR_EVENTS * TAIL_PRIOR_SCALE_MICROS / 1e6;
-        let want = -(0.5 / (n + 100.0)).log10() + TAIL_PRIOR_EVENTS * (1.0 + 0.8 / b).log10();
-        assert!((at(1.8) - want).abs() < 0.01, "{} vs {want}", at(1.8));
+        let level = -(0.5 / (n + 100.0)).log10();
+        let b = TAIL_PRIOR_EVENTS * (TAIL_PRIOR_SCALE_MICROS * 1e6).sqrt() / 1e6;
+        let want = level + TAIL_PRIOR_EVENTS * (1.0 + 0.8 / b).log10();
+        assert!((at(2.3) - want).abs() < 0.01, "{} vs {want}", at(2.3));
+        assert!((at(1.4) - level).abs() < 1e-3, "{} vs {level}", at(1.4));
         assert_eq!(at(0.1), 0.0);
         // Continuous and non-decreasing through the switch of explanation.
         let mut prev = 0.0;

@@ -541,6 +541,79 @@ impl CorpusSet {
     }
 }
 
+/// `count` scenarios drawn at random from broad ranges of every hostile
+/// condition the named sets cover (interval 100 ms to 5 s, timer and
+/// network jitter of every shape, independent and bursty loss, sender
+/// pauses, interval changes, partitions), each with its own seed. Named
+/// `random-<seed>-<k>`: a check of a detector on networks nobody wrote
+/// down, reproducible from `seed`.
+pub fn random_scenarios(seed: u64, count: usize) -> Vec<(String, Scenario)> {
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    let pick = |rng: &mut ChaCha8Rng, lo: f64, hi: f64| lo + (hi - lo) * uniform(rng);
+    // Log-uniform: magnitudes spread evenly over decades.
+    let log_pick = |rng: &mut ChaCha8Rng, lo: f64, hi: f64| {
+        libm::exp(libm::log(lo) + (libm::log(hi) - libm::log(lo)) * uniform(rng))
+    };
+    const INTERVALS: [f64; 8] = [100.0, 200.0, 250.0, 500.0, 1000.0, 1000.0, 2000.0, 5000.0];
+    (0..count)
+        .map(|k| {
+            let interval_ms =
+                INTERVALS[(uniform(&mut rng) * INTERVALS.len() as f64) as usize % INTERVALS.len()];
+            // 600 to 4000 heartbeats, at most two hours.
+            let alive_s = (pick(&mut rng, 600.0, 4000.0) * interval_ms / 1000.0).min(7200.0);
+            let mut s = Scenario::quiet("random", rng.random(), interval_ms, alive_s);
+            s.timer_jitter_ms = log_pick(&mut rng, 0.05, 0.05 * interval_ms);
+            s.base_delay_ms = log_pick(&mut rng, 0.1, 150.0);
+            s.jitter = match (uniform(&mut rng) * 3.0) as u32 {
+                0 => Jitter::Exp(log_pick(&mut rng, 0.05, 0.2 * interval_ms)),
+                1 => Jitter::Pareto {
+                    xm: log_pick(&mut rng, 0.5, 30.0),
+                    alpha: pick(&mut rng, 1.2, 3.0),
+                },
+                _ => Jitter::Normal(log_pick(&mut rng, 0.1, 0.1 * interval_ms)),
+            };
+            if uniform(&mut rng) < 0.3 {
+                s.drift = Some((
+                    log_pick(&mut rng, 1.0, 0.5 * interval_ms),
+                    pick(&mut rng, 60.0, 1800.0),
+                ));
+            }
+            s.loss = match (uniform(&mut rng) * 3.0) as u32 {
+                0 => Loss::None,
+                1 => Loss::Bernoulli(log_pick(&mut rng, 0.001, 0.05)),
+                _ => Loss::GilbertElliott {
+                    p_good_bad: log_pick(&mut rng, 0.001, 0.02),
+                    p_bad_good: pick(&mut rng, 0.1, 0.6),
+                    loss_bad: pick(&mut rng, 0.5, 1.0),
+                },
+            };
+            if uniform(&mut rng) < 0.35 {
+                s.pauses = Some(Pauses {
+                    mean_gap_s: log_pick(&mut rng, 30.0, 900.0),
+                    median_ms: log_pick(&mut rng, 50.0, 2000.0),
+                    sigma: pick(&mut rng, 0.2, 0.9),
+                });
+            }
+            if uniform(&mut rng) < 0.2 {
+                let factor = pick(&mut rng, 2.0, 5.0);
+                let new = if uniform(&mut rng) < 0.5 {
+                    interval_ms * factor
+                } else {
+                    interval_ms / factor
+                };
+                s.interval_change = Some((pick(&mut rng, 0.1, 0.5) * alive_s, new.max(50.0)));
+            }
+            if uniform(&mut rng) < 0.2 {
+                s.partition = Some((
+                    pick(&mut rng, 0.2, 0.8) * alive_s,
+                    log_pick(&mut rng, 2.0, 60.0).min(0.15 * alive_s),
+                ));
+            }
+            (format!("random-{seed}-{k}"), s)
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
