@@ -18,7 +18,10 @@ fn ratio(corpus: &[(String, Trace)]) -> (f64, Comparison) {
         .map(|(_, c)| c)
         .collect();
     let c = compare(corpus, &contenders, 1.0);
-    let ours = c.contenders[0].zero_mistakes.mean_detection_ms.unwrap();
+    let ours = c.contenders[0]
+        .zero_mistakes
+        .mean_detection_ms
+        .unwrap_or(f64::INFINITY);
     let best = c
         .contenders
         .iter()
