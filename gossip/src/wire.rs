@@ -244,7 +244,7 @@ impl DigestEntry {
     /// Encoded size of this entry.
     pub fn wire_size(&self) -> usize {
         digest_entry_size(
-            self.node_id.as_str().len(),
+            self.node_id.len(),
             self.generation,
             self.heartbeat,
             self.version,
@@ -286,7 +286,7 @@ impl Digest {
 }
 
 fn opt_id_size(id: Option<&NodeId>) -> usize {
-    id.map_or(size::NIL, |i| size::str(i.as_str().len()))
+    id.map_or(size::NIL, |i| size::str(i.len()))
 }
 
 impl KvEntry {
@@ -305,7 +305,7 @@ impl NodeDelta {
     /// Encoded size of this delta.
     pub fn wire_size(&self) -> usize {
         node_delta_head_size(
-            self.node_id.as_str().len(),
+            self.node_id.len(),
             self.generation,
             self.heartbeat,
             self.from_version,
@@ -354,7 +354,7 @@ impl Message {
         1 + size::array(5)
             + 1
             + size::str(self.cluster.len())
-            + size::str(self.sender.as_str().len())
+            + size::str(self.sender.len())
             + self.digest.wire_size()
             + size::array(self.delta.len())
             + self.delta.iter().map(NodeDelta::wire_size).sum::<usize>()
