@@ -267,7 +267,7 @@ impl Gossip {
             .filter(|s| **s != self_address)
             .map(|s| Arc::from(s.as_str()))
             .collect();
-        let empty_size = Message::empty_size(cluster.len(), self_id.as_str().len());
+        let empty_size = Message::empty_size(cluster.len(), self_id.len());
         let me = Entry {
             id: self_id.clone(),
             generation,
@@ -311,8 +311,11 @@ impl Gossip {
         from: &NodeId,
         frame: &[u8],
     ) -> Result<(), GossipError> {
+        // `decode` validates the message: the typed path's check is not
+        // repeated.
         let msg = wire::decode(frame, self.config.max_message_bytes)?;
-        self.handle_message_typed(now, from, msg)
+        self.check_envelope(from, &msg)?;
+        self.process(now, from, msg)
     }
 
     /// Processes an already decoded message: the path
@@ -325,6 +328,14 @@ impl Gossip {
         from: &NodeId,
         msg: Message,
     ) -> Result<(), GossipError> {
+        self.check_envelope(from, &msg)?;
+        msg.validate()?;
+        self.process(now, from, msg)
+    }
+
+    /// Rejects another cluster's messages and a claimed sender that is not
+    /// the authenticated one.
+    fn check_envelope(&self, from: &NodeId, msg: &Message) -> Result<(), GossipError> {
         if *msg.cluster != *self.cluster {
             return Err(GossipError::WrongCluster {
                 expected: self.cluster.to_string(),
@@ -333,11 +344,16 @@ impl Gossip {
         }
         if msg.sender != *from {
             return Err(GossipError::SenderMismatch {
-                claimed: msg.sender,
+                claimed: msg.sender.clone(),
                 authenticated: from.clone(),
             });
         }
-        msg.validate()?;
+        Ok(())
+    }
+
+    /// Processes a message that passed [`check_envelope`](Self::check_envelope)
+    /// and [`Message::validate`].
+    fn process(&mut self, now: Timestamp, from: &NodeId, msg: Message) -> Result<(), GossipError> {
         if *from == self.self_id {
             return Err(GossipError::Invalid {
                 reason: "message from this node's own id".into(),
@@ -555,14 +571,19 @@ impl Gossip {
 
     fn find(&self, id: &str) -> Option<usize> {
         self.members
-            .binary_search_by(|e| e.id.as_str().as_bytes().cmp(id.as_bytes()))
+            .binary_search_by(|e| e.id.as_bytes().cmp(id.as_bytes()))
             .ok()
+    }
+
+    /// As [`find`](Self::find), with the id's own (inline) comparison.
+    fn find_id(&self, id: &NodeId) -> Option<usize> {
+        self.members.binary_search_by(|e| e.id.cmp(id)).ok()
     }
 
     fn self_idx(&self) -> usize {
         // The own entry is never removed, so the search always succeeds;
         // the fallback only keeps this total.
-        self.find(self.self_id.as_str()).unwrap_or(0)
+        self.find_id(&self.self_id).unwrap_or(0)
     }
 
     /// True for a node only heard of, never seen alive here: it is not
@@ -785,7 +806,7 @@ impl Gossip {
                 end += 1;
                 continue;
             }
-            let s = digest_entry_size(e.id.as_str().len(), e.generation, e.heartbeat, e.version);
+            let s = digest_entry_size(e.id.len(), e.generation, e.heartbeat, e.version);
             if used + s > budget {
                 break;
             }
@@ -816,7 +837,7 @@ impl Gossip {
     }
 
     fn address_of(&self, id: &NodeId) -> Arc<str> {
-        self.find(id.as_str())
+        self.find_id(id)
             .map(|i| self.members[i].meta.address.clone())
             .unwrap_or_else(|| Arc::from(""))
     }
@@ -934,10 +955,8 @@ impl Gossip {
         let mut refute = None;
         let mut i = 0;
         for r in request {
-            // Requests are sorted, like the table: advance a merge cursor.
-            while i < self.members.len() && self.members[i].id < r.node_id {
-                i += 1;
-            }
+            // Requests are sorted, like the table: merge.
+            i = seek(&self.members, i, &r.node_id);
             let Some(m) = self.members.get(i).filter(|m| m.id == r.node_id) else {
                 continue;
             };
@@ -984,7 +1003,7 @@ impl Gossip {
         };
         let address_len = full.then(|| m.meta.address.len());
         let mut size = node_delta_head_size(
-            m.id.as_str().len(),
+            m.id.len(),
             m.generation,
             m.heartbeat,
             from_version,
@@ -1122,15 +1141,17 @@ impl Gossip {
 
     /// Applies node states received from `from`.
     fn apply_delta(&mut self, now: Timestamp, from: &NodeId, delta: Vec<NodeDelta>) {
-        let self_idx_id = self.self_id.clone();
+        // Positions do not move until `insert` at the end: `update`
+        // changes one entry in place and `admit` only builds new ones.
+        let self_idx = self.self_idx();
         let mut fresh: Vec<Entry> = Vec::new();
         let mut refute = None;
         let mut i = 0;
         for d in delta {
-            while i < self.members.len() && self.members[i].id < d.node_id {
-                i += 1;
-            }
-            if d.node_id == self_idx_id {
+            // The delta is sorted, like the table: merge.
+            i = seek(&self.members, i, &d.node_id);
+            let known = self.members.get(i).is_some_and(|m| m.id == d.node_id);
+            if known && i == self_idx {
                 let me = &self.members[i];
                 if behind(me, d.generation, d.heartbeat, d.version)
                     || (d.generation == me.generation && d.status > me.status)
@@ -1139,7 +1160,7 @@ impl Gossip {
                 }
                 continue;
             }
-            if i < self.members.len() && self.members[i].id == d.node_id {
+            if known {
                 self.update(i, now, from, d);
             } else if let Some(e) = self.admit(now, from, d) {
                 fresh.push(e);
@@ -1463,6 +1484,32 @@ fn observe(
     }
 }
 
+/// The first position at or after `from` whose id is not below `id`, in
+/// a table sorted by id (`members.len()` if none). Gallops: deltas and
+/// requests usually name a fraction of the table, so the gap to the next
+/// one is crossed in a few comparisons rather than one per entry.
+fn seek(members: &[Entry], from: usize, id: &NodeId) -> usize {
+    let below = |k: usize| members[k].id < *id;
+    if from >= members.len() || !below(from) {
+        return from;
+    }
+    // members[lo - 1] is below `id`; double the step until an entry is not.
+    let mut lo = from + 1;
+    let mut step = 1;
+    let hi = loop {
+        let probe = lo + step - 1;
+        if probe >= members.len() {
+            break members.len();
+        }
+        if !below(probe) {
+            break probe;
+        }
+        lo = probe + 1;
+        step *= 2;
+    };
+    lo + members[lo..hi].partition_point(|e| e.id < *id)
+}
+
 /// True when the local entry `m` is ahead of what a partner knows.
 fn ahead(m: &Entry, generation: u64, heartbeat: u64, version: u64) -> bool {
     m.generation > generation
@@ -1476,7 +1523,7 @@ fn behind(m: &Entry, generation: u64, heartbeat: u64, version: u64) -> bool {
 }
 
 fn opt_id_size(id: Option<&NodeId>) -> usize {
-    id.map_or(size::NIL, |i| size::str(i.as_str().len()))
+    id.map_or(size::NIL, |i| size::str(i.len()))
 }
 
 /// True when `claimed` is an acceptable generation after `known` in
@@ -1500,4 +1547,49 @@ fn event_is_about(ev: &Event, id: &NodeId) -> bool {
 
 fn micros(d: std::time::Duration) -> u64 {
     u64::try_from(d.as_micros()).unwrap_or(u64::MAX)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn entry(id: &str) -> Entry {
+        Entry {
+            id: NodeId::from(id),
+            generation: 1,
+            heartbeat: 1,
+            version: 0,
+            status: Status::Alive,
+            dead: false,
+            since: Timestamp::ZERO,
+            heard: Timestamp::ZERO,
+            detector: None,
+            meta: Meta::new(Arc::from("a:1"), BTreeMap::new()),
+        }
+    }
+
+    proptest! {
+        /// The galloping seek finds what a linear scan finds, from any
+        /// start, for ids in the table and between them.
+        #[test]
+        fn seek_is_the_linear_merge_step(
+            ids in proptest::collection::btree_set(0u32..400, 0..120),
+            probes in proptest::collection::vec((0u32..420, 0usize..130), 1..40),
+        ) {
+            // Sorted as the table is: by the ids' bytes (`n10` < `n9`).
+            let ids: std::collections::BTreeSet<String> =
+                ids.iter().map(|v| format!("n{v}")).collect();
+            let table: Vec<Entry> = ids.iter().map(|v| entry(v)).collect();
+            for (v, from) in probes {
+                let id = NodeId::new(format!("n{v}"));
+                let from = from.min(table.len());
+                let mut linear = from;
+                while linear < table.len() && table[linear].id < id {
+                    linear += 1;
+                }
+                prop_assert_eq!(seek(&table, from, &id), linear, "id {} from {}", id, from);
+            }
+        }
+    }
 }
