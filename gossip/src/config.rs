@@ -45,6 +45,19 @@ pub struct GossipConfig {
     pub detector: DetectorConfig,
     /// phi at or above which a peer is judged dead locally (default 8).
     pub phi_threshold: f64,
+    /// Judge every watched peer with a local phi detector (default true).
+    ///
+    /// Only a simulator turns it off, to measure detection at a sample of
+    /// observer nodes while every other core still gossips in full (a
+    /// detector per node pair is most of a large simulation's time and
+    /// memory). Off, the core never judges a peer dead: no
+    /// [`NodeDead`](crate::Event::NodeDead) or
+    /// [`NodeAlive`](crate::Event::NodeAlive), no phi, and a crashed peer
+    /// stays alive in its view (still chosen as a gossip partner, never
+    /// forgotten). Membership, dissemination, joins, leaves, restarts and
+    /// heartbeat events are unchanged. `phimon run` always sets it (there
+    /// is no configuration key for it).
+    pub local_detection: bool,
     /// Emit [`Event::HeartbeatObserved`](crate::Event::HeartbeatObserved)
     /// for every observed heartbeat (default true). The simulator turns it
     /// off: it reads phi from the core and would otherwise drain a
@@ -66,6 +79,7 @@ impl Default for GossipConfig {
             detector: DetectorConfig::default(),
             phi_threshold: 8.0,
             heartbeat_events: true,
+            local_detection: true,
         }
     }
 }
@@ -121,6 +135,7 @@ mod tests {
     #[test]
     fn defaults_are_valid_and_problems_are_all_listed() {
         assert!(GossipConfig::default().validate().is_empty());
+        assert!(GossipConfig::default().local_detection);
         let bad = GossipConfig {
             fanout: 0,
             max_message_bytes: 10,

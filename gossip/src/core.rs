@@ -277,6 +277,7 @@ impl Gossip {
             dead: false,
             since: now,
             heard: now,
+            watched: false,
             detector: None,
             meta: Meta::new(Arc::from(self_address), BTreeMap::new()),
         };
@@ -590,7 +591,7 @@ impl Gossip {
     /// relayed, so an invented id travels one hop at most (unless its
     /// inventor keeps advancing its heartbeat).
     fn is_hearsay(&self, e: &Entry) -> bool {
-        e.status == Status::Alive && e.detector.is_none() && e.id != self.self_id
+        e.status == Status::Alive && !e.watched && e.id != self.self_id
     }
 
     fn advance_self(&mut self) {
@@ -1211,6 +1212,7 @@ impl Gossip {
             dead: false,
             since: now,
             heard: now,
+            watched: false,
             detector: None,
             meta: Meta::new(Arc::from(address), kv),
         };
@@ -1341,9 +1343,10 @@ impl Gossip {
             let m = &mut self.members[i];
             // The runtime was told about it (joined, dead or left): this
             // is a restart. Otherwise it was only heard of: a join.
-            let was_known = m.detector.is_some() || m.status != Status::Alive;
+            let was_known = m.watched || m.status != Status::Alive;
             let old_generation = m.generation;
             let mut detector = m.detector.take();
+            m.watched = false;
             m.generation = d.generation;
             m.heartbeat = d.heartbeat;
             m.version = d.version;
@@ -1414,6 +1417,7 @@ impl Gossip {
                         // Leaving is final for this generation: stop
                         // watching, never judge it dead.
                         m.detector = None;
+                        m.watched = false;
                         m.dead = false;
                         m.since = now;
                         self.events.push_back(Event::NodeLeft {
@@ -1431,7 +1435,7 @@ impl Gossip {
         }
         // The node's own word over its authenticated connection is proof
         // it runs, even without a newer heartbeat.
-        let direct = *from == m.id && m.detector.is_none();
+        let direct = *from == m.id && !m.watched;
         if m.status == Status::Alive && (advanced || direct) {
             observe(m, now, &self.config, &mut self.events, true);
         }
@@ -1448,31 +1452,35 @@ fn observe(
     announce_join: bool,
 ) {
     e.heard = now;
-    match e.detector.as_mut() {
-        Some(d) => {
+    if e.watched {
+        if let Some(d) = e.detector.as_mut() {
             d.record(now);
-            if e.dead {
-                e.dead = false;
-                e.since = now;
-                events.push_back(Event::NodeAlive {
-                    node: e.id.clone(),
-                    generation: e.generation,
-                });
-            }
         }
-        None => {
-            let mut d = Box::new(PeerDetector::new(&config.detector));
-            d.record(now);
-            e.detector = Some(d);
+        if e.dead {
             e.dead = false;
             e.since = now;
-            if announce_join {
-                events.push_back(Event::NodeJoined {
-                    node: e.id.clone(),
-                    generation: e.generation,
-                    address: e.meta.address.to_string(),
-                });
-            }
+            events.push_back(Event::NodeAlive {
+                node: e.id.clone(),
+                generation: e.generation,
+            });
+        }
+    } else {
+        if config.local_detection {
+            // A restart hands over the previous generation's detector,
+            // reset, to reuse its allocation.
+            e.detector
+                .get_or_insert_with(|| Box::new(PeerDetector::new(&config.detector)))
+                .record(now);
+        }
+        e.watched = true;
+        e.dead = false;
+        e.since = now;
+        if announce_join {
+            events.push_back(Event::NodeJoined {
+                node: e.id.clone(),
+                generation: e.generation,
+                address: e.meta.address.to_string(),
+            });
         }
     }
     if config.heartbeat_events {
@@ -1564,6 +1572,7 @@ mod tests {
             dead: false,
             since: Timestamp::ZERO,
             heard: Timestamp::ZERO,
+            watched: false,
             detector: None,
             meta: Meta::new(Arc::from("a:1"), BTreeMap::new()),
         }

@@ -97,8 +97,11 @@ pub(crate) struct Entry {
     pub(crate) since: Timestamp,
     /// Local time of the last observed heartbeat.
     pub(crate) heard: Timestamp,
-    /// Present once a heartbeat of this generation was observed, while the
-    /// node is watched (not for itself, not once it is leaving).
+    /// A heartbeat of this generation was observed while the node declared
+    /// itself alive: it is watched (not itself, not once it is leaving).
+    pub(crate) watched: bool,
+    /// The watched node's detector; `None` while not watched, and always
+    /// without [`GossipConfig::local_detection`](crate::GossipConfig::local_detection).
     pub(crate) detector: Option<Box<PeerDetector>>,
     pub(crate) meta: Box<Meta>,
 }
@@ -110,7 +113,7 @@ impl Entry {
             Status::Leaving => MemberStatus::Leaving,
             Status::Alive if is_self => MemberStatus::Alive,
             Status::Alive if self.dead => MemberStatus::Dead,
-            Status::Alive if self.detector.is_some() => MemberStatus::Alive,
+            Status::Alive if self.watched => MemberStatus::Alive,
             Status::Alive => MemberStatus::Joining,
         }
     }
@@ -179,12 +182,14 @@ impl<'a> Member<'a> {
     }
 
     /// Its suspicion level at `now`; `None` while it is not watched (the
-    /// local node, a joining node, a node that is leaving or left).
+    /// local node, a joining node, a node that is leaving or left) and
+    /// when local detection is off.
     pub fn phi(&self, now: Timestamp) -> Option<f64> {
         self.entry.detector.as_ref().map(|d| d.phi(now))
     }
 
-    /// Its detector (interval statistics for `/v1/peers`), while watched.
+    /// Its detector (interval statistics for `/v1/peers`), while watched
+    /// with local detection on.
     pub fn detector(&self) -> Option<&'a PeerDetector> {
         self.entry.detector.as_deref()
     }

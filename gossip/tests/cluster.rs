@@ -182,6 +182,69 @@ fn a_crash_is_detected_and_a_restart_supersedes_it_at_once() {
 }
 
 #[test]
+fn without_local_detection_a_core_gossips_the_same_but_never_judges() {
+    let run = |detect: bool| {
+        let mut sim = cluster(10, |c| {
+            c.loss = 0.1;
+            c.gossip.local_detection = detect;
+        });
+        sim.run_rounds(30);
+        sim
+    };
+    let (on, mut off) = (run(true), run(false));
+    // Without verdicts (none while everyone runs) the two runs make the
+    // same choices: detection only adds the judgement.
+    assert_eq!(on.net(), off.net());
+    for i in 0..10 {
+        let (a, b) = (on.core(i).unwrap(), off.core(i).unwrap());
+        let view = |c: &phimon_gossip::Gossip| -> Vec<(String, u64, u64, MemberStatus)> {
+            c.members()
+                .map(|m| {
+                    (
+                        m.node_id().to_string(),
+                        m.generation(),
+                        m.heartbeat(),
+                        m.status(),
+                    )
+                })
+                .collect()
+        };
+        assert_eq!(view(a), view(b), "node {i}");
+        for m in b.members() {
+            assert!(m.phi(off.now()).is_none() && m.detector().is_none());
+        }
+    }
+    assert!(everyone_alive(&off));
+    let joined = off
+        .take_events()
+        .iter()
+        .filter(|e| matches!(e.event, Event::NodeJoined { .. }))
+        .count();
+    assert_eq!(joined, 90);
+    // A crash is never judged: the node stays alive in every view.
+    off.crash(4);
+    off.run_rounds(40);
+    assert!(all_see(&off, 4, MemberStatus::Alive));
+    let events = off.take_events();
+    assert!(
+        events
+            .iter()
+            .all(|e| !matches!(e.event, Event::NodeDead { .. } | Event::NodeAlive { .. }))
+    );
+    // Restarts still supersede at once.
+    off.restart(4);
+    off.run_rounds(6);
+    for i in (0..10).filter(|&i| i != 4) {
+        let m = off.core(i).unwrap().member("n4").unwrap();
+        assert_eq!(
+            (m.generation(), m.status()),
+            (2, MemberStatus::Alive),
+            "node {i}"
+        );
+    }
+}
+
+#[test]
 fn a_graceful_leave_is_never_suspected_and_is_forgotten_after_the_grace() {
     let mut sim = cluster(10, |c| c.gossip.dead_grace = Duration::from_secs(120));
     sim.run_rounds(20);

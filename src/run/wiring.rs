@@ -39,6 +39,8 @@ pub fn gossip_config(c: &Config) -> GossipConfig {
         max_message_bytes: MAX_MESSAGE_BYTES,
         detector: c.detector.detector_config(c.gossip.interval),
         phi_threshold: c.detector.threshold,
+        // A sidecar judges its peers: only simulators turn this off.
+        local_detection: true,
         ..GossipConfig::default()
     }
 }
