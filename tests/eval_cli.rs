@@ -324,8 +324,9 @@ fn compare_ranks_detectors_at_equal_mistakes() {
         adaptive < 0.5 * normal,
         "adaptive {adaptive} vs normal {normal}"
     );
-    // The default beats the best baseline by at least 20 % at zero
-    // mistakes on the corpus (0.72 when this was written).
+    // The default beats the best baseline at zero mistakes on the corpus
+    // (0.87 with the current prior, chosen for random hostile networks;
+    // the previous default's 0.72 came with false suspicions there).
     let best = v["contenders"]
         .as_array()
         .unwrap()
@@ -334,7 +335,7 @@ fn compare_ranks_detectors_at_equal_mistakes() {
         .filter_map(|c| c["zero_mistakes"]["mean_detection_ms"].as_f64())
         .fold(f64::INFINITY, f64::min);
     assert!(
-        adaptive <= 0.8 * best,
+        adaptive <= 0.95 * best,
         "adaptive {adaptive} vs best baseline {best}"
     );
     // The partition is an outage: detected, and not a mistake.
@@ -380,10 +381,10 @@ fn the_check_sets_generate_and_mark_their_partitions() {
 
 #[test]
 fn a_clean_link_is_detected_within_seconds_at_the_default_threshold() {
-    // The default threshold 8 makes no mistake on any of the three
-    // generated sets (their zero-mistake thresholds are 6.6 to 7.8) and
-    // suspects a crash on a clean 1 s link ~4.6 s after it; 5 (about one
-    // mistake per hour on them) ~2 s after it.
+    // The default threshold 8 makes no mistake on any of the generated
+    // sets, random hostile networks included, and suspects a crash on a
+    // clean 1 s link ~10.4 s after it; 5 (a few mistakes per peer per
+    // week on them) ~4.1 s after it.
     let out = phimon()
         .args(["eval", "--trace"])
         .arg(repo("traces/steady-lan.trace"))
@@ -399,8 +400,8 @@ fn a_clean_link_is_detected_within_seconds_at_the_default_threshold() {
             .unwrap();
         row.split_whitespace().nth(1).unwrap().parse().unwrap()
     };
-    assert!((1000.0..3000.0).contains(&det("5")), "{s}");
-    assert!((3000.0..6500.0).contains(&det("8")), "{s}");
+    assert!((3000.0..5500.0).contains(&det("5")), "{s}");
+    assert!((8000.0..13000.0).contains(&det("8")), "{s}");
 }
 
 #[test]
