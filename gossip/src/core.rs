@@ -209,6 +209,9 @@ pub struct Gossip {
     /// Every known node, this one included, sorted by id: digests are
     /// built and merged in one linear pass.
     members: Vec<Entry>,
+    /// Position of the own entry in `members` (kept by every change of
+    /// the table's shape: `reindex_self`).
+    self_pos: usize,
     rng: StdRng,
     next_round: Timestamp,
     round: u64,
@@ -286,6 +289,7 @@ impl Gossip {
             cluster,
             self_id,
             members: vec![me],
+            self_pos: 0,
             rng,
             next_round: first,
             round: 0,
@@ -364,7 +368,7 @@ impl Gossip {
             Kind::Syn => self.on_syn(now, from, msg.digest),
             Kind::Ack => {
                 self.apply_delta(now, from, msg.delta);
-                self.on_request(from, msg.digest.entries);
+                self.on_request(from, &msg.digest.entries);
             }
             Kind::Ack2 => self.apply_delta(now, from, msg.delta),
         }
@@ -473,7 +477,7 @@ impl Gossip {
                     debug_assert_eq!(payload.len(), out.size);
                     return Some(Transmit {
                         to_node: out.to_node,
-                        to_addr: out.to_addr.to_string(),
+                        to_addr: String::from(&*out.to_addr),
                         payload,
                     });
                 }
@@ -531,8 +535,9 @@ impl Gossip {
 
     /// Every known node, this one included, sorted by id.
     pub fn members(&self) -> impl ExactSizeIterator<Item = Member<'_>> + '_ {
-        self.members.iter().map(|e| Member {
-            is_self: e.id == self.self_id,
+        let me = self.self_idx();
+        self.members.iter().enumerate().map(move |(i, e)| Member {
+            is_self: i == me,
             entry: e,
         })
     }
@@ -571,6 +576,10 @@ impl Gossip {
     // ----- internals ----------------------------------------------------
 
     fn find(&self, id: &str) -> Option<usize> {
+        if id.len() <= crate::node_id::INLINE {
+            // Held inline when short: the inline comparison, no allocation.
+            return self.find_id(&NodeId::from(id));
+        }
         self.members
             .binary_search_by(|e| e.id.as_bytes().cmp(id.as_bytes()))
             .ok()
@@ -582,9 +591,15 @@ impl Gossip {
     }
 
     fn self_idx(&self) -> usize {
+        debug_assert_eq!(self.members[self.self_pos].id, self.self_id);
+        self.self_pos
+    }
+
+    /// Finds the own entry again after entries were inserted or removed.
+    fn reindex_self(&mut self) {
         // The own entry is never removed, so the search always succeeds;
         // the fallback only keeps this total.
-        self.find_id(&self.self_id).unwrap_or(0)
+        self.self_pos = self.find_id(&self.self_id).unwrap_or(0);
     }
 
     /// True for a node only heard of, never seen alive here: it is not
@@ -659,7 +674,7 @@ impl Gossip {
         let events = &mut self.events;
         let mut gone = Vec::new();
         self.members.retain(|e| {
-            if e.id == *self_id || now.micros_since(e.since) < grace {
+            if now.micros_since(e.since) < grace || e.id == *self_id {
                 return true;
             }
             match e.member_status(false) {
@@ -675,6 +690,9 @@ impl Gossip {
                 }
             }
         });
+        if !gone.is_empty() {
+            self.reindex_self();
+        }
         for (id, g, h) in gone {
             self.forget(id, g, h, now);
         }
@@ -712,8 +730,11 @@ impl Gossip {
         }
         let k = self.config.fanout.min(live.len());
         let chosen = rand::seq::index::sample(&mut self.rng, live.len(), k);
+        // Every SYN of the round carries the same digest when the table
+        // fits one message: it is built once and shared.
+        let mut whole = None;
         for c in chosen.iter() {
-            self.send_syn(Some(live[c]));
+            self.send_syn(Some(live[c]), &mut whole);
         }
         // Dead nodes are contacted now and then (more often the more of
         // them there are), so a healed partition is noticed.
@@ -721,7 +742,7 @@ impl Gossip {
             let p = dead.len() as f64 / (live.len() + 1) as f64;
             if self.rng.random::<f64>() < p {
                 let i = dead[self.rng.random_range(0..dead.len())];
-                self.send_syn(Some(i));
+                self.send_syn(Some(i), &mut whole);
             }
         }
         // Seeds: always when alone, otherwise with a probability that
@@ -732,19 +753,35 @@ impl Gossip {
             if live.is_empty() || self.rng.random::<f64>() < p {
                 let s = self.rng.random_range(0..self.seeds.len());
                 let addr = self.seeds[s].clone();
-                let (digest, size) = self.build_digest();
+                let (digest, size) = self.round_digest(&mut whole);
                 self.push_out(None, addr, Kind::Syn, digest, Vec::new(), size);
             }
         }
     }
 
-    /// Queues a SYN to member `idx`.
-    fn send_syn(&mut self, idx: Option<usize>) {
+    /// Queues a SYN to member `idx`, with the round's digest.
+    fn send_syn(&mut self, idx: Option<usize>, whole: &mut Option<(Digest, usize)>) {
         let Some(idx) = idx else { return };
         let to = self.members[idx].id.clone();
         let addr = self.members[idx].meta.address.clone();
-        let (digest, size) = self.build_digest();
+        let (digest, size) = self.round_digest(whole);
         self.push_out(Some(to), addr, Kind::Syn, digest, Vec::new(), size);
+    }
+
+    /// The next digest of this round: a copy of `whole` (the whole table,
+    /// shared) once built, otherwise [`build_digest`](Self::build_digest),
+    /// remembered in `whole` when it covers the whole table. The table
+    /// does not change within a round, and after a whole-table digest the
+    /// cursor starts over: building again would give the same digest.
+    fn round_digest(&mut self, whole: &mut Option<(Digest, usize)>) -> (Digest, usize) {
+        if let Some(d) = whole {
+            return d.clone();
+        }
+        let (digest, size) = self.build_digest();
+        if digest.from.is_none() && digest.to.is_none() {
+            *whole = Some((digest.clone(), size));
+        }
+        (digest, size)
     }
 
     fn push_out(
@@ -823,7 +860,11 @@ impl Gossip {
         let from = (start > 0).then(|| self.members[start].id.clone());
         let to = self.members.get(end).map(|e| e.id.clone());
         self.digest_cursor = to.clone();
-        let digest = Digest { from, to, entries };
+        let digest = Digest {
+            from,
+            to,
+            entries: entries.into(),
+        };
         // Size beyond the empty digest counted in `empty_size`.
         let extra = opt_id_size(digest.from.as_ref()) + opt_id_size(digest.to.as_ref())
             - 2 * size::NIL
@@ -855,10 +896,12 @@ impl Gossip {
             None => self.members.len(),
         };
         let self_idx = self.self_idx();
-        let mut candidates = Vec::new();
-        let mut request = Vec::new();
+        // Sized for the worst case up front: one allocation per message
+        // instead of a series of growths.
+        let mut candidates = Vec::with_capacity(hi.saturating_sub(lo) + 1);
+        let mut request = Vec::with_capacity(digest.entries.len());
         let mut refute: Option<u64> = None;
-        let mut entries = digest.entries.into_iter().peekable();
+        let mut entries = digest.entries.iter().peekable();
         let mut i = lo;
         loop {
             let ord = match (self.members.get(i).filter(|_| i < hi), entries.peek()) {
@@ -878,7 +921,7 @@ impl Gossip {
                 std::cmp::Ordering::Greater => {
                     if let Some(e) = entries.next() {
                         request.push(DigestEntry {
-                            node_id: e.node_id,
+                            node_id: e.node_id.clone(),
                             generation: 0,
                             heartbeat: 0,
                             version: 0,
@@ -889,7 +932,7 @@ impl Gossip {
                     if let Some(e) = entries.next() {
                         let m = &self.members[i];
                         if ahead(m, e.generation, e.heartbeat, e.version) && !self.is_hearsay(m) {
-                            candidates.push(self.candidate(i, Some(&e)));
+                            candidates.push(self.candidate(i, Some(e)));
                         }
                         if behind(m, e.generation, e.heartbeat, e.version) {
                             if i == self_idx {
@@ -939,7 +982,7 @@ impl Gossip {
         let digest = Digest {
             from: None,
             to: None,
-            entries: request,
+            entries: request.into(),
         };
         let extra = size::array(digest.entries.len()) - size::array(0) + req_size + delta_size;
         let addr = self.address_of(from);
@@ -947,12 +990,12 @@ impl Gossip {
     }
 
     /// An ACK's request: send what the responder asked for.
-    fn on_request(&mut self, from: &NodeId, request: Vec<DigestEntry>) {
+    fn on_request(&mut self, from: &NodeId, request: &[DigestEntry]) {
         if request.is_empty() {
             return;
         }
         let self_idx = self.self_idx();
-        let mut candidates = Vec::new();
+        let mut candidates = Vec::with_capacity(request.len() + 1);
         let mut refute = None;
         let mut i = 0;
         for r in request {
@@ -962,7 +1005,7 @@ impl Gossip {
                 continue;
             };
             if ahead(m, r.generation, r.heartbeat, r.version) && !self.is_hearsay(m) {
-                candidates.push(self.candidate(i, Some(&r)));
+                candidates.push(self.candidate(i, Some(r)));
             }
             if i == self_idx && behind(m, r.generation, r.heartbeat, r.version) {
                 refute = Some(r.generation);
@@ -1078,7 +1121,8 @@ impl Gossip {
                     status: m.status,
                     from_version: c.from_version,
                     version: m.version,
-                    address: c.full.then(|| m.meta.address.to_string()),
+                    // Not `to_string`: that goes through the formatter.
+                    address: c.full.then(|| String::from(&*m.meta.address)),
                     kv: if c.from_version >= m.version {
                         Vec::new()
                     } else {
@@ -1299,6 +1343,7 @@ impl Gossip {
                 k += 1;
                 !gone[k - 1]
             });
+            self.reindex_self();
             self.stats.nodes_evicted += evict as u64;
             let keep = room + evict;
             if fresh.len() > keep {
@@ -1309,9 +1354,23 @@ impl Gossip {
                 }
             }
         }
-        self.members.extend(fresh);
-        // Two sorted runs: the sort merges them in linear time.
-        self.members.sort_by(|a, b| a.id.cmp(&b.id));
+        // Two sorted runs (the delta was sorted): merge them.
+        let old = std::mem::take(&mut self.members);
+        let mut merged = Vec::with_capacity(old.len() + fresh.len());
+        let mut old = old.into_iter().peekable();
+        let mut fresh = fresh.into_iter().peekable();
+        loop {
+            let take_old = match (old.peek(), fresh.peek()) {
+                (Some(a), Some(b)) => a.id < b.id,
+                (Some(_), None) => true,
+                (None, Some(_)) => false,
+                (None, None) => break,
+            };
+            let next = if take_old { old.next() } else { fresh.next() };
+            merged.extend(next);
+        }
+        self.members = merged;
+        self.reindex_self();
     }
 
     /// Applies a state to known member `i`.
@@ -1479,7 +1538,7 @@ fn observe(
             events.push_back(Event::NodeJoined {
                 node: e.id.clone(),
                 generation: e.generation,
-                address: e.meta.address.to_string(),
+                address: String::from(&*e.meta.address),
             });
         }
     }
@@ -1493,16 +1552,24 @@ fn observe(
 }
 
 /// The first position at or after `from` whose id is not below `id`, in
-/// a table sorted by id (`members.len()` if none). Gallops: deltas and
-/// requests usually name a fraction of the table, so the gap to the next
-/// one is crossed in a few comparisons rather than one per entry.
+/// a table sorted by id (`members.len()` if none). Steps over a short gap
+/// (the usual one between the ids of a delta or request) and gallops over
+/// a long one: a sparse delta or request is merged in a few comparisons
+/// per id rather than one per table entry.
 fn seek(members: &[Entry], from: usize, id: &NodeId) -> usize {
+    const STEPS: usize = 8;
     let below = |k: usize| members[k].id < *id;
-    if from >= members.len() || !below(from) {
-        return from;
+    let mut lo = from;
+    while lo < members.len().min(from + STEPS) {
+        if !below(lo) {
+            return lo;
+        }
+        lo += 1;
+    }
+    if lo >= members.len() {
+        return lo;
     }
     // members[lo - 1] is below `id`; double the step until an entry is not.
-    let mut lo = from + 1;
     let mut step = 1;
     let hi = loop {
         let probe = lo + step - 1;

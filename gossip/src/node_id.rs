@@ -18,7 +18,7 @@ use std::sync::Arc;
 pub struct NodeId(Repr);
 
 /// Longest id held inline.
-const INLINE: usize = 22;
+pub(crate) const INLINE: usize = 22;
 
 #[derive(Clone)]
 enum Repr {
@@ -82,17 +82,15 @@ impl NodeId {
     }
 }
 
-/// The inline bytes as three big-endian words: comparing them compares
-/// the zero-padded bytes in order.
-#[inline]
-fn words(b: &[u8; INLINE]) -> (u64, u64, u64) {
-    let mut tail = [0u8; 8];
-    tail[..INLINE - 16].copy_from_slice(&b[16..]);
-    (
+/// The inline bytes as three big-endian words: comparing the words in
+/// order compares the zero-padded bytes.
+#[inline(always)]
+fn words(b: &[u8; INLINE]) -> [u64; 3] {
+    [
         u64::from_be_bytes([b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7]]),
         u64::from_be_bytes([b[8], b[9], b[10], b[11], b[12], b[13], b[14], b[15]]),
-        u64::from_be_bytes(tail),
-    )
+        u64::from_be_bytes([b[16], b[17], b[18], b[19], b[20], b[21], 0, 0]),
+    ]
 }
 
 impl PartialEq for NodeId {
@@ -121,14 +119,19 @@ impl std::hash::Hash for NodeId {
 }
 
 impl Ord for NodeId {
-    #[inline]
+    #[inline(always)]
     fn cmp(&self, other: &Self) -> Ordering {
         match (&self.0, &other.0) {
             (Repr::Inline { len: la, bytes: a }, Repr::Inline { len: lb, bytes: b }) => {
                 // Zero padding sorts a proper prefix first, as bytes do;
                 // when the padded bytes are equal, one id is the other
-                // followed by zero bytes, and the shorter is smaller.
-                words(a).cmp(&words(b)).then(la.cmp(lb))
+                // followed by zero bytes, and the shorter is smaller. Ids
+                // of one fleet usually differ in the first word.
+                let (x, y) = (words(a), words(b));
+                if x[0] != y[0] {
+                    return x[0].cmp(&y[0]);
+                }
+                x.cmp(&y).then(la.cmp(lb))
             }
             (Repr::Shared(a), Repr::Shared(b)) if Arc::ptr_eq(a, b) => Ordering::Equal,
             _ => self.as_bytes().cmp(other.as_bytes()),
@@ -137,6 +140,7 @@ impl Ord for NodeId {
 }
 
 impl PartialOrd for NodeId {
+    #[inline(always)]
     fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
         Some(self.cmp(other))
     }

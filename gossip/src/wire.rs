@@ -133,7 +133,53 @@ pub struct Digest {
     /// First id not covered, `None` to the end.
     pub to: Option<NodeId>,
     /// The entries.
-    pub entries: Vec<DigestEntry>,
+    pub entries: DigestEntries,
+}
+
+/// The entries of a [`Digest`]: a list shared between copies, because a
+/// node sends the same digest to every peer of a round. Reads go through
+/// `Deref` to the `Vec`; changes (`DerefMut`) copy it first if it is
+/// shared. Encoded as a plain array.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct DigestEntries(Arc<Vec<DigestEntry>>);
+
+impl std::ops::Deref for DigestEntries {
+    type Target = Vec<DigestEntry>;
+    fn deref(&self) -> &Vec<DigestEntry> {
+        &self.0
+    }
+}
+
+impl std::ops::DerefMut for DigestEntries {
+    fn deref_mut(&mut self) -> &mut Vec<DigestEntry> {
+        Arc::make_mut(&mut self.0)
+    }
+}
+
+impl<'a> IntoIterator for &'a DigestEntries {
+    type Item = &'a DigestEntry;
+    type IntoIter = std::slice::Iter<'a, DigestEntry>;
+    fn into_iter(self) -> Self::IntoIter {
+        self.0.iter()
+    }
+}
+
+impl From<Vec<DigestEntry>> for DigestEntries {
+    fn from(v: Vec<DigestEntry>) -> Self {
+        DigestEntries(Arc::new(v))
+    }
+}
+
+impl Serialize for DigestEntries {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        self.0.serialize(s)
+    }
+}
+
+impl<'de> Deserialize<'de> for DigestEntries {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        Vec::deserialize(d).map(DigestEntries::from)
+    }
 }
 
 /// One key/value pair of a node's published metadata.

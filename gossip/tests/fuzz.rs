@@ -202,7 +202,7 @@ fn hostile_message(sender: NodeId) -> impl Strategy<Value = Message> {
                     Digest {
                         from: None,
                         to: None,
-                        entries,
+                        entries: entries.into(),
                     },
                     Vec::new(),
                 ),
@@ -211,7 +211,7 @@ fn hostile_message(sender: NodeId) -> impl Strategy<Value = Message> {
                     Digest {
                         from: None,
                         to: None,
-                        entries,
+                        entries: entries.into(),
                     },
                     delta,
                 ),
@@ -289,7 +289,7 @@ fn valid_message() -> impl Strategy<Value = Message> {
                 digest: Digest {
                     from: None,
                     to: None,
-                    entries,
+                    entries: entries.into(),
                 },
                 delta,
             }
@@ -768,7 +768,8 @@ fn fuzz_huge_length_claims_allocate_nothing() {
                 generation: 1,
                 heartbeat: 2,
                 version: 3,
-            }],
+            }]
+            .into(),
         },
         delta: vec![NodeDelta {
             node_id: NodeId::from("n2"),
@@ -932,7 +933,8 @@ fn a_forged_digest_cannot_push_a_node_out_of_the_cluster() {
                     generation: claimed,
                     heartbeat: 0,
                     version: 0,
-                }],
+                }]
+                .into(),
             },
             delta: Vec::new(),
         };

@@ -323,7 +323,8 @@ fn frame_level_junk_is_rejected_with_distinct_errors() {
                 generation: 1,
                 heartbeat: 1,
                 version: 0,
-            }],
+            }]
+            .into(),
         },
         delta: Vec::new(),
     };

@@ -99,7 +99,7 @@ fn message() -> impl Strategy<Value = Message> {
                         Digest {
                             from,
                             to: None,
-                            entries,
+                            entries: entries.into(),
                         },
                         Vec::new(),
                     )
@@ -108,7 +108,7 @@ fn message() -> impl Strategy<Value = Message> {
                     Digest {
                         from: None,
                         to: None,
-                        entries,
+                        entries: entries.into(),
                     },
                     delta,
                 ),
