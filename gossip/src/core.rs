@@ -209,9 +209,11 @@ pub struct Gossip {
     /// Every known node, this one included, sorted by id: digests are
     /// built and merged in one linear pass.
     members: Vec<Entry>,
-    /// Position of the own entry in `members` (kept by every change of
-    /// the table's shape: `reindex_self`).
+    /// Position of the own entry in `members`, and each member's
+    /// [`NodeId::prefix_key`] (a dense array that merges gallop over):
+    /// both kept by every change of the table's shape (`reindex`).
     self_pos: usize,
+    keys: Vec<u64>,
     rng: StdRng,
     next_round: Timestamp,
     round: u64,
@@ -288,6 +290,7 @@ impl Gossip {
             config,
             cluster,
             self_id,
+            keys: vec![me.id.prefix_key()],
             members: vec![me],
             self_pos: 0,
             rng,
@@ -595,18 +598,23 @@ impl Gossip {
         self.self_pos
     }
 
-    /// Finds the own entry again after entries were inserted or removed.
-    fn reindex_self(&mut self) {
+    /// Finds the own entry again and rebuilds the keys after entries were
+    /// inserted or removed.
+    fn reindex(&mut self) {
         // The own entry is never removed, so the search always succeeds;
         // the fallback only keeps this total.
         self.self_pos = self.find_id(&self.self_id).unwrap_or(0);
+        self.keys.clear();
+        self.keys
+            .extend(self.members.iter().map(|e| e.id.prefix_key()));
     }
 
     /// True for a node only heard of, never seen alive here: it is not
     /// relayed, so an invented id travels one hop at most (unless its
     /// inventor keeps advancing its heartbeat).
-    fn is_hearsay(&self, e: &Entry) -> bool {
-        e.status == Status::Alive && !e.watched && e.id != self.self_id
+    fn is_hearsay_at(&self, i: usize) -> bool {
+        let e = &self.members[i];
+        e.status == Status::Alive && !e.watched && i != self.self_pos
     }
 
     fn advance_self(&mut self) {
@@ -691,7 +699,7 @@ impl Gossip {
             }
         });
         if !gone.is_empty() {
-            self.reindex_self();
+            self.reindex();
         }
         for (id, g, h) in gone {
             self.forget(id, g, h, now);
@@ -839,7 +847,7 @@ impl Gossip {
         let mut entries = Vec::with_capacity(self.members.len() - start);
         let mut end = start;
         for e in &self.members[start..] {
-            if self.is_hearsay(e) {
+            if self.is_hearsay_at(end) {
                 // Not vouched for: the partner sends it if it knows more.
                 end += 1;
                 continue;
@@ -901,37 +909,45 @@ impl Gossip {
         let mut candidates = Vec::with_capacity(hi.saturating_sub(lo) + 1);
         let mut request = Vec::with_capacity(digest.entries.len());
         let mut refute: Option<u64> = None;
-        let mut entries = digest.entries.iter().peekable();
-        let mut i = lo;
-        loop {
-            let ord = match (self.members.get(i).filter(|_| i < hi), entries.peek()) {
-                (None, None) => break,
-                (Some(_), None) => std::cmp::Ordering::Less,
-                (None, Some(_)) => std::cmp::Ordering::Greater,
-                (Some(m), Some(e)) => m.id.cmp(&e.node_id),
+        let entries: &[DigestEntry] = &digest.entries;
+        let (mut i, mut j) = (lo, 0);
+        while i < hi || j < entries.len() {
+            use std::cmp::Ordering::{Equal, Greater, Less};
+            let ord = if i == hi {
+                Greater
+            } else if j == entries.len() {
+                Less
+            } else if self.members[i].id == entries[j].node_id {
+                // The usual case: both know the node.
+                Equal
+            } else {
+                self.members[i].id.cmp(&entries[j].node_id)
             };
             match ord {
-                std::cmp::Ordering::Less => {
+                Less => {
                     // The sender does not know this node.
-                    if !self.is_hearsay(&self.members[i]) {
+                    if !self.is_hearsay_at(i) {
                         candidates.push(self.candidate(i, None));
                     }
                     i += 1;
                 }
-                std::cmp::Ordering::Greater => {
-                    if let Some(e) = entries.next() {
-                        request.push(DigestEntry {
-                            node_id: e.node_id.clone(),
-                            generation: 0,
-                            heartbeat: 0,
-                            version: 0,
-                        });
-                    }
+                Greater => {
+                    request.push(DigestEntry {
+                        node_id: entries[j].node_id.clone(),
+                        generation: 0,
+                        heartbeat: 0,
+                        version: 0,
+                    });
+                    j += 1;
                 }
-                std::cmp::Ordering::Equal => {
-                    if let Some(e) = entries.next() {
-                        let m = &self.members[i];
-                        if ahead(m, e.generation, e.heartbeat, e.version) && !self.is_hearsay(m) {
+                Equal => {
+                    let (m, e) = (&self.members[i], &entries[j]);
+                    let same = m.generation == e.generation
+                        && m.heartbeat == e.heartbeat
+                        && m.version == e.version;
+                    if !same {
+                        if ahead(m, e.generation, e.heartbeat, e.version) && !self.is_hearsay_at(i)
+                        {
                             candidates.push(self.candidate(i, Some(e)));
                         }
                         if behind(m, e.generation, e.heartbeat, e.version) {
@@ -948,6 +964,7 @@ impl Gossip {
                         }
                     }
                     i += 1;
+                    j += 1;
                 }
             }
         }
@@ -1000,11 +1017,11 @@ impl Gossip {
         let mut i = 0;
         for r in request {
             // Requests are sorted, like the table: merge.
-            i = seek(&self.members, i, &r.node_id);
+            i = seek(&self.members, &self.keys, i, &r.node_id);
             let Some(m) = self.members.get(i).filter(|m| m.id == r.node_id) else {
                 continue;
             };
-            if ahead(m, r.generation, r.heartbeat, r.version) && !self.is_hearsay(m) {
+            if ahead(m, r.generation, r.heartbeat, r.version) && !self.is_hearsay_at(i) {
                 candidates.push(self.candidate(i, Some(r)));
             }
             if i == self_idx && behind(m, r.generation, r.heartbeat, r.version) {
@@ -1185,16 +1202,17 @@ impl Gossip {
     }
 
     /// Applies node states received from `from`.
-    fn apply_delta(&mut self, now: Timestamp, from: &NodeId, delta: Vec<NodeDelta>) {
+    fn apply_delta(&mut self, now: Timestamp, from: &NodeId, mut delta: Vec<NodeDelta>) {
         // Positions do not move until `insert` at the end: `update`
         // changes one entry in place and `admit` only builds new ones.
         let self_idx = self.self_idx();
         let mut fresh: Vec<Entry> = Vec::new();
         let mut refute = None;
         let mut i = 0;
-        for d in delta {
+        // By reference: a state is ~100 bytes and most are only read.
+        for d in &mut delta {
             // The delta is sorted, like the table: merge.
-            i = seek(&self.members, i, &d.node_id);
+            i = seek(&self.members, &self.keys, i, &d.node_id);
             let known = self.members.get(i).is_some_and(|m| m.id == d.node_id);
             if known && i == self_idx {
                 let me = &self.members[i];
@@ -1225,7 +1243,7 @@ impl Gossip {
     }
 
     /// A state for an unknown node: the new entry, if acceptable.
-    fn admit(&mut self, now: Timestamp, from: &NodeId, d: NodeDelta) -> Option<Entry> {
+    fn admit(&mut self, now: Timestamp, from: &NodeId, d: &mut NodeDelta) -> Option<Entry> {
         if let Some(&(g, h, _)) = self.forgotten.get(&d.node_id) {
             if d.generation < g || (d.generation == g && d.heartbeat <= h) {
                 // A stale copy of a node forgotten here: no news.
@@ -1239,8 +1257,8 @@ impl Gossip {
             return None;
         }
         // Only a full state can start an entry.
-        let address = d.address.filter(|_| d.from_version == 0)?;
-        let kv = match self.kv_from(d.kv) {
+        let address = d.address.take().filter(|_| d.from_version == 0)?;
+        let kv = match self.kv_from(std::mem::take(&mut d.kv)) {
             Some(x) => x,
             None => {
                 self.stats.kv_rejected += 1;
@@ -1248,7 +1266,7 @@ impl Gossip {
             }
         };
         let mut e = Entry {
-            id: d.node_id,
+            id: d.node_id.clone(),
             generation: d.generation,
             heartbeat: d.heartbeat,
             version: d.version,
@@ -1343,7 +1361,7 @@ impl Gossip {
                 k += 1;
                 !gone[k - 1]
             });
-            self.reindex_self();
+            self.reindex();
             self.stats.nodes_evicted += evict as u64;
             let keep = room + evict;
             if fresh.len() > keep {
@@ -1370,11 +1388,11 @@ impl Gossip {
             merged.extend(next);
         }
         self.members = merged;
-        self.reindex_self();
+        self.reindex();
     }
 
     /// Applies a state to known member `i`.
-    fn update(&mut self, i: usize, now: Timestamp, from: &NodeId, d: NodeDelta) {
+    fn update(&mut self, i: usize, now: Timestamp, from: &NodeId, d: &mut NodeDelta) {
         let cap = self.config.max_kv_bytes_per_node;
         let m = &self.members[i];
         if d.generation < m.generation {
@@ -1390,12 +1408,12 @@ impl Gossip {
                 self.stats.entries_implausible += 1;
                 return;
             }
-            let Some(address) = d.address.filter(|_| d.from_version == 0) else {
+            let Some(address) = d.address.take().filter(|_| d.from_version == 0) else {
                 // A partial state of a generation not known yet cannot be
                 // applied; the next exchange brings the full one.
                 return;
             };
-            let Some(kv) = self.kv_from(d.kv) else {
+            let Some(kv) = self.kv_from(std::mem::take(&mut d.kv)) else {
                 self.stats.kv_rejected += 1;
                 return;
             };
@@ -1451,7 +1469,7 @@ impl Gossip {
                 self.stats.kv_rejected += 1;
             } else {
                 let m = &mut self.members[i];
-                for kv in d.kv {
+                for kv in std::mem::take(&mut d.kv) {
                     let newer = m
                         .meta
                         .kv
@@ -1494,7 +1512,7 @@ impl Gossip {
         }
         // The node's own word over its authenticated connection is proof
         // it runs, even without a newer heartbeat.
-        let direct = *from == m.id && !m.watched;
+        let direct = !m.watched && *from == m.id;
         if m.status == Status::Alive && (advanced || direct) {
             observe(m, now, &self.config, &mut self.events, true);
         }
@@ -1552,37 +1570,72 @@ fn observe(
 }
 
 /// The first position at or after `from` whose id is not below `id`, in
-/// a table sorted by id (`members.len()` if none). Steps over a short gap
-/// (the usual one between the ids of a delta or request) and gallops over
-/// a long one: a sparse delta or request is merged in a few comparisons
-/// per id rather than one per table entry.
-fn seek(members: &[Entry], from: usize, id: &NodeId) -> usize {
+/// a table sorted by id (`members.len()` if none); `keys` holds the
+/// members' [`NodeId::prefix_key`]s, so most steps compare two integers.
+/// Steps over a short gap (the usual one between the ids of a delta or
+/// request) and gallops over a long one: a sparse delta or request is
+/// merged in a few comparisons per id rather than one per table entry.
+fn seek(members: &[Entry], keys: &[u64], from: usize, id: &NodeId) -> usize {
     const STEPS: usize = 8;
-    let below = |k: usize| members[k].id < *id;
+    debug_assert_eq!(members.len(), keys.len());
+    let key = id.prefix_key();
+    let n = keys.len();
+    // An id of at most 8 bytes is its key and its length: equal keys and
+    // lengths mean equal ids (the usual end of a seek).
+    let short = (id.len() <= 8).then_some(id.len());
+    // Keys decide unless equal (then so are the first 8 bytes).
+    macro_rules! below {
+        ($k:expr) => {{
+            let k = $k;
+            keys[k] < key
+                || (keys[k] == key
+                    && short != Some(members[k].id.len())
+                    && id_below(&members[k].id, id))
+        }};
+    }
     let mut lo = from;
-    while lo < members.len().min(from + STEPS) {
-        if !below(lo) {
+    let stop = n.min(from + STEPS);
+    while lo < stop {
+        if !below!(lo) {
             return lo;
         }
         lo += 1;
     }
-    if lo >= members.len() {
+    if lo >= n {
         return lo;
     }
     // members[lo - 1] is below `id`; double the step until an entry is not.
     let mut step = 1;
-    let hi = loop {
+    let mut hi = n;
+    loop {
         let probe = lo + step - 1;
-        if probe >= members.len() {
-            break members.len();
+        if probe >= n {
+            break;
         }
-        if !below(probe) {
-            break probe;
+        if !below!(probe) {
+            hi = probe;
+            break;
         }
         lo = probe + 1;
         step *= 2;
-    };
-    lo + members[lo..hi].partition_point(|e| e.id < *id)
+    }
+    // Binary search of [lo, hi): below(lo - 1) holds, below(hi) does not.
+    while lo < hi {
+        let mid = lo + (hi - lo) / 2;
+        if below!(mid) {
+            lo = mid + 1;
+        } else {
+            hi = mid;
+        }
+    }
+    lo
+}
+
+/// `a < b`, out of line: [`seek`] needs it only when prefix keys tie, and
+/// inlined it would load the needle's every word up front on every call.
+#[inline(never)]
+fn id_below(a: &NodeId, b: &NodeId) -> bool {
+    a < b
 }
 
 /// True when the local entry `m` is ahead of what a partner knows.
@@ -1654,17 +1707,26 @@ mod tests {
             probes in proptest::collection::vec((0u32..420, 0usize..130), 1..40),
         ) {
             // Sorted as the table is: by the ids' bytes (`n10` < `n9`).
-            let ids: std::collections::BTreeSet<String> =
-                ids.iter().map(|v| format!("n{v}")).collect();
+            // Short (inline) ids, and long ones that share their first
+            // 8 bytes (equal prefix keys).
+            let name = |v: u32| {
+                if v % 3 == 0 {
+                    format!("node-000.{v}.example.internal")
+                } else {
+                    format!("n{v}")
+                }
+            };
+            let ids: std::collections::BTreeSet<String> = ids.iter().map(|&v| name(v)).collect();
             let table: Vec<Entry> = ids.iter().map(|v| entry(v)).collect();
+            let keys: Vec<u64> = table.iter().map(|e| e.id.prefix_key()).collect();
             for (v, from) in probes {
-                let id = NodeId::new(format!("n{v}"));
+                let id = NodeId::new(name(v));
                 let from = from.min(table.len());
                 let mut linear = from;
                 while linear < table.len() && table[linear].id < id {
                     linear += 1;
                 }
-                prop_assert_eq!(seek(&table, from, &id), linear, "id {} from {}", id, from);
+                prop_assert_eq!(seek(&table, &keys, from, &id), linear, "id {} from {}", id, from);
             }
         }
     }

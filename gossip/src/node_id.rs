@@ -82,15 +82,37 @@ impl NodeId {
     }
 }
 
-/// The inline bytes as three big-endian words: comparing the words in
-/// order compares the zero-padded bytes.
+/// The first 8 inline bytes as a big-endian word.
 #[inline(always)]
-fn words(b: &[u8; INLINE]) -> [u64; 3] {
+fn head(b: &[u8; INLINE]) -> u64 {
+    u64::from_be_bytes([b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7]])
+}
+
+/// The other inline bytes as two big-endian words, zero-padded.
+#[inline(always)]
+fn tail(b: &[u8; INLINE]) -> [u64; 2] {
     [
-        u64::from_be_bytes([b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7]]),
         u64::from_be_bytes([b[8], b[9], b[10], b[11], b[12], b[13], b[14], b[15]]),
         u64::from_be_bytes([b[16], b[17], b[18], b[19], b[20], b[21], 0, 0]),
     ]
+}
+
+impl NodeId {
+    /// The first 8 bytes, zero-padded, as a big-endian word: when two
+    /// ids' keys differ, they order as their keys (a shorter id that is a
+    /// prefix of the other has the smaller key or an equal one).
+    #[inline(always)]
+    pub(crate) fn prefix_key(&self) -> u64 {
+        match &self.0 {
+            Repr::Inline { bytes, .. } => head(bytes),
+            Repr::Shared(s) => {
+                let mut w = [0u8; 8];
+                let n = s.len().min(8);
+                w[..n].copy_from_slice(&s.as_bytes()[..n]);
+                u64::from_be_bytes(w)
+            }
+        }
+    }
 }
 
 impl PartialEq for NodeId {
@@ -127,11 +149,11 @@ impl Ord for NodeId {
                 // when the padded bytes are equal, one id is the other
                 // followed by zero bytes, and the shorter is smaller. Ids
                 // of one fleet usually differ in the first word.
-                let (x, y) = (words(a), words(b));
-                if x[0] != y[0] {
-                    return x[0].cmp(&y[0]);
+                let (x, y) = (head(a), head(b));
+                if x != y {
+                    return x.cmp(&y);
                 }
-                x.cmp(&y).then(la.cmp(lb))
+                tail(a).cmp(&tail(b)).then(la.cmp(lb))
             }
             (Repr::Shared(a), Repr::Shared(b)) if Arc::ptr_eq(a, b) => Ordering::Equal,
             _ => self.as_bytes().cmp(other.as_bytes()),
@@ -252,6 +274,10 @@ mod tests {
             prop_assert_eq!(a == b, x == y);
             prop_assert!(a == a.clone());
             prop_assert_eq!(a.as_str(), x.as_str());
+            // A prefix key that differs decides the order.
+            if a.prefix_key() != b.prefix_key() {
+                prop_assert_eq!(a.prefix_key().cmp(&b.prefix_key()), a.cmp(&b));
+            }
             prop_assert_eq!(a.len(), x.len());
             let y2 = format!("{x}{y}");
             let c = NodeId::from(y2.as_str());
