@@ -1,15 +1,15 @@
 //! The sans-IO gossip core.
 
-use crate::member::{Entry, KvValue, Member, MemberStatus, Meta};
+use crate::member::{Entry, KvList, Member, MemberStatus, Meta};
 use crate::wire::{
     self, Digest, DigestEntry, Kind, KvEntry, Message, NodeDelta, Status, digest_entry_size,
-    kv_entry_size, node_delta_head_size, size,
+    node_delta_head_size, size,
 };
 use crate::{GossipConfig, GossipError, NodeId};
 use phimon_detector::{PeerDetector, Timestamp};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 
 /// Largest generation step accepted from gossip about a node: 2^32, more
@@ -284,7 +284,7 @@ impl Gossip {
             heard: now,
             watched: false,
             detector: None,
-            meta: Meta::new(Arc::from(self_address), BTreeMap::new()),
+            meta: Meta::new(Arc::from(self_address), KvList::default()),
         };
         Gossip {
             config,
@@ -418,25 +418,23 @@ impl Gossip {
         let cap = self.config.max_kv_bytes_per_node;
         let idx = self.self_idx();
         let me = &mut self.members[idx];
-        let old = me.meta.kv.get(key).map_or(0, |v| key.len() + v.value.len());
+        let old = me.meta.kv.get(key).map_or(0, |e| key.len() + e.value.len());
         let total = me.meta.kv_bytes - old + key.len() + value.len();
         if total > cap {
             return refuse(format!(
                 "{total} bytes of key/values exceed the {cap}-byte limit"
             ));
         }
-        if me.meta.kv.get(key).is_some_and(|v| v.value == value) {
+        if me.meta.kv.get(key).is_some_and(|e| e.value == value) {
             return Ok(());
         }
         me.version += 1;
         let version = me.version;
-        me.meta.kv.insert(
-            key.to_owned(),
-            KvValue {
-                value: value.to_owned(),
-                version,
-            },
-        );
+        me.meta.kv.set(KvEntry {
+            key: key.to_owned(),
+            value: value.to_owned(),
+            version,
+        });
         me.meta.recount();
         Ok(())
     }
@@ -1078,9 +1076,9 @@ impl Gossip {
             size += size::array(0);
         } else {
             let mut n = 0;
-            for (k, v) in &m.meta.kv {
-                if v.version > from_version {
-                    size += kv_entry_size(k.len(), v.value.len(), v.version);
+            for e in m.meta.kv.iter() {
+                if e.version > from_version {
+                    size += e.wire_size();
                     n += 1;
                 }
             }
@@ -1143,16 +1141,7 @@ impl Gossip {
                     kv: if c.from_version >= m.version {
                         Vec::new()
                     } else {
-                        m.meta
-                            .kv
-                            .iter()
-                            .filter(|(_, v)| v.version > c.from_version)
-                            .map(|(k, v)| KvEntry {
-                                key: k.clone(),
-                                value: v.value.clone(),
-                                version: v.version,
-                            })
-                            .collect()
+                        m.meta.kv.newer_than(c.from_version)
                     },
                 }
             })
@@ -1293,24 +1282,13 @@ impl Gossip {
     }
 
     /// Key/values of a full state, if within the cap.
-    fn kv_from(&self, entries: Vec<KvEntry>) -> Option<BTreeMap<String, KvValue>> {
+    fn kv_from(&self, entries: Vec<KvEntry>) -> Option<KvList> {
         let bytes: usize = entries.iter().map(|k| k.key.len() + k.value.len()).sum();
         if bytes > self.config.max_kv_bytes_per_node {
             return None;
         }
-        let kv = entries
-            .into_iter()
-            .map(|k| {
-                (
-                    k.key,
-                    KvValue {
-                        value: k.value,
-                        version: k.version,
-                    },
-                )
-            })
-            .collect();
-        Some(kv)
+        // Validated messages carry keys strictly ascending.
+        Some(KvList::from_sorted(entries))
     }
 
     /// Inserts admitted entries, displacing nodes that are not alive when
@@ -1476,13 +1454,7 @@ impl Gossip {
                         .get(&kv.key)
                         .is_none_or(|old| old.version < kv.version);
                     if newer {
-                        m.meta.kv.insert(
-                            kv.key,
-                            KvValue {
-                                value: kv.value,
-                                version: kv.version,
-                            },
-                        );
+                        m.meta.kv.set(kv);
                     }
                 }
                 m.meta.recount();
@@ -1694,7 +1666,7 @@ mod tests {
             heard: Timestamp::ZERO,
             watched: false,
             detector: None,
-            meta: Meta::new(Arc::from("a:1"), BTreeMap::new()),
+            meta: Meta::new(Arc::from("a:1"), KvList::default()),
         }
     }
 

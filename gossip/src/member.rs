@@ -1,9 +1,8 @@
 //! What the core knows of each node, and the read-only view of it.
 
 use crate::NodeId;
-use crate::wire::Status;
+use crate::wire::{KvEntry, Status};
 use phimon_detector::{PeerDetector, Timestamp};
-use std::collections::BTreeMap;
 use std::sync::Arc;
 
 /// The local judgement of a node: its declared [`Status`] combined with
@@ -38,11 +37,56 @@ impl MemberStatus {
     }
 }
 
-/// A published key/value and the owner's version when it was set.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct KvValue {
-    pub(crate) value: String,
-    pub(crate) version: u64,
+/// A node's published key/values with the owner's version of each, sorted
+/// by key: a handful of entries, so a sorted list (searched by bisection)
+/// rather than a map, and in the wire's own form, so a full state copies
+/// it as it is.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub(crate) struct KvList(Vec<KvEntry>);
+
+impl KvList {
+    /// A list from entries whose keys are strictly ascending (as
+    /// [`Message::validate`](crate::wire::Message::validate) requires).
+    pub(crate) fn from_sorted(entries: Vec<KvEntry>) -> Self {
+        debug_assert!(entries.windows(2).all(|w| w[0].key < w[1].key));
+        KvList(entries)
+    }
+
+    pub(crate) fn get(&self, key: &str) -> Option<&KvEntry> {
+        self.0
+            .binary_search_by(|e| e.key.as_str().cmp(key))
+            .ok()
+            .map(|i| &self.0[i])
+    }
+
+    /// Inserts `entry`, or replaces the entry of its key.
+    pub(crate) fn set(&mut self, entry: KvEntry) {
+        match self.0.binary_search_by(|e| e.key.cmp(&entry.key)) {
+            Ok(i) => self.0[i] = entry,
+            Err(i) => self.0.insert(i, entry),
+        }
+    }
+
+    pub(crate) fn iter(&self) -> std::slice::Iter<'_, KvEntry> {
+        self.0.iter()
+    }
+
+    pub(crate) fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    /// The entries set after version `from`, in key order.
+    pub(crate) fn newer_than(&self, from: u64) -> Vec<KvEntry> {
+        if self.0.iter().all(|e| e.version > from) {
+            // A full state: one allocation of the exact size.
+            return self.0.clone();
+        }
+        self.0
+            .iter()
+            .filter(|e| e.version > from)
+            .cloned()
+            .collect()
+    }
 }
 
 /// The parts of a node's state that change rarely: kept behind a box so
@@ -50,7 +94,7 @@ pub(crate) struct KvValue {
 #[derive(Debug, Clone)]
 pub(crate) struct Meta {
     pub(crate) address: Arc<str>,
-    pub(crate) kv: BTreeMap<String, KvValue>,
+    pub(crate) kv: KvList,
     /// Sum of key and value lengths (what the cap limits).
     pub(crate) kv_bytes: usize,
     /// Encoded size of all key/value entries (what a full state costs).
@@ -58,7 +102,7 @@ pub(crate) struct Meta {
 }
 
 impl Meta {
-    pub(crate) fn new(address: Arc<str>, kv: BTreeMap<String, KvValue>) -> Box<Meta> {
+    pub(crate) fn new(address: Arc<str>, kv: KvList) -> Box<Meta> {
         let mut m = Box::new(Meta {
             address,
             kv,
@@ -71,12 +115,8 @@ impl Meta {
 
     /// Recomputes the byte counts after the key/values changed.
     pub(crate) fn recount(&mut self) {
-        self.kv_bytes = self.kv.iter().map(|(k, v)| k.len() + v.value.len()).sum();
-        self.kv_wire = self
-            .kv
-            .iter()
-            .map(|(k, v)| crate::wire::kv_entry_size(k.len(), v.value.len(), v.version))
-            .sum();
+        self.kv_bytes = self.kv.iter().map(|e| e.key.len() + e.value.len()).sum();
+        self.kv_wire = self.kv.iter().map(KvEntry::wire_size).sum();
     }
 }
 
@@ -173,12 +213,12 @@ impl<'a> Member<'a> {
             .meta
             .kv
             .iter()
-            .map(|(k, v)| (k.as_str(), v.value.as_str()))
+            .map(|e| (e.key.as_str(), e.value.as_str()))
     }
 
     /// One published value.
     pub fn kv_get(&self, key: &str) -> Option<&'a str> {
-        self.entry.meta.kv.get(key).map(|v| v.value.as_str())
+        self.entry.meta.kv.get(key).map(|e| e.value.as_str())
     }
 
     /// Its suspicion level at `now`; `None` while it is not watched (the
