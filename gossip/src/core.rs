@@ -1,6 +1,7 @@
 //! The sans-IO gossip core.
 
 use crate::member::{Entry, KvList, Member, MemberStatus, Meta};
+use crate::node_id::cmp_keyed;
 use crate::wire::{
     self, Digest, DigestEntry, Kind, KvEntry, Message, NodeDelta, Status, digest_entry_size,
     node_delta_head_size, size,
@@ -919,7 +920,8 @@ impl Gossip {
                 // The usual case: both know the node.
                 Equal
             } else {
-                self.members[i].id.cmp(&entries[j].node_id)
+                let e = &entries[j].node_id;
+                cmp_keyed(&self.members[i].id, self.keys[i], e, e.prefix_key())
             };
             match ord {
                 Less => {

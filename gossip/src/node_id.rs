@@ -115,6 +115,27 @@ impl NodeId {
     }
 }
 
+/// `a.cmp(b)`, given their [`NodeId::prefix_key`]s: the integers decide
+/// unless they tie, and ids of at most 8 bytes are then decided by length
+/// (the shorter is a prefix of the other).
+#[inline(always)]
+pub(crate) fn cmp_keyed(a: &NodeId, a_key: u64, b: &NodeId, b_key: u64) -> Ordering {
+    if a_key != b_key {
+        return a_key.cmp(&b_key);
+    }
+    let (la, lb) = (a.len(), b.len());
+    if la <= 8 && lb <= 8 {
+        return la.cmp(&lb);
+    }
+    cmp_slow(a, b)
+}
+
+/// The full comparison, out of line: [`cmp_keyed`] rarely needs it.
+#[inline(never)]
+fn cmp_slow(a: &NodeId, b: &NodeId) -> Ordering {
+    a.cmp(b)
+}
+
 impl PartialEq for NodeId {
     #[inline]
     fn eq(&self, other: &Self) -> bool {
@@ -278,11 +299,14 @@ mod tests {
             if a.prefix_key() != b.prefix_key() {
                 prop_assert_eq!(a.prefix_key().cmp(&b.prefix_key()), a.cmp(&b));
             }
+            prop_assert_eq!(cmp_keyed(&a, a.prefix_key(), &b, b.prefix_key()), a.cmp(&b));
             prop_assert_eq!(a.len(), x.len());
             let y2 = format!("{x}{y}");
             let c = NodeId::from(y2.as_str());
             prop_assert_eq!(a.cmp(&c), x.as_bytes().cmp(y2.as_bytes()));
             prop_assert_eq!(c.cmp(&a), y2.as_bytes().cmp(x.as_bytes()));
+            prop_assert_eq!(cmp_keyed(&a, a.prefix_key(), &c, c.prefix_key()), a.cmp(&c));
+            prop_assert_eq!(cmp_keyed(&c, c.prefix_key(), &a, a.prefix_key()), c.cmp(&a));
         }
     }
 

@@ -10,7 +10,7 @@
 //! how the simulator counts bytes; a property test holds it equal to the
 //! real encoding.
 
-use crate::node_id::shared_str;
+use crate::node_id::{cmp_keyed, shared_str};
 use crate::{GossipError, NodeId};
 use serde::{Deserialize, Serialize};
 use std::sync::Arc;
@@ -435,12 +435,14 @@ impl Message {
                 return invalid(format!("empty digest range [{from}, {to})"));
             }
         }
-        let mut prev: Option<&NodeId> = None;
+        // Order checks compare 8-byte prefixes first (`cmp_keyed`).
+        let mut prev: Option<(&NodeId, u64)> = None;
         for e in &d.entries {
             if !e.node_id.is_valid() {
                 return invalid("digest entry id is empty or longer than 255 bytes".into());
             }
-            if prev.is_some_and(|p| p >= &e.node_id) {
+            let key = e.node_id.prefix_key();
+            if prev.is_some_and(|(p, pk)| cmp_keyed(p, pk, &e.node_id, key).is_ge()) {
                 return invalid(format!(
                     "digest entries not strictly ascending at {}",
                     e.node_id
@@ -454,20 +456,21 @@ impl Message {
                     e.node_id
                 ));
             }
-            prev = Some(&e.node_id);
+            prev = Some((&e.node_id, key));
         }
-        let mut prev: Option<&NodeId> = None;
+        let mut prev: Option<(&NodeId, u64)> = None;
         for n in &self.delta {
             if !n.node_id.is_valid() {
                 return invalid("delta id is empty or longer than 255 bytes".into());
             }
-            if prev.is_some_and(|p| p >= &n.node_id) {
+            let key = n.node_id.prefix_key();
+            if prev.is_some_and(|(p, pk)| cmp_keyed(p, pk, &n.node_id, key).is_ge()) {
                 return invalid(format!(
                     "delta entries not strictly ascending at {}",
                     n.node_id
                 ));
             }
-            prev = Some(&n.node_id);
+            prev = Some((&n.node_id, key));
             if n.from_version > n.version {
                 return invalid(format!("delta of {} starts after its end", n.node_id));
             }
