@@ -11,7 +11,11 @@
 //! decoder instead.
 //!
 //! [`run_experiment`] drives a whole measurement (dissemination, cost,
-//! detection, false suspicions) for `phimon simulate`.
+//! detection, false suspicions) for `phimon simulate`. Detection can be
+//! measured at a sample of observer nodes ([`SimConfig::observers`]): the
+//! others gossip in full without detectors
+//! ([`GossipConfig::local_detection`] off), because a detector per node
+//! pair is most of a large run's time and memory.
 
 use crate::wire::{self, Message};
 use crate::{Event, Gossip, GossipConfig, GossipError, MemberStatus, NodeId};
@@ -40,6 +44,10 @@ pub struct SimConfig {
     pub seed_nodes: usize,
     /// Pass every message through `encode`/`decode` (slower; for tests).
     pub encode: bool,
+    /// The nodes (by index) that judge their peers; the others run with
+    /// [`GossipConfig::local_detection`] off: they gossip in full but never
+    /// judge anyone dead. `None` (the default): every node judges.
+    pub observers: Option<Vec<usize>>,
 }
 
 impl Default for SimConfig {
@@ -52,6 +60,7 @@ impl Default for SimConfig {
             seed: 1,
             seed_nodes: 3,
             encode: false,
+            observers: None,
         }
     }
 }
@@ -216,6 +225,9 @@ impl Sim {
         gossip.seeds = (0..self.config.seed_nodes.min(self.nodes.len().max(1)))
             .map(|s| format!("n{s}:7800"))
             .collect();
+        if let Some(observers) = &self.config.observers {
+            gossip.local_detection &= observers.contains(&i);
+        }
         let seed = self.rng.random();
         let node = &mut self.nodes[i];
         node.core = Some(Gossip::new(
@@ -564,7 +576,14 @@ pub struct Experiment {
     pub tracked: usize,
     /// Key/value bytes each node publishes (service discovery data).
     pub kv_bytes: usize,
-    /// The simulated network and the cores' settings.
+    /// Nodes that judge their peers, drawn (seeded) among the nodes that
+    /// do not crash; the others gossip without detectors, and the
+    /// detection figures and false suspicions are those of this sample.
+    /// `None`, or at least `nodes`: every node judges (a detector per node
+    /// pair: most of a large run's time and memory).
+    pub observers: Option<usize>,
+    /// The simulated network and the cores' settings
+    /// ([`SimConfig::observers`] is set from [`observers`](Self::observers)).
     pub sim: SimConfig,
 }
 
@@ -580,6 +599,7 @@ impl Experiment {
             crashes: 3,
             tracked: 16,
             kv_bytes: 48,
+            observers: None,
             sim: SimConfig::default(),
         }
     }
@@ -629,15 +649,18 @@ pub struct Report {
     pub max_message_bytes: usize,
     /// Nodes crashed during the measurement.
     pub crashes: usize,
-    /// Rounds from a crash until every live node suspects the node:
+    /// Nodes that judged their peers: the detection figures and false
+    /// suspicions below are theirs (all nodes unless `--observers`).
+    pub observers: usize,
+    /// Rounds from a crash until every live observer suspects the node:
     /// 99th percentile over the crashes.
     pub detection_rounds_p99: f64,
-    /// Rounds from a crash until one live node suspects it (median over
-    /// observers and crashes).
+    /// Rounds from a crash until one live observer suspects it (median
+    /// over observers and crashes).
     pub detection_rounds_p50_per_observer: f64,
-    /// Crashes not suspected by every live node by the end of the run.
+    /// Crashes not suspected by every live observer by the end of the run.
     pub undetected_crashes: usize,
-    /// Dead verdicts about nodes that were running.
+    /// Dead verdicts (by the observers) about nodes that were running.
     pub false_suspicions: u64,
     /// Messages lost by the network.
     pub messages_lost: u64,
@@ -652,19 +675,7 @@ pub fn run_experiment(e: &Experiment) -> Report {
     let started = std::time::Instant::now();
     let interval = e.sim.gossip.interval;
     let interval_us = interval.as_micros().max(1) as f64;
-    let mut config = e.sim.clone();
-    config.gossip.heartbeat_events = false;
     let n = e.nodes.max(2);
-    let mut sim = Sim::new(config, n);
-    for i in 0..n {
-        if let Some(c) = sim.core_mut(i) {
-            // Service discovery data as a fleet would publish it.
-            let value = format!("svc-{}", i % 17);
-            let _ = c.set_kv("service", &value);
-            let pad = e.kv_bytes.saturating_sub(7 + value.len() + 8);
-            let _ = c.set_kv("endpoint", &"e".repeat(pad.min(1024)));
-        }
-    }
     let mut rng = StdRng::seed_from_u64(e.sim.seed ^ 0x5eed);
     // Crashed nodes are chosen among the non-seeds, tracked nodes among
     // the rest.
@@ -679,6 +690,21 @@ pub fn run_experiment(e: &Experiment) -> Report {
     };
     let crashed = pick(e.crashes.min(n / 2), &mut pool);
     let tracked = pick(e.tracked, &mut pool);
+    let observers = choose_observers(n, e.observers, &crashed, e.sim.seed);
+
+    let mut config = e.sim.clone();
+    config.gossip.heartbeat_events = false;
+    config.observers = (observers.len() < n).then(|| observers.clone());
+    let mut sim = Sim::new(config, n);
+    for i in 0..n {
+        if let Some(c) = sim.core_mut(i) {
+            // Service discovery data as a fleet would publish it.
+            let value = format!("svc-{}", i % 17);
+            let _ = c.set_kv("service", &value);
+            let pad = e.kv_bytes.saturating_sub(7 + value.len() + 8);
+            let _ = c.set_kv("endpoint", &"e".repeat(pad.min(1024)));
+        }
+    }
 
     // Heartbeats of tracked nodes: (node, heartbeat, created at).
     let created: std::rc::Rc<std::cell::RefCell<Vec<(usize, u64, Timestamp)>>> = Default::default();
@@ -714,6 +740,11 @@ pub fn run_experiment(e: &Experiment) -> Report {
     let step = interval / 4;
     let end = Timestamp::from_duration(interval * e.rounds as u32);
     let mut pending: Vec<(usize, u64, Timestamp)> = Vec::new();
+    // Per tracked node, the last node found not to know a pending
+    // heartbeat of it.
+    let mut blocker: Vec<usize> = vec![0; tracked.len()];
+    // Per tracked node and node, a heartbeat the node is known to know.
+    let mut seen: Vec<Vec<u64>> = vec![vec![0; n]; tracked.len()];
     let mut propagation: Vec<f64> = Vec::new();
     let mut crashed_at: HashMap<usize, Timestamp> = HashMap::new();
     // (crashed node, observer) -> first dead verdict
@@ -746,22 +777,35 @@ pub fn run_experiment(e: &Experiment) -> Report {
             }
         }
         pending.extend(created.borrow_mut().drain(..));
-        // Which tracked heartbeats does every live node know by now?
-        for &s in &tracked {
+        // Which tracked heartbeats does every live node know by now? A
+        // node's knowledge of a heartbeat only grows (tracked nodes neither
+        // restart nor leave, and crashed nodes stay down), so `seen` keeps
+        // a lower bound per tracked node and node and only nodes below a
+        // pending heartbeat are asked again; the first one still below it
+        // settles that it (and every later one) is not complete yet.
+        for (k, &s) in tracked.iter().enumerate() {
             let id = sim.id(s).clone();
-            let mut min_known = u64::MAX;
-            for i in 0..n {
-                if i == s || !sim.is_up(i) {
-                    continue;
+            let mut mine: Vec<u64> = pending.iter().filter(|p| p.0 == s).map(|p| p.1).collect();
+            mine.sort_unstable();
+            let mut complete_to = 0;
+            'heartbeats: for &hb in &mine {
+                // The node that blocked the last check usually still does.
+                let order = std::iter::once(blocker[k]).chain(0..n);
+                for i in order {
+                    if i == s || seen[k][i] >= hb {
+                        continue;
+                    }
+                    let Some(core) = sim.core(i) else { continue };
+                    seen[k][i] = core.member(id.as_str()).map_or(0, |m| m.heartbeat());
+                    if seen[k][i] < hb {
+                        blocker[k] = i;
+                        break 'heartbeats;
+                    }
                 }
-                let known = sim
-                    .core(i)
-                    .and_then(|c| c.member(id.as_str()).map(|m| m.heartbeat()))
-                    .unwrap_or(0);
-                min_known = min_known.min(known);
+                complete_to = hb;
             }
             pending.retain(|&(node, hb, t)| {
-                if node == s && hb <= min_known {
+                if node == s && hb <= complete_to {
                     propagation.push(now.micros_since(t) as f64 / interval_us);
                     false
                 } else {
@@ -787,7 +831,7 @@ pub fn run_experiment(e: &Experiment) -> Report {
     let mut undetected = 0;
     for (&c, &t) in &crashed_at {
         let mut worst: Option<f64> = Some(0.0);
-        for i in 0..n {
+        for &i in &observers {
             if i == c || !sim.is_up(i) {
                 continue;
             }
@@ -834,6 +878,7 @@ pub fn run_experiment(e: &Experiment) -> Report {
         full_state_push_bytes_per_node_per_round: full_push * e.sim.gossip.fanout as f64,
         max_message_bytes: sim.max_sent_size(),
         crashes: crashed_at.len(),
+        observers: observers.len(),
         detection_rounds_p99: percentile(&mut detection, 0.99),
         detection_rounds_p50_per_observer: percentile(&mut per_observer, 0.5),
         undetected_crashes: undetected,
@@ -841,6 +886,24 @@ pub fn run_experiment(e: &Experiment) -> Report {
         messages_lost: net.lost - warm_net.lost,
         wall_ms: started.elapsed().as_millis() as u64,
     }
+}
+
+/// The nodes that judge their peers, sorted: every node when `wanted` is
+/// `None` or at least `n`, otherwise `wanted` of the nodes not in
+/// `crashed` (all of them if fewer), drawn with their own seeded
+/// generator so that the other choices of a run do not depend on it.
+fn choose_observers(n: usize, wanted: Option<usize>, crashed: &[usize], seed: u64) -> Vec<usize> {
+    let Some(k) = wanted.filter(|&k| k < n) else {
+        return (0..n).collect();
+    };
+    let pool: Vec<usize> = (0..n).filter(|i| !crashed.contains(i)).collect();
+    let mut rng = StdRng::seed_from_u64(seed ^ 0x0b5e_4e45);
+    let mut chosen: Vec<usize> = rand::seq::index::sample(&mut rng, pool.len(), k.min(pool.len()))
+        .into_iter()
+        .map(|j| pool[j])
+        .collect();
+    chosen.sort_unstable();
+    chosen
 }
 
 /// Bytes of one message carrying a live node's whole table as full
@@ -903,4 +966,63 @@ pub fn status_counts(core: &Gossip) -> HashMap<MemberStatus, usize> {
         *out.entry(m.status()).or_insert(0) += 1;
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn small(observers: Option<usize>) -> Experiment {
+        let mut e = Experiment::new(30, 70);
+        e.sim.loss = 0.1;
+        e.observers = observers;
+        e
+    }
+
+    fn without_time(mut r: Report) -> Report {
+        r.wall_ms = 0;
+        r
+    }
+
+    #[test]
+    fn a_sample_of_observers_is_reported_and_replays() {
+        let all = run_experiment(&small(None));
+        assert_eq!(all.observers, 30);
+        let some = run_experiment(&small(Some(8)));
+        assert_eq!(some.observers, 8);
+        assert_eq!(some.undetected_crashes, 0);
+        assert_eq!(some.false_suspicions, 0);
+        // Crashed nodes stay partners of the nodes that do not judge, so
+        // dissemination differs a little after the first crash, not more.
+        assert!(some.propagation_rounds_p99 <= some.propagation_target_rounds);
+        assert!(
+            (some.bytes_per_node_per_round / all.bytes_per_node_per_round - 1.0).abs() < 0.05,
+            "{} vs {}",
+            some.bytes_per_node_per_round,
+            all.bytes_per_node_per_round
+        );
+        assert_eq!(
+            without_time(run_experiment(&small(Some(8)))),
+            without_time(some)
+        );
+        // A sample as large as the cluster is the whole cluster.
+        assert_eq!(
+            without_time(run_experiment(&small(Some(30)))),
+            without_time(all)
+        );
+    }
+
+    #[test]
+    fn observers_are_drawn_among_the_nodes_that_do_not_crash() {
+        let crashed = [4, 9, 17];
+        let o = choose_observers(30, Some(10), &crashed, 7);
+        assert_eq!(o.len(), 10);
+        assert!(o.windows(2).all(|w| w[0] < w[1]));
+        assert!(o.iter().all(|i| !crashed.contains(i) && *i < 30));
+        assert_eq!(o, choose_observers(30, Some(10), &crashed, 7));
+        assert_ne!(o, choose_observers(30, Some(10), &crashed, 8));
+        assert_eq!(choose_observers(5, None, &[1], 7), vec![0, 1, 2, 3, 4]);
+        assert_eq!(choose_observers(5, Some(9), &[1], 7), vec![0, 1, 2, 3, 4]);
+        assert_eq!(choose_observers(5, Some(4), &[1], 7), vec![0, 2, 3, 4]);
+    }
 }

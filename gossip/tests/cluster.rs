@@ -245,6 +245,48 @@ fn without_local_detection_a_core_gossips_the_same_but_never_judges() {
 }
 
 #[test]
+fn only_observers_judge_and_the_cluster_gossips_as_with_all() {
+    let observers = vec![0, 3, 7];
+    let run = |observers: Option<Vec<usize>>| {
+        let mut sim = cluster(10, |c| {
+            c.loss = 0.05;
+            c.observers = observers;
+        });
+        sim.run_rounds(25);
+        sim.crash(5);
+        sim.run_rounds(30);
+        sim
+    };
+    let (mut all, mut some) = (run(None), run(Some(observers.clone())));
+    let (all_events, some_events) = (all.take_events(), some.take_events());
+    // The observers reach the same verdicts as when every node judges.
+    let dead_at = |events: &[SimEvent]| -> Vec<usize> {
+        let mut v: Vec<usize> = events
+            .iter()
+            .filter(|e| matches!(&e.event, Event::NodeDead { node, .. } if node.as_str() == "n5"))
+            .map(|e| e.observer)
+            .collect();
+        v.sort_unstable();
+        v
+    };
+    assert_eq!(dead_at(&all_events).len(), 9);
+    assert_eq!(dead_at(&some_events), observers);
+    for &i in &observers {
+        assert_eq!(seen(&some, i, 5), Some(MemberStatus::Dead), "observer {i}");
+    }
+    // The others keep gossiping: every live node still has every live
+    // node's state, and only a crashed node is seen differently.
+    for i in (0..10).filter(|i| *i != 5 && !observers.contains(i)) {
+        assert_eq!(seen(&some, i, 5), Some(MemberStatus::Alive), "node {i}");
+        assert!(sim_knows_everyone(&some, i));
+    }
+}
+
+fn sim_knows_everyone(sim: &Sim, i: usize) -> bool {
+    (0..sim.len()).all(|t| seen(sim, i, t).is_some())
+}
+
+#[test]
 fn a_graceful_leave_is_never_suspected_and_is_forgotten_after_the_grace() {
     let mut sim = cluster(10, |c| c.gossip.dead_grace = Duration::from_secs(120));
     sim.run_rounds(20);
