@@ -215,6 +215,9 @@ pub struct Gossip {
     /// both kept by every change of the table's shape (`reindex`).
     self_pos: usize,
     keys: Vec<u64>,
+    /// The delta candidates of the message being answered, kept between
+    /// messages so that answering one allocates no table-sized buffer.
+    scratch: Vec<Candidate>,
     rng: StdRng,
     next_round: Timestamp,
     round: u64,
@@ -294,6 +297,7 @@ impl Gossip {
             keys: vec![me.id.prefix_key()],
             members: vec![me],
             self_pos: 0,
+            scratch: Vec::new(),
             rng,
             next_round: first,
             round: 0,
@@ -589,7 +593,8 @@ impl Gossip {
 
     /// As [`find`](Self::find), with the id's own (inline) comparison.
     fn find_id(&self, id: &NodeId) -> Option<usize> {
-        self.members.binary_search_by(|e| e.id.cmp(id)).ok()
+        let k = seek(&self.members, &self.keys, 0, id);
+        (k < self.members.len() && self.members[k].id == *id).then_some(k)
     }
 
     fn self_idx(&self) -> usize {
@@ -600,12 +605,12 @@ impl Gossip {
     /// Finds the own entry again and rebuilds the keys after entries were
     /// inserted or removed.
     fn reindex(&mut self) {
-        // The own entry is never removed, so the search always succeeds;
-        // the fallback only keeps this total.
-        self.self_pos = self.find_id(&self.self_id).unwrap_or(0);
         self.keys.clear();
         self.keys
             .extend(self.members.iter().map(|e| e.id.prefix_key()));
+        // The own entry is never removed, so the search always succeeds;
+        // the fallback only keeps this total.
+        self.self_pos = self.find_id(&self.self_id).unwrap_or(0);
     }
 
     /// True for a node only heard of, never seen alive here: it is not
@@ -903,10 +908,9 @@ impl Gossip {
             None => self.members.len(),
         };
         let self_idx = self.self_idx();
-        // Sized for the worst case up front: one allocation per message
-        // instead of a series of growths.
-        let mut candidates = Vec::with_capacity(hi.saturating_sub(lo) + 1);
-        let mut request = Vec::with_capacity(digest.entries.len());
+        let mut candidates = std::mem::take(&mut self.scratch);
+        candidates.clear();
+        let mut request = Vec::new();
         let mut refute: Option<u64> = None;
         let entries: &[DigestEntry] = &digest.entries;
         let (mut i, mut j) = (lo, 0);
@@ -992,7 +996,8 @@ impl Gossip {
             kept += 1;
         }
         request.truncate(kept);
-        let (delta, delta_size) = self.build_delta(candidates, budget - req_size);
+        let (delta, delta_size) = self.build_delta(&mut candidates, budget - req_size);
+        self.scratch = candidates;
         if delta.is_empty() && request.is_empty() {
             return;
         }
@@ -1012,7 +1017,8 @@ impl Gossip {
             return;
         }
         let self_idx = self.self_idx();
-        let mut candidates = Vec::with_capacity(request.len() + 1);
+        let mut candidates = std::mem::take(&mut self.scratch);
+        candidates.clear();
         let mut refute = None;
         let mut i = 0;
         for r in request {
@@ -1035,7 +1041,8 @@ impl Gossip {
             candidates.push(self.candidate(self_idx, None));
         }
         let budget = self.budget().saturating_sub(2 * size::MAX_ARRAY_HEADER);
-        let (delta, delta_size) = self.build_delta(candidates, budget);
+        let (delta, delta_size) = self.build_delta(&mut candidates, budget);
+        self.scratch = candidates;
         if delta.is_empty() {
             return;
         }
@@ -1100,7 +1107,7 @@ impl Gossip {
     /// largest heartbeat lag). Returns it sorted by id, with its size.
     fn build_delta(
         &self,
-        mut candidates: Vec<Candidate>,
+        candidates: &mut Vec<Candidate>,
         budget: usize,
     ) -> (Vec<NodeDelta>, usize) {
         let total: usize = candidates.iter().map(|c| c.size).sum();
@@ -1549,6 +1556,7 @@ fn observe(
 /// Steps over a short gap (the usual one between the ids of a delta or
 /// request) and gallops over a long one: a sparse delta or request is
 /// merged in a few comparisons per id rather than one per table entry.
+#[inline]
 fn seek(members: &[Entry], keys: &[u64], from: usize, id: &NodeId) -> usize {
     const STEPS: usize = 8;
     debug_assert_eq!(members.len(), keys.len());
@@ -1557,20 +1565,13 @@ fn seek(members: &[Entry], keys: &[u64], from: usize, id: &NodeId) -> usize {
     // An id of at most 8 bytes is its key and its length: equal keys and
     // lengths mean equal ids (the usual end of a seek).
     let short = (id.len() <= 8).then_some(id.len());
-    // Keys decide unless equal (then so are the first 8 bytes).
-    macro_rules! below {
-        ($k:expr) => {{
-            let k = $k;
-            keys[k] < key
-                || (keys[k] == key
-                    && short != Some(members[k].id.len())
-                    && id_below(&members[k].id, id))
-        }};
-    }
     let mut lo = from;
     let stop = n.min(from + STEPS);
     while lo < stop {
-        if !below!(lo) {
+        let k = keys[lo];
+        if k > key
+            || (k == key && (short == Some(members[lo].id.len()) || !id_below(&members[lo].id, id)))
+        {
             return lo;
         }
         lo += 1;
@@ -1578,7 +1579,23 @@ fn seek(members: &[Entry], keys: &[u64], from: usize, id: &NodeId) -> usize {
     if lo >= n {
         return lo;
     }
-    // members[lo - 1] is below `id`; double the step until an entry is not.
+    seek_far(members, keys, lo, id)
+}
+
+/// The rest of [`seek`] (every entry before `lo` is below `id`): double
+/// the step until an entry is not below, then bisect.
+#[inline(never)]
+fn seek_far(members: &[Entry], keys: &[u64], mut lo: usize, id: &NodeId) -> usize {
+    let key = id.prefix_key();
+    let n = keys.len();
+    let short = (id.len() <= 8).then_some(id.len());
+    // Keys decide unless equal (then so are the first 8 bytes).
+    let below = |k: usize| {
+        keys[k] < key
+            || (keys[k] == key
+                && short != Some(members[k].id.len())
+                && id_below(&members[k].id, id))
+    };
     let mut step = 1;
     let mut hi = n;
     loop {
@@ -1586,7 +1603,7 @@ fn seek(members: &[Entry], keys: &[u64], from: usize, id: &NodeId) -> usize {
         if probe >= n {
             break;
         }
-        if !below!(probe) {
+        if !below(probe) {
             hi = probe;
             break;
         }
@@ -1596,7 +1613,7 @@ fn seek(members: &[Entry], keys: &[u64], from: usize, id: &NodeId) -> usize {
     // Binary search of [lo, hi): below(lo - 1) holds, below(hi) does not.
     while lo < hi {
         let mid = lo + (hi - lo) / 2;
-        if below!(mid) {
+        if below(mid) {
             lo = mid + 1;
         } else {
             hi = mid;
