@@ -52,6 +52,11 @@ pub struct SimulateArgs {
     /// a smaller cluster).
     #[arg(long, value_name = "K|all", value_parser = parse_observers)]
     pub observers: Option<Observers>,
+    /// Threads that run the cores: 1 or 2. The same seed gives the same
+    /// report either way.
+    #[arg(long, value_name = "T", default_value_t = 2,
+          value_parser = clap::value_parser!(u8).range(1..=2))]
+    pub threads: u8,
     /// Print one JSON object instead of a table.
     #[arg(long)]
     pub json: bool,
@@ -158,6 +163,7 @@ fn experiment(args: &SimulateArgs) -> Result<Experiment, UsageError> {
     e.sim.latency_max = hi;
     e.sim.gossip.fanout = args.fanout;
     e.sim.gossip.phi_threshold = args.threshold;
+    e.sim.threads = usize::from(args.threads);
     e.observers = match args.observers {
         Some(Observers::All) => None,
         Some(Observers::Sample(k)) => Some(k),

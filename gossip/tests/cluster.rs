@@ -282,6 +282,62 @@ fn only_observers_judge_and_the_cluster_gossips_as_with_all() {
     }
 }
 
+#[test]
+fn two_threads_give_exactly_the_one_thread_run() {
+    // Loss, a partition and its heal, a crash, a restart, a leave, an
+    // observer stall, key/values, real frames: every event, table and
+    // counter must be the same.
+    let script = |threads: usize, encode: bool| {
+        let mut sim = cluster(24, |c| {
+            c.loss = 0.1;
+            c.threads = threads;
+            c.encode = encode;
+            c.observers = Some(vec![0, 2, 5, 11, 19]);
+        });
+        sim.log_rounds(&[3, 7]);
+        sim.core_mut(4).unwrap().set_kv("service", "api").unwrap();
+        sim.run_rounds(15);
+        sim.partition(&[&[0, 1, 2, 3, 4, 5, 6, 7]]);
+        sim.run_rounds(12);
+        sim.heal();
+        sim.crash(9);
+        sim.run_rounds(10);
+        sim.restart(9);
+        sim.leave(13);
+        let until = sim.now() + Duration::from_secs(4);
+        sim.pause(2, until);
+        sim.run_rounds(12);
+        type Row = (String, u64, u64, u64, MemberStatus);
+        let tables: Vec<Vec<Row>> = (0..24)
+            .map(|i| match sim.core(i) {
+                Some(c) => c
+                    .members()
+                    .map(|m| {
+                        let id = m.node_id().to_string();
+                        (id, m.generation(), m.heartbeat(), m.version(), m.status())
+                    })
+                    .collect(),
+                None => Vec::new(),
+            })
+            .collect();
+        (
+            sim.take_events(),
+            sim.net().clone(),
+            tables,
+            sim.take_round_log(),
+        )
+    };
+    for encode in [false, true] {
+        let one = script(1, encode);
+        let two = script(2, encode);
+        assert!(one.0.len() > 100 && !one.3.is_empty());
+        assert_eq!(one.1, two.1, "network counters");
+        assert_eq!(one.2, two.2, "tables");
+        assert_eq!(one.3, two.3, "round log");
+        assert_eq!(one.0, two.0, "events");
+    }
+}
+
 fn sim_knows_everyone(sim: &Sim, i: usize) -> bool {
     (0..sim.len()).all(|t| seen(sim, i, t).is_some())
 }
