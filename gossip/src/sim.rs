@@ -270,6 +270,80 @@ fn execute(
     out
 }
 
+/// A node's events of one window: (position in the window, time, event).
+type Jobs = Vec<(usize, Timestamp, Job)>;
+/// A node's events of one window, with its core.
+type Group = (usize, Option<Gossip>, Jobs);
+/// What came of them, with the core.
+type Done = (usize, Option<Gossip>, Vec<(usize, Outcome)>);
+
+/// Runs a node's events of one window in order.
+fn run_group((i, mut core, jobs): Group, encode: bool, record: bool) -> Done {
+    let outs = jobs
+        .into_iter()
+        .map(|(k, at, job)| (k, execute(core.as_mut(), i, at, job, encode, record, None)))
+        .collect();
+    (i, core, outs)
+}
+
+/// The groups of one window, claimed one at a time by whichever thread
+/// is free (heaviest first), and their results.
+struct Window {
+    groups: Vec<std::sync::Mutex<Option<Group>>>,
+    results: Vec<std::sync::Mutex<Option<Done>>>,
+    next: std::sync::atomic::AtomicUsize,
+    finished: std::sync::atomic::AtomicUsize,
+}
+
+impl Window {
+    fn new(groups: Vec<Group>) -> Self {
+        let len = groups.len();
+        Window {
+            groups: groups
+                .into_iter()
+                .map(|g| std::sync::Mutex::new(Some(g)))
+                .collect(),
+            results: (0..len).map(|_| std::sync::Mutex::new(None)).collect(),
+            next: std::sync::atomic::AtomicUsize::new(0),
+            finished: std::sync::atomic::AtomicUsize::new(0),
+        }
+    }
+
+    /// Claims and runs groups until none is left.
+    fn work(&self, encode: bool, record: bool) {
+        use std::sync::atomic::Ordering;
+        loop {
+            let g = self.next.fetch_add(1, Ordering::AcqRel);
+            if g >= self.groups.len() {
+                return;
+            }
+            // A poisoned lock means the other thread panicked: the scope
+            // re-raises that panic; here the group is simply skipped.
+            let group = self.groups[g].lock().ok().and_then(|mut s| s.take());
+            if let Some(group) = group {
+                let done = run_group(group, encode, record);
+                if let Ok(mut slot) = self.results[g].lock() {
+                    *slot = Some(done);
+                }
+            }
+            self.finished.fetch_add(1, Ordering::AcqRel);
+        }
+    }
+
+    /// True once every group ran.
+    fn finished(&self) -> bool {
+        self.finished.load(std::sync::atomic::Ordering::Acquire) >= self.groups.len()
+    }
+
+    /// The results, in claim order.
+    fn take_results(&self) -> Vec<Done> {
+        self.results
+            .iter()
+            .filter_map(|r| r.lock().ok().and_then(|mut s| s.take()))
+            .collect()
+    }
+}
+
 /// Receives, spinning a little first: a window of events takes tens of
 /// microseconds, less than waking a parked thread.
 fn recv_soon<T>(rx: &std::sync::mpsc::Receiver<T>) -> Option<T> {
@@ -680,37 +754,19 @@ impl Sim {
     /// the events of the next `lookahead` microseconds cannot cause one
     /// another (a message takes at least that long, a timer comes back an
     /// interval later), so the events of different nodes run side by side
-    /// (a node's own in order, on one thread, its core lent to it), and
-    /// then every outcome is applied in the one-thread order. Returns when
-    /// the next event is past `end`.
+    /// (a node's own in order, by whichever thread claims them first, its
+    /// core lent along), and then every outcome is applied in the
+    /// one-thread order. Returns when the next event is past `end`.
     fn run_parallel(&mut self, end: Timestamp, lookahead: u64) {
-        /// A node's events of one window: (position in the window, time,
-        /// event).
-        type Jobs = Vec<(usize, Timestamp, Job)>;
-        /// A node's events of one window, with its core.
-        type Group = (usize, Option<Gossip>, Jobs);
-        /// What came of them.
-        type Done = (usize, Option<Gossip>, Vec<(usize, Outcome)>);
         /// Below this estimated work (table entries touched) a window runs
-        /// on this thread alone: handing it over costs more.
+        /// on this thread alone: sharing it costs more.
         const MIN_SHARED_WORK: usize = 4_000;
         let (encode, record) = (self.config.encode, self.record_events);
-        let run_group = move |(i, mut core, jobs): Group| -> Done {
-            let outs = jobs
-                .into_iter()
-                .map(|(k, at, job)| (k, execute(core.as_mut(), i, at, job, encode, record, None)))
-                .collect();
-            (i, core, outs)
-        };
         std::thread::scope(|scope| {
-            let (to_worker, groups) = std::sync::mpsc::channel::<Vec<Group>>();
-            let (results, from_worker) = std::sync::mpsc::channel::<Vec<Done>>();
+            let (to_worker, windows) = std::sync::mpsc::channel::<Arc<Window>>();
             scope.spawn(move || {
-                while let Some(batch) = recv_soon(&groups) {
-                    let done: Vec<Done> = batch.into_iter().map(run_group).collect();
-                    if results.send(done).is_err() {
-                        break;
-                    }
+                while let Some(w) = recv_soon(&windows) {
+                    w.work(encode, record);
                 }
             });
             let n = self.nodes.len();
@@ -723,7 +779,7 @@ impl Sim {
                 let horizon = Timestamp::from_micros(start.as_micros().saturating_add(lookahead));
                 window += 1;
                 order.clear();
-                let mut groups: Vec<(usize, Jobs)> = Vec::new();
+                let mut groups: Vec<Group> = Vec::new();
                 let mut work: Vec<usize> = Vec::new();
                 while let Some((at, i, job)) =
                     self.next_job(end, Some((horizon, &mut claimed, window)))
@@ -739,58 +795,45 @@ impl Sim {
                     order.push((i, at, matches!(job, Job::Timer { .. })));
                     if group_of[i].0 != window {
                         group_of[i] = (window, groups.len());
-                        groups.push((i, Vec::new()));
+                        groups.push((i, None, Vec::new()));
                         work.push(0);
                     }
                     let g = group_of[i].1;
-                    groups[g].1.push((k, at, job));
+                    groups[g].2.push((k, at, job));
                     work[g] += cost;
                 }
-                // Longest first to the less loaded thread.
+                let mut outcomes: Vec<Option<Outcome>> = (0..order.len()).map(|_| None).collect();
                 let total: usize = work.iter().sum();
-                let mut theirs = Vec::new();
-                let mut mine = Vec::new();
                 if groups.len() > 1 && total >= MIN_SHARED_WORK {
+                    // The heaviest first, so that the last claimed are small.
                     let mut by_work: Vec<usize> = (0..groups.len()).collect();
                     by_work.sort_by_key(|&g| std::cmp::Reverse(work[g]));
-                    let (mut here, mut there) = (0, 0);
-                    let mut to_them = vec![false; groups.len()];
+                    let mut slots: Vec<Option<Group>> = groups.into_iter().map(Some).collect();
+                    let mut sorted = Vec::with_capacity(slots.len());
                     for g in by_work {
-                        if there < here {
-                            there += work[g];
-                            to_them[g] = true;
-                        } else {
-                            here += work[g];
+                        if let Some((i, _, jobs)) = slots[g].take() {
+                            sorted.push((i, self.nodes[i].core.take(), jobs));
                         }
                     }
-                    for (g, (i, jobs)) in groups.into_iter().enumerate() {
-                        if to_them[g] {
-                            theirs.push((i, self.nodes[i].core.take(), jobs));
-                        } else {
-                            mine.push((i, jobs));
+                    let w = Arc::new(Window::new(sorted));
+                    let shared = to_worker.send(w.clone()).is_ok();
+                    w.work(encode, record);
+                    // The other thread may still run its last group (unless
+                    // it died: it let go of the window; the scope re-raises
+                    // its panic).
+                    while shared && !w.finished() && Arc::strong_count(&w) > 1 {
+                        std::hint::spin_loop();
+                    }
+                    for (i, core, outs) in w.take_results() {
+                        self.nodes[i].core = core;
+                        for (k, out) in outs {
+                            outcomes[k] = Some(out);
                         }
                     }
                 } else {
-                    mine = groups;
-                }
-                let mut outcomes: Vec<Option<Outcome>> = (0..order.len()).map(|_| None).collect();
-                let shared = !theirs.is_empty();
-                if shared && to_worker.send(theirs).is_err() {
-                    break;
-                }
-                for (i, jobs) in mine {
-                    let core = self.nodes[i].core.take();
-                    let (i, core, outs) = run_group((i, core, jobs));
-                    self.nodes[i].core = core;
-                    for (k, out) in outs {
-                        outcomes[k] = Some(out);
-                    }
-                }
-                if shared {
-                    let Some(done) = recv_soon(&from_worker) else {
-                        break;
-                    };
-                    for (i, core, outs) in done {
+                    for (i, _, jobs) in groups {
+                        let core = self.nodes[i].core.take();
+                        let (i, core, outs) = run_group((i, core, jobs), encode, record);
                         self.nodes[i].core = core;
                         for (k, out) in outs {
                             outcomes[k] = Some(out);
