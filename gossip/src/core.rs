@@ -215,9 +215,6 @@ pub struct Gossip {
     /// both kept by every change of the table's shape (`reindex`).
     self_pos: usize,
     keys: Vec<u64>,
-    /// The delta candidates of the message being answered, kept between
-    /// messages so that answering one allocates no table-sized buffer.
-    scratch: Vec<Candidate>,
     rng: StdRng,
     next_round: Timestamp,
     round: u64,
@@ -297,7 +294,6 @@ impl Gossip {
             keys: vec![me.id.prefix_key()],
             members: vec![me],
             self_pos: 0,
-            scratch: Vec::new(),
             rng,
             next_round: first,
             round: 0,
@@ -908,8 +904,9 @@ impl Gossip {
             None => self.members.len(),
         };
         let self_idx = self.self_idx();
-        let mut candidates = std::mem::take(&mut self.scratch);
-        candidates.clear();
+        // Sized for the worst case: one transient allocation per message
+        // (a buffer kept per core would cost 40 bytes per member at rest).
+        let mut candidates = Vec::with_capacity(hi.saturating_sub(lo) + 1);
         let mut request = Vec::new();
         let mut refute: Option<u64> = None;
         let entries: &[DigestEntry] = &digest.entries;
@@ -997,7 +994,6 @@ impl Gossip {
         }
         request.truncate(kept);
         let (delta, delta_size) = self.build_delta(&mut candidates, budget - req_size);
-        self.scratch = candidates;
         if delta.is_empty() && request.is_empty() {
             return;
         }
@@ -1017,8 +1013,7 @@ impl Gossip {
             return;
         }
         let self_idx = self.self_idx();
-        let mut candidates = std::mem::take(&mut self.scratch);
-        candidates.clear();
+        let mut candidates = Vec::with_capacity(request.len() + 1);
         let mut refute = None;
         let mut i = 0;
         for r in request {
@@ -1042,7 +1037,6 @@ impl Gossip {
         }
         let budget = self.budget().saturating_sub(2 * size::MAX_ARRAY_HEADER);
         let (delta, delta_size) = self.build_delta(&mut candidates, budget);
-        self.scratch = candidates;
         if delta.is_empty() {
             return;
         }

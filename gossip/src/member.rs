@@ -38,53 +38,112 @@ impl MemberStatus {
 }
 
 /// A node's published key/values with the owner's version of each, sorted
-/// by key: a handful of entries, so a sorted list (searched by bisection)
-/// rather than a map, and in the wire's own form, so a full state copies
-/// it as it is.
+/// by key. Every known node has some, so they are packed: the keys and
+/// values in one string and their lengths and versions in one array (two
+/// allocations per node instead of one per string); a handful of entries,
+/// so they are searched in order.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub(crate) struct KvList(Vec<KvEntry>);
+pub(crate) struct KvList {
+    /// Each key then its value, in key order.
+    text: Box<str>,
+    items: Box<[KvItem]>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct KvItem {
+    key_len: u32,
+    value_len: u32,
+    version: u64,
+}
+
+/// One key/value of a [`KvList`], borrowed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct KvRef<'a> {
+    pub(crate) key: &'a str,
+    pub(crate) value: &'a str,
+    pub(crate) version: u64,
+}
+
+impl KvRef<'_> {
+    /// Encoded size as a [`KvEntry`].
+    pub(crate) fn wire_size(&self) -> usize {
+        crate::wire::kv_entry_size(self.key.len(), self.value.len(), self.version)
+    }
+
+    fn to_entry(self) -> KvEntry {
+        KvEntry {
+            key: self.key.to_owned(),
+            value: self.value.to_owned(),
+            version: self.version,
+        }
+    }
+}
 
 impl KvList {
     /// A list from entries whose keys are strictly ascending (as
     /// [`Message::validate`](crate::wire::Message::validate) requires).
+    /// Keys and values are at most a node's key/value cap long.
     pub(crate) fn from_sorted(entries: Vec<KvEntry>) -> Self {
         debug_assert!(entries.windows(2).all(|w| w[0].key < w[1].key));
-        KvList(entries)
+        let mut text =
+            String::with_capacity(entries.iter().map(|e| e.key.len() + e.value.len()).sum());
+        let items = entries
+            .iter()
+            .map(|e| {
+                text.push_str(&e.key);
+                text.push_str(&e.value);
+                KvItem {
+                    // Lengths fit: a frame is far below 4 GiB.
+                    key_len: u32::try_from(e.key.len()).unwrap_or(u32::MAX),
+                    value_len: u32::try_from(e.value.len()).unwrap_or(u32::MAX),
+                    version: e.version,
+                }
+            })
+            .collect();
+        KvList {
+            text: text.into_boxed_str(),
+            items,
+        }
     }
 
-    pub(crate) fn get(&self, key: &str) -> Option<&KvEntry> {
-        self.0
-            .binary_search_by(|e| e.key.as_str().cmp(key))
-            .ok()
-            .map(|i| &self.0[i])
+    /// The entries in key order.
+    pub(crate) fn iter(&self) -> impl Iterator<Item = KvRef<'_>> + '_ {
+        let mut at = 0;
+        self.items.iter().map(move |it| {
+            let (k, v) = (it.key_len as usize, it.value_len as usize);
+            let r = KvRef {
+                key: self.text.get(at..at + k).unwrap_or(""),
+                value: self.text.get(at + k..at + k + v).unwrap_or(""),
+                version: it.version,
+            };
+            at += k + v;
+            r
+        })
+    }
+
+    pub(crate) fn get(&self, key: &str) -> Option<KvRef<'_>> {
+        self.iter().find(|e| e.key == key)
     }
 
     /// Inserts `entry`, or replaces the entry of its key.
     pub(crate) fn set(&mut self, entry: KvEntry) {
-        match self.0.binary_search_by(|e| e.key.cmp(&entry.key)) {
-            Ok(i) => self.0[i] = entry,
-            Err(i) => self.0.insert(i, entry),
+        let mut all: Vec<KvEntry> = self.iter().map(KvRef::to_entry).collect();
+        match all.binary_search_by(|e| e.key.cmp(&entry.key)) {
+            Ok(i) => all[i] = entry,
+            Err(i) => all.insert(i, entry),
         }
-    }
-
-    pub(crate) fn iter(&self) -> std::slice::Iter<'_, KvEntry> {
-        self.0.iter()
+        *self = KvList::from_sorted(all);
     }
 
     pub(crate) fn len(&self) -> usize {
-        self.0.len()
+        self.items.len()
     }
 
-    /// The entries set after version `from`, in key order.
+    /// The entries set after version `from`, in key order, as sent.
     pub(crate) fn newer_than(&self, from: u64) -> Vec<KvEntry> {
-        if self.0.iter().all(|e| e.version > from) {
-            // A full state: one allocation of the exact size.
-            return self.0.clone();
-        }
-        self.0
-            .iter()
+        self.iter()
             .filter(|e| e.version > from)
-            .cloned()
+            .map(KvRef::to_entry)
             .collect()
     }
 }
@@ -116,7 +175,7 @@ impl Meta {
     /// Recomputes the byte counts after the key/values changed.
     pub(crate) fn recount(&mut self) {
         self.kv_bytes = self.kv.iter().map(|e| e.key.len() + e.value.len()).sum();
-        self.kv_wire = self.kv.iter().map(KvEntry::wire_size).sum();
+        self.kv_wire = self.kv.iter().map(|e| e.wire_size()).sum();
     }
 }
 
@@ -209,16 +268,12 @@ impl<'a> Member<'a> {
 
     /// Its published key/values, sorted by key.
     pub fn kv(&self) -> impl Iterator<Item = (&'a str, &'a str)> + 'a {
-        self.entry
-            .meta
-            .kv
-            .iter()
-            .map(|e| (e.key.as_str(), e.value.as_str()))
+        self.entry.meta.kv.iter().map(|e| (e.key, e.value))
     }
 
     /// One published value.
     pub fn kv_get(&self, key: &str) -> Option<&'a str> {
-        self.entry.meta.kv.get(key).map(|e| e.value.as_str())
+        self.entry.meta.kv.get(key).map(|e| e.value)
     }
 
     /// Its suspicion level at `now`; `None` while it is not watched (the
@@ -232,5 +287,42 @@ impl<'a> Member<'a> {
     /// with local detection on.
     pub fn detector(&self) -> Option<&'a PeerDetector> {
         self.entry.detector.as_deref()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn kv(key: &str, value: &str, version: u64) -> KvEntry {
+        KvEntry {
+            key: key.into(),
+            value: value.into(),
+            version,
+        }
+    }
+
+    #[test]
+    fn a_packed_list_reads_back_what_it_was_given() {
+        let given = vec![
+            kv("a", "", 1),
+            kv("endpoint", "10.0.0.1:80", 3),
+            kv("zone", "é-1", 2),
+        ];
+        let mut l = KvList::from_sorted(given.clone());
+        assert_eq!(l.len(), 3);
+        assert_eq!(l.newer_than(0), given);
+        assert_eq!(l.newer_than(1), vec![given[1].clone(), given[2].clone()]);
+        assert_eq!(
+            l.get("zone").map(|e| (e.value, e.version)),
+            Some(("é-1", 2))
+        );
+        assert_eq!(l.get("b"), None);
+        l.set(kv("b", "x", 4));
+        l.set(kv("a", "new", 5));
+        let keys: Vec<&str> = l.iter().map(|e| e.key).collect();
+        assert_eq!(keys, ["a", "b", "endpoint", "zone"]);
+        assert_eq!(l.get("a").map(|e| (e.value, e.version)), Some(("new", 5)));
+        assert_eq!(KvList::default().iter().count(), 0);
     }
 }

@@ -1107,8 +1107,11 @@ pub fn run_experiment(e: &Experiment) -> Report {
         })
         .collect();
 
+    // The warm-up's events (every node joining every node: N^2 of them)
+    // are not looked at: not kept.
+    sim.record_events(false);
     sim.run_rounds(e.warmup);
-    sim.take_events();
+    sim.record_events(true);
     let warm_net = sim.net().clone();
     let step = interval / 4;
     let end = Timestamp::from_duration(interval * e.rounds as u32);
