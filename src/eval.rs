@@ -471,12 +471,7 @@ pub fn render_comparison(dir: &Path, c: &Comparison) -> String {
     }
 
     // The headline: phimon's configured detector against the best baseline.
-    let best = c
-        .contenders
-        .iter()
-        .filter(|x| x.baseline)
-        .filter_map(|x| x.zero_mistakes.mean_detection_ms.map(|d| (x, d)))
-        .min_by(|a, b| a.1.total_cmp(&b.1));
+    let best = c.best_baseline(|x| &x.zero_mistakes);
     if let (Some(ours), Some((base, base_ms))) = (c.contenders.first(), best) {
         if let Some(ms) = ours.zero_mistakes.mean_detection_ms {
             let _ = writeln!(s);

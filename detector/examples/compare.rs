@@ -9,7 +9,7 @@
 //! thresholds, the mean detection time and the mistakes per alive hour.
 
 use phimon_detector::DetectorConfig;
-use phimon_detector::compare::{compare, default_contenders};
+use phimon_detector::compare::{BudgetOutcome, ContenderOutcome, compare, default_contenders};
 use phimon_detector::corpus::CorpusSet;
 
 fn main() {
@@ -52,21 +52,16 @@ fn main() {
             &default_contenders(&DetectorConfig::default()),
             1.0,
         );
-        let ratio = |b: fn(&phimon_detector::compare::ContenderOutcome) -> Option<f64>| {
-            let ours = c.contenders.first().and_then(b);
-            let best = c
-                .contenders
-                .iter()
-                .filter(|x| x.baseline)
-                .filter_map(b)
-                .fold(f64::INFINITY, f64::min);
+        let ratio = |pick: fn(&ContenderOutcome) -> &BudgetOutcome| {
+            let ours = c.contenders.first().and_then(|x| pick(x).mean_detection_ms);
+            let best = c.best_baseline(pick).map_or(f64::INFINITY, |b| b.1);
             ours.map_or(f64::NAN, |o| o / best)
         };
         println!(
             "{set}: {:.2} alive hours; ratio to the best baseline: {:.2} at zero mistakes, {:.2} at 1/h",
             c.alive_hours,
-            ratio(|x| x.zero_mistakes.mean_detection_ms),
-            ratio(|x| x.hourly.mean_detection_ms)
+            ratio(|x| &x.zero_mistakes),
+            ratio(|x| &x.hourly)
         );
         if std::env::var_os("SUMMARY").is_some() {
             continue;

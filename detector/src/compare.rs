@@ -220,6 +220,22 @@ pub struct Comparison {
     pub contenders: Vec<ContenderOutcome>,
 }
 
+impl Comparison {
+    /// The baseline with the lowest mean detection time at the budget
+    /// `pick` selects (`|c| &c.zero_mistakes` or `|c| &c.hourly`), and
+    /// that time; `None` when no baseline has a threshold there.
+    pub fn best_baseline(
+        &self,
+        pick: fn(&ContenderOutcome) -> &BudgetOutcome,
+    ) -> Option<(&ContenderOutcome, f64)> {
+        self.contenders
+            .iter()
+            .filter(|c| c.baseline)
+            .filter_map(|c| pick(c).mean_detection_ms.map(|d| (c, d)))
+            .min_by(|a, b| a.1.total_cmp(&b.1))
+    }
+}
+
 /// The peak phi of every silence during which the sender was alive and
 /// reachable: phi just before the next arrival, the crash, or the start of
 /// an outage (a suspicion from then on is not a mistake).

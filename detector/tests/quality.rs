@@ -23,11 +23,8 @@ fn ratio(corpus: &[(String, Trace)]) -> (f64, Comparison) {
         .mean_detection_ms
         .unwrap_or(f64::INFINITY);
     let best = c
-        .contenders
-        .iter()
-        .filter(|x| x.baseline)
-        .filter_map(|x| x.zero_mistakes.mean_detection_ms)
-        .fold(f64::INFINITY, f64::min);
+        .best_baseline(|x| &x.zero_mistakes)
+        .map_or(f64::INFINITY, |b| b.1);
     (ours / best, c)
 }
 
