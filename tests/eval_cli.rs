@@ -13,6 +13,41 @@ fn repo(p: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join(p)
 }
 
+/// `phimon eval --trace traces/<name>`, for the caller to add arguments to.
+fn eval_trace(name: &str) -> Command {
+    let mut cmd = phimon();
+    cmd.args(["eval", "--trace"])
+        .arg(repo(&format!("traces/{name}")));
+    cmd
+}
+
+/// Runs `cmd`, fails the test (with its stderr) unless it exits 0, and
+/// returns its stdout.
+fn succeed(cmd: &mut Command) -> String {
+    let out = cmd.output().unwrap();
+    assert!(
+        out.status.success(),
+        "{cmd:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+/// The columns of the row for threshold `th` in an `eval` report (the
+/// threshold is a row's first column).
+fn row<'a>(report: &'a str, th: &str) -> Vec<&'a str> {
+    report
+        .lines()
+        .map(|l| l.split_whitespace().collect::<Vec<_>>())
+        .find(|cols| cols.first() == Some(&th))
+        .unwrap_or_else(|| panic!("no row for threshold {th}:\n{report}"))
+}
+
+/// Detection time at threshold `th`, ms: the report's second column.
+fn detection_ms(report: &str, th: &str) -> f64 {
+    row(report, th)[1].parse().unwrap()
+}
+
 /// ln Q(y) for y >= 0 from the continued fraction of erfc (Lentz), and for
 /// y < 0 from the series of erf: independent of the detector's code.
 fn ln_q(y: f64) -> f64 {
@@ -54,24 +89,16 @@ fn steady_trace_phi_matches_the_exact_normal_tail() {
     )
     .unwrap();
     let csv = dir.path().join("phi.csv");
-    let trace_path = repo("traces/steady-1s.trace");
-    let out = phimon()
-        .args(["eval", "--trace"])
-        .arg(&trace_path)
-        .arg("--config")
-        .arg(&cfg)
-        .arg("--phi-out")
-        .arg(&csv)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+    succeed(
+        eval_trace("steady-1s.trace")
+            .arg("--config")
+            .arg(&cfg)
+            .arg("--phi-out")
+            .arg(&csv),
     );
 
     // Reference: mean and std of the recorded intervals, std floored.
-    let text = std::fs::read_to_string(&trace_path).unwrap();
+    let text = std::fs::read_to_string(repo("traces/steady-1s.trace")).unwrap();
     let arrivals: Vec<f64> = text
         .lines()
         .filter(|l| !l.starts_with('#') && *l != "arrival_ms" && !l.is_empty())
@@ -170,9 +197,7 @@ fn broken_config_exits_2_naming_the_key() {
     let dir = tempfile::tempdir().unwrap();
     let cfg = dir.path().join("c.toml");
     std::fs::write(&cfg, "[detector]\nthreshold = -1.0\n").unwrap();
-    let out = phimon()
-        .args(["eval", "--trace"])
-        .arg(repo("traces/steady-1s.trace"))
+    let out = eval_trace("steady-1s.trace")
         .arg("--config")
         .arg(&cfg)
         .output()
@@ -188,73 +213,42 @@ fn report_lists_qos_per_threshold() {
     let dir = tempfile::tempdir().unwrap();
     let cfg = dir.path().join("c.toml");
     std::fs::write(&cfg, "[detector]\ndistribution = \"normal\"\n").unwrap();
-    let out = phimon()
-        .args(["eval", "--trace"])
-        .arg(repo("traces/steady-1s.trace"))
-        .arg("--config")
-        .arg(&cfg)
-        .args(["--thresholds", "1,8"])
-        .output()
-        .unwrap();
-    assert!(out.status.success());
-    let s = String::from_utf8_lossy(&out.stdout);
+    let s = succeed(
+        eval_trace("steady-1s.trace")
+            .arg("--config")
+            .arg(&cfg)
+            .args(["--thresholds", "1,8"]),
+    );
     assert!(
         s.contains("detection_ms") && s.contains("query_accuracy"),
         "{s}"
     );
     // Threshold 8 on a steady 1 s trace: ~1.56 s after the last heartbeat,
     // i.e. ~1.06 s after the crash at last + 500 ms.
-    let row = s
-        .lines()
-        .find(|l| l.trim_start().starts_with("8 "))
-        .unwrap();
-    let det: f64 = row.split_whitespace().nth(1).unwrap().parse().unwrap();
-    assert!((1000.0..1150.0).contains(&det), "{row}");
+    let det = detection_ms(&s, "8");
+    assert!((1000.0..1150.0).contains(&det), "{det}\n{s}");
 }
 
 #[test]
 fn outages_are_reported_apart_from_mistakes() {
-    let out = phimon()
-        .args(["eval", "--trace"])
-        .arg(repo("traces/partition.trace"))
-        .args(["--thresholds", "2,30"])
-        .output()
-        .unwrap();
-    assert!(out.status.success());
-    let s = String::from_utf8_lossy(&out.stdout);
+    let s = succeed(eval_trace("partition.trace").args(["--thresholds", "2,30"]));
     assert!(
         s.contains("outage_detect_ms") && s.contains("1200000-1208000"),
         "{s}"
     );
     // At a threshold the 8 s partition reaches, it is an outage detection,
-    // not a mistake; at one it never reaches, nothing is.
-    let row = |th: &str| -> Vec<String> {
-        s.lines()
-            .find(|l| l.split_whitespace().next() == Some(th))
-            .unwrap()
-            .split_whitespace()
-            .map(str::to_string)
-            .collect()
-    };
-    let low = row("2");
+    // not a mistake; at one it never reaches, nothing is. Column 6 is
+    // outage_detect_ms.
+    let low = row(&s, "2");
     let outage_ms: f64 = low[6].parse().unwrap();
     assert!((0.0..8000.0).contains(&outage_ms), "{low:?}");
-    assert_eq!(row("30")[6], "-");
+    assert_eq!(row(&s, "30")[6], "-");
 }
 
 #[test]
 fn committed_corpus_is_what_the_generator_makes() {
     let dir = tempfile::tempdir().unwrap();
-    let out = phimon()
-        .args(["corpus", "--out"])
-        .arg(dir.path())
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    succeed(phimon().args(["corpus", "--out"]).arg(dir.path()));
     let mut n = 0;
     for entry in std::fs::read_dir(dir.path()).unwrap() {
         let path = entry.unwrap().path();
@@ -272,17 +266,12 @@ fn committed_corpus_is_what_the_generator_makes() {
 }
 
 fn compare_json(corpus: &Path) -> serde_json::Value {
-    let out = phimon()
-        .args(["eval", "--compare", "--json", "--corpus"])
-        .arg(corpus)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+    let out = succeed(
+        phimon()
+            .args(["eval", "--compare", "--json", "--corpus"])
+            .arg(corpus),
     );
-    serde_json::from_slice(&out.stdout).unwrap()
+    serde_json::from_str(&out).unwrap()
 }
 
 fn mean_at_zero(v: &serde_json::Value, name: &str) -> Option<f64> {
@@ -343,12 +332,11 @@ fn compare_ranks_detectors_at_equal_mistakes() {
     assert_eq!(ours["outages"].as_u64(), Some(1), "{ours}");
     assert_eq!(ours["outages_detected"].as_u64(), Some(1), "{ours}");
     // The text report carries the same table.
-    let out = phimon()
-        .args(["eval", "--compare", "--corpus"])
-        .arg(repo("traces"))
-        .output()
-        .unwrap();
-    let s = String::from_utf8_lossy(&out.stdout);
+    let s = succeed(
+        phimon()
+            .args(["eval", "--compare", "--corpus"])
+            .arg(repo("traces")),
+    );
     assert!(
         s.contains("zero mistakes") && s.contains("baseline cassandra"),
         "{s}"
@@ -359,15 +347,10 @@ fn compare_ranks_detectors_at_equal_mistakes() {
 fn the_check_sets_generate_and_mark_their_partitions() {
     for (set, n, outages) in [("held-out", 11, 2), ("variants", 12, 1)] {
         let dir = tempfile::tempdir().unwrap();
-        let out = phimon()
-            .args(["corpus", "--set", set, "--out"])
-            .arg(dir.path())
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
+        succeed(
+            phimon()
+                .args(["corpus", "--set", set, "--out"])
+                .arg(dir.path()),
         );
         let texts: Vec<String> = std::fs::read_dir(dir.path())
             .unwrap()
@@ -385,23 +368,9 @@ fn a_clean_link_is_detected_within_seconds_at_the_default_threshold() {
     // sets, random hostile networks included, and suspects a crash on a
     // clean 1 s link ~10.4 s after it; 5 (a few mistakes per peer per
     // week on them) ~4.1 s after it.
-    let out = phimon()
-        .args(["eval", "--trace"])
-        .arg(repo("traces/steady-lan.trace"))
-        .args(["--thresholds", "5,8"])
-        .output()
-        .unwrap();
-    assert!(out.status.success());
-    let s = String::from_utf8_lossy(&out.stdout);
-    let det = |th: &str| -> f64 {
-        let row = s
-            .lines()
-            .find(|l| l.split_whitespace().next() == Some(th))
-            .unwrap();
-        row.split_whitespace().nth(1).unwrap().parse().unwrap()
-    };
-    assert!((3000.0..5500.0).contains(&det("5")), "{s}");
-    assert!((8000.0..13000.0).contains(&det("8")), "{s}");
+    let s = succeed(eval_trace("steady-lan.trace").args(["--thresholds", "5,8"]));
+    assert!((3000.0..5500.0).contains(&detection_ms(&s, "5")), "{s}");
+    assert!((8000.0..13000.0).contains(&detection_ms(&s, "8")), "{s}");
 }
 
 #[test]
