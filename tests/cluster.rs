@@ -3,26 +3,13 @@
 
 #![allow(clippy::unwrap_used)] // Test helpers: a panic is a failed test.
 
+mod common;
+
+use common::{bin, converged, rewrite, sink};
 use nix::sys::signal::Signal;
 use phimon::local_cluster::metric;
 use phimon::local_cluster::{ClusterSpec, LocalCluster};
-use phimon::sink::WebhookSink;
-use std::net::SocketAddr;
-use std::path::Path;
 use std::time::{Duration, Instant};
-
-fn bin() -> &'static Path {
-    Path::new(env!("CARGO_BIN_EXE_phimon"))
-}
-
-async fn sink() -> WebhookSink {
-    WebhookSink::start(
-        SocketAddr::from(([127, 0, 0, 1], 0)),
-        &ClusterSpec::default().secret,
-    )
-    .await
-    .unwrap()
-}
 
 /// Polls until `cond` holds for node `i`'s view of `peer`, or fails.
 async fn wait_for(
@@ -60,9 +47,7 @@ async fn five_nodes_converge_detect_a_kill_and_welcome_the_restart() {
         webhook_url: Some(sink.url()),
         ..ClusterSpec::default()
     };
-    let mut c = LocalCluster::create(bin(), dir.path(), &spec).unwrap();
-    c.start_all().unwrap();
-    c.wait_converged(Duration::from_secs(30)).await.unwrap();
+    let mut c = converged(dir.path(), &spec).await;
     // Settle so every window has samples.
     tokio::time::sleep(Duration::from_secs(3)).await;
     let before = c.peers(0).await.unwrap();
@@ -120,9 +105,7 @@ async fn a_node_from_a_foreign_ca_is_refused_and_counted() {
         nodes: 2,
         ..ClusterSpec::default()
     };
-    let mut c = LocalCluster::create(bin(), dir.path(), &spec).unwrap();
-    c.start_all().unwrap();
-    c.wait_converged(Duration::from_secs(30)).await.unwrap();
+    let c = converged(dir.path(), &spec).await;
 
     // An intruder with its own CA, configured to join through node-1.
     let other = tempfile::tempdir().unwrap();
@@ -137,24 +120,25 @@ async fn a_node_from_a_foreign_ca_is_refused_and_counted() {
     let mut pem = std::fs::read_to_string(dir.path().join("certs/ca.pem")).unwrap();
     pem.push_str(&std::fs::read_to_string(other.path().join("certs/ca.pem")).unwrap());
     std::fs::write(&bundle, pem).unwrap();
-    let cfg = std::fs::read_to_string(&intruder.nodes[0].config).unwrap();
-    let cfg = cfg
-        .replace(
-            &format!("seeds = [\"{}\"]", intruder.nodes[0].gossip),
-            &format!(
-                "seeds = [\"{}\", \"{}\"]",
-                c.nodes[0].gossip, c.nodes[1].gossip
+    rewrite(
+        &intruder.nodes[0].config,
+        &[
+            (
+                &format!("seeds = [\"{}\"]", intruder.nodes[0].gossip),
+                &format!(
+                    "seeds = [\"{}\", \"{}\"]",
+                    c.nodes[0].gossip, c.nodes[1].gossip
+                ),
             ),
-        )
-        .replace(
-            &format!(
-                "ca = {:?}",
-                other.path().join("certs/ca.pem").display().to_string()
+            (
+                &format!(
+                    "ca = {:?}",
+                    other.path().join("certs/ca.pem").display().to_string()
+                ),
+                &format!("ca = {:?}", bundle.display().to_string()),
             ),
-            &format!("ca = {:?}", bundle.display().to_string()),
-        );
-    assert!(cfg.contains("bundle.pem"), "{cfg}");
-    std::fs::write(&intruder.nodes[0].config, cfg).unwrap();
+        ],
+    );
     intruder.start(0).unwrap();
 
     let start = Instant::now();
@@ -192,9 +176,7 @@ async fn a_stalled_observer_does_not_suspect_its_peers() {
         webhook_url: Some(sink.url()),
         ..ClusterSpec::default()
     };
-    let mut c = LocalCluster::create(bin(), dir.path(), &spec).unwrap();
-    c.start_all().unwrap();
-    c.wait_converged(Duration::from_secs(30)).await.unwrap();
+    let c = converged(dir.path(), &spec).await;
     tokio::time::sleep(Duration::from_secs(2)).await;
 
     c.signal(0, Signal::SIGSTOP).unwrap();
@@ -243,9 +225,7 @@ async fn sigterm_leaves_gracefully_and_is_never_paged() {
         webhook_url: Some(sink.url()),
         ..ClusterSpec::default()
     };
-    let mut c = LocalCluster::create(bin(), dir.path(), &spec).unwrap();
-    c.start_all().unwrap();
-    c.wait_converged(Duration::from_secs(30)).await.unwrap();
+    let mut c = converged(dir.path(), &spec).await;
     tokio::time::sleep(Duration::from_secs(2)).await;
 
     let status = c.terminate(2, Duration::from_secs(5)).unwrap();

@@ -7,19 +7,17 @@
 
 #![allow(clippy::unwrap_used)] // Test helpers: a panic is a failed test.
 
+mod common;
+
+use common::{launch, rewrite, sink};
 use nix::sys::signal::Signal;
 use phimon::chaos::{ChaosProxy, LinkFaults};
 use phimon::local_cluster::metric;
 use phimon::local_cluster::{ClusterSpec, LocalCluster, PeerInfo};
 use phimon::sink::{Page, WebhookSink};
 use std::collections::{BTreeMap, BTreeSet};
-use std::net::SocketAddr;
 use std::path::Path;
 use std::time::{Duration, Instant};
-
-fn bin() -> &'static Path {
-    Path::new(env!("CARGO_BIN_EXE_phimon"))
-}
 
 fn scaled(d: Duration) -> Duration {
     let scale: f64 = std::env::var("PHIMON_FAULT_SCALE")
@@ -39,10 +37,7 @@ struct Rig {
 
 async fn rig(n: usize, proxied: bool, interval: Duration) -> Rig {
     let dir = tempfile::tempdir().unwrap();
-    let spec0 = ClusterSpec::default();
-    let sink = WebhookSink::start(SocketAddr::from(([127, 0, 0, 1], 0)), &spec0.secret)
-        .await
-        .unwrap();
+    let sink = sink().await;
     let proxy = if proxied {
         Some(ChaosProxy::bind(n, 42).await.unwrap())
     } else {
@@ -53,17 +48,14 @@ async fn rig(n: usize, proxied: bool, interval: Duration) -> Rig {
         interval,
         webhook_url: Some(sink.url()),
         fronts: proxy.as_ref().map(|p| p.fronts().to_vec()),
-        ..spec0
+        ..ClusterSpec::default()
     };
-    let mut cluster = LocalCluster::create(bin(), dir.path(), &spec).unwrap();
-    if let Some(p) = &proxy {
-        p.set_backends(&cluster.listen_addrs());
-    }
-    cluster.start_all().unwrap();
-    cluster
-        .wait_converged(Duration::from_secs(40))
-        .await
-        .unwrap();
+    let cluster = launch(dir.path(), &spec, Duration::from_secs(40), |c| {
+        if let Some(p) = &proxy {
+            p.set_backends(&c.listen_addrs());
+        }
+    })
+    .await;
     Rig {
         cluster,
         proxy,
@@ -358,23 +350,23 @@ async fn an_unwritable_data_dir_is_reported_not_a_crash_loop() {
         nodes: 2,
         ..ClusterSpec::default()
     };
-    let mut c = LocalCluster::create(bin(), dir.path(), &spec).unwrap();
     // node-2's data_dir is under a regular file: nothing can be written.
     let blocker = dir.path().join("blocker");
     std::fs::write(&blocker, "not a directory").unwrap();
-    let cfg = std::fs::read_to_string(&c.nodes[1].config).unwrap();
     let old = dir.path().join("node-2").display().to_string();
-    let cfg = cfg.replace(
-        &format!("data_dir = {old:?}"),
-        &format!(
-            "data_dir = {:?}",
-            blocker.join("data").display().to_string()
-        ),
-    );
-    assert!(cfg.contains("blocker"), "{cfg}");
-    std::fs::write(&c.nodes[1].config, cfg).unwrap();
-    c.start_all().unwrap();
-    c.wait_converged(Duration::from_secs(30)).await.unwrap();
+    let mut c = launch(dir.path(), &spec, Duration::from_secs(30), |c| {
+        rewrite(
+            &c.nodes[1].config,
+            &[(
+                &format!("data_dir = {old:?}"),
+                &format!(
+                    "data_dir = {:?}",
+                    blocker.join("data").display().to_string()
+                ),
+            )],
+        );
+    })
+    .await;
     assert!(c.is_running(1), "node-2 exited: {}", c.log_tail(1, 20));
     let m = c.get(1, "/metrics").await.unwrap();
     assert_eq!(metric(&m, "phimon_data_dir_writable"), 0.0, "{m}");
@@ -399,32 +391,29 @@ async fn a_wall_clock_jump_does_not_move_phi() {
         return;
     }
     let dir = tempfile::tempdir().unwrap();
-    let spec0 = ClusterSpec::default();
-    let sink = WebhookSink::start(SocketAddr::from(([127, 0, 0, 1], 0)), &spec0.secret)
-        .await
-        .unwrap();
+    let sink = sink().await;
     let spec = ClusterSpec {
         nodes: 3,
         interval: Duration::from_millis(500),
         webhook_url: Some(sink.url()),
-        ..spec0
+        ..ClusterSpec::default()
     };
-    let mut c = LocalCluster::create(bin(), dir.path(), &spec).unwrap();
     // node-1's realtime clock is stepped from a file while it runs, as NTP
     // or an operator would; its monotonic clock is left alone.
     let stamp = dir.path().join("faketime.stamp");
     std::fs::write(&stamp, "+0\n").unwrap();
-    c.nodes[0].env = vec![
-        ("LD_PRELOAD".into(), FAKETIME.into()),
-        (
-            "FAKETIME_TIMESTAMP_FILE".into(),
-            stamp.display().to_string(),
-        ),
-        ("FAKETIME_DONT_FAKE_MONOTONIC".into(), "1".into()),
-        ("FAKETIME_CACHE_DURATION".into(), "1".into()),
-    ];
-    c.start_all().unwrap();
-    c.wait_converged(Duration::from_secs(30)).await.unwrap();
+    let c = launch(dir.path(), &spec, Duration::from_secs(30), |c| {
+        c.nodes[0].env = vec![
+            ("LD_PRELOAD".into(), FAKETIME.into()),
+            (
+                "FAKETIME_TIMESTAMP_FILE".into(),
+                stamp.display().to_string(),
+            ),
+            ("FAKETIME_DONT_FAKE_MONOTONIC".into(), "1".into()),
+            ("FAKETIME_CACHE_DURATION".into(), "1".into()),
+        ];
+    })
+    .await;
     tokio::time::sleep(Duration::from_secs(2)).await;
 
     for jump in ["+2h", "-3h"] {

@@ -13,9 +13,11 @@
 
 #![allow(clippy::unwrap_used)] // Tests: a panic is a failed test.
 
+mod common;
+
+use common::{bin, converged, sink};
 use phimon::local_cluster::metric;
 use phimon::local_cluster::{ClusterSpec, LocalCluster, PeerInfo};
-use phimon::sink::WebhookSink;
 use phimon_gossip::tls;
 use phimon_gossip::transport::{Received, Transport, TransportConfig};
 use phimon_gossip::wire::{self, Digest, Kind, KvEntry, Message, NodeDelta};
@@ -27,14 +29,9 @@ use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
 use rustls::{DigitallySignedStruct, SignatureScheme};
 use std::collections::HashMap;
 use std::net::{SocketAddr, UdpSocket};
-use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::sync::mpsc;
-
-fn bin() -> &'static Path {
-    Path::new(env!("CARGO_BIN_EXE_phimon"))
-}
 
 /// Resident memory of a process (`VmRSS`), KiB.
 fn rss_kib(pid: u32) -> u64 {
@@ -221,9 +218,7 @@ async fn junk_and_certless_handshakes_are_refused_counted_and_memory_stays_flat(
         nodes: 3,
         ..ClusterSpec::default()
     };
-    let mut c = LocalCluster::create(bin(), dir.path(), &spec).unwrap();
-    c.start_all().unwrap();
-    c.wait_converged(Duration::from_secs(30)).await.unwrap();
+    let mut c = converged(dir.path(), &spec).await;
     tokio::time::sleep(Duration::from_secs(3)).await;
     let target = c.nodes[0].gossip;
     let pid = c.nodes[0].pid().unwrap();
@@ -479,20 +474,13 @@ async fn peer_of(c: &LocalCluster, i: usize, id: &str) -> Option<PeerInfo> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_member_with_a_valid_certificate_gossiping_forged_state() {
     let dir = tempfile::tempdir().unwrap();
-    let sink = WebhookSink::start(
-        SocketAddr::from(([127, 0, 0, 1], 0)),
-        &ClusterSpec::default().secret,
-    )
-    .await
-    .unwrap();
+    let sink = sink().await;
     let spec = ClusterSpec {
         nodes: 4,
         webhook_url: Some(sink.url()),
         ..ClusterSpec::default()
     };
-    let mut c = LocalCluster::create(bin(), dir.path(), &spec).unwrap();
-    c.start_all().unwrap();
-    c.wait_converged(Duration::from_secs(30)).await.unwrap();
+    let mut c = converged(dir.path(), &spec).await;
     tokio::time::sleep(Duration::from_secs(3)).await;
     let mut m = Mallory::join(&c, &spec.cluster);
     let all = ["node-1", "node-2", "node-3", "node-4"];

@@ -1,0 +1,67 @@
+//! Helpers shared by the end-to-end tests under `tests/`: the `phimon`
+//! binary cargo built for them, a webhook sink, and a [`LocalCluster`]
+//! created, started and converged in one call.
+//!
+//! Every test file that needs them declares `mod common;`; each uses only
+//! some of the helpers, hence the `dead_code` allowance.
+
+#![allow(dead_code)]
+
+use phimon::local_cluster::{ClusterSpec, LocalCluster};
+use phimon::sink::WebhookSink;
+use std::net::SocketAddr;
+use std::path::Path;
+use std::time::Duration;
+
+/// The `phimon` binary under test.
+pub fn bin() -> &'static Path {
+    Path::new(env!("CARGO_BIN_EXE_phimon"))
+}
+
+/// A webhook receiver on loopback that checks signatures with the
+/// secret every [`ClusterSpec`] uses unless told otherwise.
+pub async fn sink() -> WebhookSink {
+    WebhookSink::start(
+        SocketAddr::from(([127, 0, 0, 1], 0)),
+        &ClusterSpec::default().secret,
+    )
+    .await
+    .unwrap()
+}
+
+/// [`launch`] with nothing to prepare, converged within 30 s.
+pub async fn converged(dir: &Path, spec: &ClusterSpec) -> LocalCluster {
+    launch(dir, spec, Duration::from_secs(30), |_| {}).await
+}
+
+/// Creates `spec`'s cluster in `dir`, lets `prepare` change it before any
+/// node runs (configs, environment, a proxy's backends), starts every
+/// node and fails the test unless all running nodes see each other alive
+/// within `converge_within`.
+pub async fn launch(
+    dir: &Path,
+    spec: &ClusterSpec,
+    converge_within: Duration,
+    prepare: impl FnOnce(&mut LocalCluster),
+) -> LocalCluster {
+    let mut c = LocalCluster::create(bin(), dir, spec).unwrap();
+    prepare(&mut c);
+    c.start_all().unwrap();
+    c.wait_converged(converge_within).await.unwrap();
+    c
+}
+
+/// Replaces each `(old, new)` in the text file at `path`; fails the test
+/// if an `old` is not there, so an edit cannot silently miss.
+pub fn rewrite(path: &Path, edits: &[(&str, &str)]) {
+    let mut text = std::fs::read_to_string(path).unwrap();
+    for (old, new) in edits {
+        assert!(
+            text.contains(old),
+            "{} lacks {old:?}:\n{text}",
+            path.display()
+        );
+        text = text.replace(old, new);
+    }
+    std::fs::write(path, text).unwrap();
+}
