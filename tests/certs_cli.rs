@@ -3,13 +3,17 @@
 
 #![allow(clippy::unwrap_used)] // Test helpers: a panic is a failed test.
 
-use std::path::Path;
-use std::process::{Command, Output};
+mod common;
 
+use common::{phimon, succeed};
 use phimon_gossip::tls::{IdentityPolicy, NodeTls, TlsFiles};
+use std::path::Path;
+use std::process::Output;
 
-fn phimon(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_phimon"))
+/// `phimon certs --out <out> <args>`, whatever its exit status.
+fn certs(out: &str, args: &[&str]) -> Output {
+    phimon()
+        .args(["certs", "--out", out])
         .args(args)
         .output()
         .unwrap()
@@ -28,7 +32,7 @@ fn certs_load_and_a_second_run_reuses_the_ca() {
     let tmp = tempfile::tempdir().unwrap();
     let out = tmp.path().join("certs");
     let out_s = out.to_str().unwrap();
-    let run = phimon(&[
+    let stdout = succeed(phimon().args([
         "certs",
         "--out",
         out_s,
@@ -38,13 +42,8 @@ fn certs_load_and_a_second_run_reuses_the_ca() {
         "node-a",
         "--node",
         "node-b",
-    ]);
-    assert!(
-        run.status.success(),
-        "{}",
-        String::from_utf8_lossy(&run.stderr)
-    );
-    assert!(String::from_utf8_lossy(&run.stdout).contains("created CA"));
+    ]));
+    assert!(stdout.contains("created CA"), "{stdout}");
     let policy = IdentityPolicy::new("prod");
     for id in ["node-a", "node-b"] {
         let tls = NodeTls::load(&files(&out, id), &policy, Some(id)).unwrap();
@@ -61,7 +60,7 @@ fn certs_load_and_a_second_run_reuses_the_ca() {
     }
 
     let ca_before = std::fs::read(out.join("ca.pem")).unwrap();
-    let run = phimon(&[
+    let stdout = succeed(phimon().args([
         "certs",
         "--out",
         out_s,
@@ -71,13 +70,8 @@ fn certs_load_and_a_second_run_reuses_the_ca() {
         "node-c",
         "--days",
         "7",
-    ]);
-    assert!(
-        run.status.success(),
-        "{}",
-        String::from_utf8_lossy(&run.stderr)
-    );
-    assert!(String::from_utf8_lossy(&run.stdout).contains("reused CA"));
+    ]));
+    assert!(stdout.contains("reused CA"), "{stdout}");
     assert_eq!(std::fs::read(out.join("ca.pem")).unwrap(), ca_before);
     // Old and new node certificates chain to the same CA.
     NodeTls::load(&files(&out, "node-a"), &policy, Some("node-a")).unwrap();
@@ -105,16 +99,14 @@ fn bad_arguments_exit_2_with_a_clear_message() {
         (vec!["--node", "a", "--cluster", "a/b"], "cluster"),
         (vec![], "--node"),
     ] {
-        let mut full = vec!["certs", "--out", out];
-        full.extend(&args);
-        let run = phimon(&full);
+        let run = certs(out, &args);
         let stderr = String::from_utf8_lossy(&run.stderr);
         assert_eq!(run.status.code(), Some(2), "{args:?}: {stderr}");
         assert!(stderr.contains(needle), "{args:?}: {stderr}");
     }
     // Half a CA is refused rather than silently replaced.
     std::fs::write(tmp.path().join("ca.pem"), "x").unwrap();
-    let run = phimon(&["certs", "--out", out, "--node", "a"]);
+    let run = certs(out, &["--node", "a"]);
     assert_eq!(run.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&run.stderr).contains("ca.key"));
 }

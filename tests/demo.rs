@@ -4,28 +4,22 @@
 
 #![allow(clippy::unwrap_used)] // Test helpers: a panic is a failed test.
 
+mod common;
+
+use common::{phimon, succeed};
+
 #[test]
 fn demo_runs_unattended_and_summarises() {
     let start = std::time::Instant::now();
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_phimon"))
-        .args([
-            "demo",
-            "--nodes",
-            "3",
-            "--duration",
-            "90s",
-            "--interval",
-            "500ms",
-        ])
-        .stdin(std::process::Stdio::null())
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{stdout}{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let stdout = succeed(phimon().args([
+        "demo",
+        "--nodes",
+        "3",
+        "--duration",
+        "90s",
+        "--interval",
+        "500ms",
+    ]));
     for line in [
         "summary",
         "detection",

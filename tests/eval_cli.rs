@@ -2,12 +2,11 @@
 
 #![allow(clippy::unwrap_used)] // Test helpers: a panic is a failed test.
 
+mod common;
+
+use common::{phimon, succeed};
 use std::path::{Path, PathBuf};
 use std::process::Command;
-
-fn phimon() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_phimon"))
-}
 
 fn repo(p: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join(p)
@@ -19,18 +18,6 @@ fn eval_trace(name: &str) -> Command {
     cmd.args(["eval", "--trace"])
         .arg(repo(&format!("traces/{name}")));
     cmd
-}
-
-/// Runs `cmd`, fails the test (with its stderr) unless it exits 0, and
-/// returns its stdout.
-fn succeed(cmd: &mut Command) -> String {
-    let out = cmd.output().unwrap();
-    assert!(
-        out.status.success(),
-        "{cmd:?} failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap()
 }
 
 /// The columns of the row for threshold `th` in an `eval` report (the

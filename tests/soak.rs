@@ -4,28 +4,23 @@
 
 #![allow(clippy::unwrap_used)] // Test helpers: a panic is a failed test.
 
+mod common;
+
+use common::{phimon, succeed};
+
 #[test]
 fn short_soak_is_flat_and_quiet() {
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_phimon"))
-        .args([
-            "soak",
-            "--nodes",
-            "8",
-            "--duration",
-            "24s",
-            "--samples",
-            "3",
-            "--interval",
-            "500ms",
-        ])
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{stdout}{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let stdout = succeed(phimon().args([
+        "soak",
+        "--nodes",
+        "8",
+        "--duration",
+        "24s",
+        "--samples",
+        "3",
+        "--interval",
+        "500ms",
+    ]));
     assert!(stdout.contains("result: ok"), "{stdout}");
     assert!(stdout.contains("false suspected pages 0"), "{stdout}");
     // Heartbeats flowed through the proxy.

@@ -1,6 +1,6 @@
-//! Helpers shared by the end-to-end tests under `tests/`: the `phimon`
-//! binary cargo built for them, a webhook sink, and a [`LocalCluster`]
-//! created, started and converged in one call.
+//! Helpers shared by the end-to-end tests under `tests/`: running the
+//! `phimon` binary cargo built for them, a webhook sink, and a
+//! [`LocalCluster`] created, started and converged in one call.
 //!
 //! Every test file that needs them declares `mod common;`; each uses only
 //! some of the helpers, hence the `dead_code` allowance.
@@ -11,11 +11,34 @@ use phimon::local_cluster::{ClusterSpec, LocalCluster};
 use phimon::sink::WebhookSink;
 use std::net::SocketAddr;
 use std::path::Path;
+use std::process::{Command, Stdio};
 use std::time::Duration;
 
 /// The `phimon` binary under test.
 pub fn bin() -> &'static Path {
     Path::new(env!("CARGO_BIN_EXE_phimon"))
+}
+
+/// `phimon` without a terminal on stdin, for the caller to add arguments
+/// to.
+pub fn phimon() -> Command {
+    let mut cmd = Command::new(bin());
+    cmd.stdin(Stdio::null());
+    cmd
+}
+
+/// Runs `cmd`, fails the test (showing both outputs) unless it exits 0,
+/// and returns its stdout.
+pub fn succeed(cmd: &mut Command) -> String {
+    let out = cmd.output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "{cmd:?} exited with {}\nstdout:\n{stdout}\nstderr:\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    stdout
 }
 
 /// A webhook receiver on loopback that checks signatures with the
