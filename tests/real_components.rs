@@ -7,36 +7,18 @@
 
 #![allow(clippy::unwrap_used)] // Test helpers: a panic is a failed test.
 
+mod common;
+#[path = "../exporter/tests/support/prometheus_tools.rs"]
+mod prometheus_tools;
+
 use axum::Router;
 use axum::routing::post;
-use phimon::local_cluster::{ClusterSpec, LocalCluster, free_tcp_port};
-use std::path::{Path, PathBuf};
+use common::converged;
+use phimon::local_cluster::{ClusterSpec, free_tcp_port};
+use prometheus_tools::{assert_promtool_clean, tool};
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
-
-fn bin() -> &'static Path {
-    Path::new(env!("CARGO_BIN_EXE_phimon"))
-}
-
-/// The path of `name` on PATH, or None (a failure under CI).
-fn tool(name: &str) -> Option<PathBuf> {
-    let found = std::env::var_os("PATH").and_then(|p| {
-        std::env::split_paths(&p)
-            .map(|d| d.join(name))
-            .find(|p| p.is_file())
-    });
-    if found.is_none() {
-        assert!(
-            std::env::var_os("CI").is_none(),
-            "{name} is not installed; .ci/run must install it"
-        );
-        eprintln!(
-            "skipping: {name} not installed (apt-get install prometheus prometheus-alertmanager)"
-        );
-    }
-    found
-}
 
 /// A child process killed on drop.
 struct Guard(Child);
@@ -72,48 +54,19 @@ fn urlencode(s: &str) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn prometheus_scrapes_the_cluster_and_sees_phi_rise() {
-    let Some(prometheus) = tool("prometheus") else {
+    let Some(prometheus) = tool("prometheus", "prometheus") else {
         return;
     };
-    let promtool = tool("promtool");
     let dir = tempfile::tempdir().unwrap();
     let spec = ClusterSpec {
         nodes: 3,
         interval: Duration::from_millis(500),
         ..ClusterSpec::default()
     };
-    let mut c = LocalCluster::create(bin(), dir.path(), &spec).unwrap();
-    c.start_all().unwrap();
-    c.wait_converged(Duration::from_secs(30)).await.unwrap();
+    let mut c = converged(dir.path(), &spec).await;
 
     // promtool lints a live scrape of a running node.
-    if let Some(promtool) = promtool {
-        let scrape = c.get(0, "/metrics").await.unwrap();
-        let mut child = Command::new(promtool)
-            .args(["check", "metrics"])
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        use std::io::Write as _;
-        child
-            .stdin
-            .take()
-            .unwrap()
-            .write_all(scrape.as_bytes())
-            .unwrap();
-        let out = child.wait_with_output().unwrap();
-        let text = format!(
-            "{}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-        assert!(
-            out.status.success() && text.trim().is_empty(),
-            "promtool check metrics: {text}"
-        );
-    }
+    assert_promtool_clean(&c.get(0, "/metrics").await.unwrap());
 
     let port = free_tcp_port().unwrap();
     let prom = format!("127.0.0.1:{port}");
@@ -189,7 +142,7 @@ async fn prometheus_scrapes_the_cluster_and_sees_phi_rise() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn alertmanager_routes_phimons_alerts_to_its_receiver() {
-    let Some(alertmanager) = tool("prometheus-alertmanager") else {
+    let Some(alertmanager) = tool("prometheus-alertmanager", "prometheus-alertmanager") else {
         return;
     };
     let dir = tempfile::tempdir().unwrap();
@@ -256,9 +209,7 @@ async fn alertmanager_routes_phimons_alerts_to_its_receiver() {
         ),
         ..ClusterSpec::default()
     };
-    let mut c = LocalCluster::create(bin(), dir.path(), &spec).unwrap();
-    c.start_all().unwrap();
-    c.wait_converged(Duration::from_secs(30)).await.unwrap();
+    let mut c = converged(dir.path(), &spec).await;
     tokio::time::sleep(Duration::from_secs(2)).await;
     c.kill(2).unwrap();
 

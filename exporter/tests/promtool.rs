@@ -2,12 +2,14 @@
 //! docs/metrics.md quotes.
 #![allow(clippy::unwrap_used)]
 
+#[path = "support/prometheus_tools.rs"]
+mod prometheus_tools;
+
 use phimon_exporter::snapshot::publish;
 use phimon_exporter::{
     ExportConfig, MemberStatus, Metrics, NodeSnapshot, PeerSnapshot, SharedSnapshot,
 };
-use std::io::Write;
-use std::process::{Command, Stdio};
+use prometheus_tools::assert_promtool_clean;
 use std::sync::{Arc, RwLock};
 
 fn peer(i: usize, phi: f64) -> PeerSnapshot {
@@ -70,36 +72,7 @@ fn series(text: &str) -> usize {
 
 #[test]
 fn promtool_check_metrics_is_clean() {
-    if Command::new("promtool").arg("--version").output().is_err() {
-        assert!(
-            std::env::var_os("CI").is_none(),
-            "promtool is required in CI (Debian package prometheus)"
-        );
-        eprintln!("promtool not installed: skipped");
-        return;
-    }
-    let text = node(10, 0, true).render();
-    let mut child = Command::new("promtool")
-        .args(["check", "metrics"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(text.as_bytes())
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
-    let report = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert!(out.status.success(), "promtool failed:\n{report}\n{text}");
-    assert!(report.trim().is_empty(), "promtool complains:\n{report}");
+    assert_promtool_clean(&node(10, 0, true).render());
 }
 
 #[test]
