@@ -7,7 +7,7 @@ use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode, Uri};
 use axum::routing::post;
-use phimon_exporter::outbox::OutboxLimits;
+use phimon_exporter::outbox::{OpenReport, OutboxLimits};
 use phimon_exporter::webhook::sign;
 use phimon_exporter::{
     AlertRecord, Backoff, Delivery, EventKind, ExportConfig, Metrics, NodeSnapshot, Outbox, Scope,
@@ -15,6 +15,7 @@ use phimon_exporter::{
 };
 use std::collections::VecDeque;
 use std::net::SocketAddr;
+use std::path::Path;
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant, SystemTime};
 
@@ -104,6 +105,29 @@ fn record(i: u64, incident: &str, event: EventKind) -> AlertRecord {
     }
 }
 
+/// The outbox in `dir`, with the one queue every test delivers from.
+fn open_outbox(dir: &Path) -> (Outbox, OpenReport) {
+    Outbox::open(dir, &["sink".to_string()], OutboxLimits::default()).unwrap()
+}
+
+/// Delivery from `outbox` to a `generic` webhook at `addr`, with fast
+/// backoff; `seed` seeds its jitter.
+fn deliver(
+    outbox: &Outbox,
+    addr: SocketAddr,
+    metrics: Option<Arc<Metrics>>,
+    seed: u64,
+) -> Delivery {
+    Delivery::spawn(
+        outbox.clone(),
+        vec![webhook(addr, WebhookFormat::Generic)],
+        metrics,
+        FAST,
+        seed,
+    )
+    .unwrap()
+}
+
 fn webhook(addr: SocketAddr, format: WebhookFormat) -> Webhook {
     Webhook {
         name: "sink".into(),
@@ -139,9 +163,8 @@ async fn wait_for(what: &str, mut f: impl FnMut() -> bool) {
 #[tokio::test]
 async fn receiver_outage_across_a_sender_restart_loses_nothing() {
     let dir = tempfile::tempdir().unwrap();
-    let names = vec!["sink".to_string()];
     let addr = free_addr(); // nothing listens: the receiver is down
-    let (outbox, _) = Outbox::open(dir.path(), &names, OutboxLimits::default()).unwrap();
+    let (outbox, _) = open_outbox(dir.path());
     let events = [
         record(0, "a", EventKind::Suspected),
         record(1, "b", EventKind::Suspected),
@@ -153,14 +176,7 @@ async fn receiver_outage_across_a_sender_restart_loses_nothing() {
         outbox.enqueue(r, SystemTime::now()).unwrap();
     }
     let m = metrics();
-    let d = Delivery::spawn(
-        outbox.clone(),
-        vec![webhook(addr, WebhookFormat::Generic)],
-        Some(m.clone()),
-        FAST,
-        1,
-    )
-    .unwrap();
+    let d = deliver(&outbox, addr, Some(m.clone()), 1);
     wait_for("retries", || sent(&m, "failed") >= 3).await;
     assert_eq!(sent(&m, "delivered"), 0);
     assert_eq!(outbox.pending(), 5);
@@ -168,19 +184,12 @@ async fn receiver_outage_across_a_sender_restart_loses_nothing() {
     // The sender goes away mid-outage and comes back from disk.
     d.shutdown().await;
     drop(outbox);
-    let (outbox, report) = Outbox::open(dir.path(), &names, OutboxLimits::default()).unwrap();
+    let (outbox, report) = open_outbox(dir.path());
     assert_eq!(report.loaded, 5);
     let late = record(5, "c", EventKind::Suspected);
     outbox.enqueue(&late, SystemTime::now()).unwrap();
     let m = metrics();
-    let d = Delivery::spawn(
-        outbox.clone(),
-        vec![webhook(addr, WebhookFormat::Generic)],
-        Some(m.clone()),
-        FAST,
-        2,
-    )
-    .unwrap();
+    let d = deliver(&outbox, addr, Some(m.clone()), 2);
     tokio::time::sleep(Duration::from_millis(100)).await;
 
     // The receiver comes back.
@@ -200,29 +209,21 @@ async fn receiver_outage_across_a_sender_restart_loses_nothing() {
     assert_eq!(latency.get_sample_count(), 6);
     d.shutdown().await;
     let _ = stop.send(());
-    let (_, report) = Outbox::open(dir.path(), &names, OutboxLimits::default()).unwrap();
+    let (_, report) = open_outbox(dir.path());
     assert_eq!(report.loaded, 0, "delivered records are gone from disk");
 }
 
 #[tokio::test]
 async fn server_errors_are_retried_and_client_errors_dropped() {
     let dir = tempfile::tempdir().unwrap();
-    let names = vec!["sink".to_string()];
     let addr = free_addr();
     let sink = Sink::default();
     // First event: 500, 503, then accepted. Second: 400 (dropped).
     sink.script.lock().unwrap().extend([500, 503, 204, 400]);
     let stop = serve(addr, sink.clone()).await;
-    let (outbox, _) = Outbox::open(dir.path(), &names, OutboxLimits::default()).unwrap();
+    let (outbox, _) = open_outbox(dir.path());
     let m = metrics();
-    let d = Delivery::spawn(
-        outbox.clone(),
-        vec![webhook(addr, WebhookFormat::Generic)],
-        Some(m.clone()),
-        FAST,
-        3,
-    )
-    .unwrap();
+    let d = deliver(&outbox, addr, Some(m.clone()), 3);
     for i in 0..3 {
         outbox
             .enqueue(&record(i, "a", EventKind::Suspected), SystemTime::now())
@@ -248,11 +249,10 @@ async fn server_errors_are_retried_and_client_errors_dropped() {
 async fn alertmanager_and_pagerduty_formats_reach_their_endpoints() {
     for format in [WebhookFormat::Alertmanager, WebhookFormat::Pagerduty] {
         let dir = tempfile::tempdir().unwrap();
-        let names = vec!["sink".to_string()];
         let addr = free_addr();
         let sink = Sink::default();
         let stop = serve(addr, sink.clone()).await;
-        let (outbox, _) = Outbox::open(dir.path(), &names, OutboxLimits::default()).unwrap();
+        let (outbox, _) = open_outbox(dir.path());
         let m = metrics();
         let mut hook = webhook(addr, format);
         hook.url = format!("http://{addr}/");
@@ -293,19 +293,11 @@ async fn alertmanager_and_pagerduty_formats_reach_their_endpoints() {
 #[tokio::test]
 async fn delivery_latency_to_a_healthy_receiver() {
     let dir = tempfile::tempdir().unwrap();
-    let names = vec!["sink".to_string()];
     let addr = free_addr();
     let sink = Sink::default();
     let stop = serve(addr, sink.clone()).await;
-    let (outbox, _) = Outbox::open(dir.path(), &names, OutboxLimits::default()).unwrap();
-    let d = Delivery::spawn(
-        outbox.clone(),
-        vec![webhook(addr, WebhookFormat::Generic)],
-        None,
-        FAST,
-        5,
-    )
-    .unwrap();
+    let (outbox, _) = open_outbox(dir.path());
+    let d = deliver(&outbox, addr, None, 5);
     let mut latencies = Vec::new();
     for i in 0..20u64 {
         let t = Instant::now();
