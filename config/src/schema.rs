@@ -215,32 +215,9 @@ impl Default for AlertSection {
     }
 }
 
-/// Payload format of a webhook.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum WebhookFormat {
-    /// phimon's JSON, signed per Standard Webhooks.
-    #[default]
-    Generic,
-    /// Alertmanager's `/api/v2/alerts`.
-    Alertmanager,
-    /// PagerDuty Events API v2 (the secret is the routing key).
-    Pagerduty,
-    /// Slack incoming webhook.
-    Slack,
-}
-
-impl WebhookFormat {
-    /// The name used in configuration files.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            WebhookFormat::Generic => "generic",
-            WebhookFormat::Alertmanager => "alertmanager",
-            WebhookFormat::Pagerduty => "pagerduty",
-            WebhookFormat::Slack => "slack",
-        }
-    }
-}
+/// Payload format of a webhook: the exporter's type, which renders the
+/// payloads, so a format added there is a valid `format` value here.
+pub use phimon_exporter::WebhookFormat;
 
 /// One `[[alert.webhook]]`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -2,6 +2,7 @@
 //! exporter. The config crate maps TOML onto these; nothing here parses
 //! files or validates key paths.
 
+use serde::{Deserialize, Serialize};
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -58,8 +59,11 @@ impl Default for AlertConfig {
     }
 }
 
-/// Payload format of a webhook.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+/// Payload format of a webhook. It is also the `format` key of
+/// `[[alert.webhook]]`: the config crate deserializes this type, from the
+/// lowercase names of [`WebhookFormat::as_str`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum WebhookFormat {
     /// phimon's JSON (DESIGN.md schema), signed per Standard Webhooks.
     #[default]

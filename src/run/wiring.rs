@@ -2,9 +2,7 @@
 //! mirror counters kept elsewhere (transport, gossip core).
 
 use phimon_config::{Config, WebhookSection};
-use phimon_exporter::{
-    AlertConfig, ExportConfig, MemberStatus, Metrics, WebhookConfig, WebhookFormat,
-};
+use phimon_exporter::{AlertConfig, ExportConfig, MemberStatus, Metrics, WebhookConfig};
 use phimon_gossip::transport::{StatsSnapshot, TransportConfig};
 use phimon_gossip::{GossipConfig, GossipStats};
 use prometheus::IntGauge;
@@ -69,12 +67,7 @@ pub fn webhook_config(w: &WebhookSection) -> WebhookConfig {
     WebhookConfig {
         name: w.name.clone(),
         url: w.url.clone(),
-        format: match w.format {
-            phimon_config::WebhookFormat::Generic => WebhookFormat::Generic,
-            phimon_config::WebhookFormat::Alertmanager => WebhookFormat::Alertmanager,
-            phimon_config::WebhookFormat::Pagerduty => WebhookFormat::Pagerduty,
-            phimon_config::WebhookFormat::Slack => WebhookFormat::Slack,
-        },
+        format: w.format,
         secret_file: w.secret_file.clone(),
         secret_env: w.secret_env.clone(),
         timeout: w.timeout,
