@@ -202,12 +202,11 @@ impl AccrualDetector for CassandraPhi {
     fn record(&mut self, at: Timestamp) {
         match self.last {
             None => self.window.push(duration_micros(self.config.initial_value)),
-            Some(last) => {
-                let interval = at.micros_since(last);
-                if interval <= duration_micros(self.config.max_interval) {
-                    self.window.push(interval);
-                }
-            }
+            Some(last) => push_unless_longer(
+                &mut self.window,
+                at.micros_since(last),
+                self.config.max_interval,
+            ),
         }
         self.last = Some(self.last.map_or(at, |l| l.max(at)));
     }
@@ -290,10 +289,11 @@ impl AccrualDetector for ChitchatPhi {
             if self.phi(at) > self.config.threshold {
                 self.window.clear();
             }
-            let interval = at.micros_since(last);
-            if interval <= duration_micros(self.config.max_interval) {
-                self.window.push(interval);
-            }
+            push_unless_longer(
+                &mut self.window,
+                at.micros_since(last),
+                self.config.max_interval,
+            );
         }
         self.last = Some(self.last.map_or(at, |l| l.max(at)));
     }
@@ -314,6 +314,14 @@ impl AccrualDetector for ChitchatPhi {
 
     fn last_arrival(&self) -> Option<Timestamp> {
         self.last
+    }
+}
+
+/// Records `interval` (µs) unless it is longer than `max_interval`:
+/// Cassandra and chitchat drop such intervals rather than adapt to them.
+fn push_unless_longer(window: &mut IntervalWindow, interval: u64, max_interval: Duration) {
+    if interval <= duration_micros(max_interval) {
+        window.push(interval);
     }
 }
 
