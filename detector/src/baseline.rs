@@ -200,15 +200,11 @@ impl CassandraPhi {
 
 impl AccrualDetector for CassandraPhi {
     fn record(&mut self, at: Timestamp) {
-        match self.last {
-            None => self.window.push(duration_micros(self.config.initial_value)),
-            Some(last) => push_unless_longer(
-                &mut self.window,
-                at.micros_since(last),
-                self.config.max_interval,
-            ),
+        if self.last.is_none() {
+            self.window.push(duration_micros(self.config.initial_value));
         }
-        self.last = Some(self.last.map_or(at, |l| l.max(at)));
+        let max = self.config.max_interval;
+        record_bounded(&mut self.window, &mut self.last, at, max);
     }
 
     fn phi(&self, now: Timestamp) -> f64 {
@@ -282,20 +278,14 @@ impl ChitchatPhi {
 
 impl AccrualDetector for ChitchatPhi {
     fn record(&mut self, at: Timestamp) {
-        if let Some(last) = self.last {
-            // `update_node_liveness` resets the window of a node it judges
-            // dead; the silence that ends here was judged so if phi
-            // passed the threshold during it.
-            if self.phi(at) > self.config.threshold {
-                self.window.clear();
-            }
-            push_unless_longer(
-                &mut self.window,
-                at.micros_since(last),
-                self.config.max_interval,
-            );
+        // `update_node_liveness` resets the window of a node it judges
+        // dead; the silence that ends here was judged so if phi passed the
+        // threshold during it.
+        if self.last.is_some() && self.phi(at) > self.config.threshold {
+            self.window.clear();
         }
-        self.last = Some(self.last.map_or(at, |l| l.max(at)));
+        let max = self.config.max_interval;
+        record_bounded(&mut self.window, &mut self.last, at, max);
     }
 
     fn phi(&self, now: Timestamp) -> f64 {
@@ -317,12 +307,23 @@ impl AccrualDetector for ChitchatPhi {
     }
 }
 
-/// Records `interval` (µs) unless it is longer than `max_interval`:
-/// Cassandra and chitchat drop such intervals rather than adapt to them.
-fn push_unless_longer(window: &mut IntervalWindow, interval: u64, max_interval: Duration) {
-    if interval <= duration_micros(max_interval) {
-        window.push(interval);
+/// The part of `record` Cassandra and chitchat share: the interval since
+/// `last` goes into `window` unless it is longer than `max_interval` (both
+/// drop such intervals rather than adapt to them), and `at` becomes the
+/// last arrival unless a later one was already recorded.
+fn record_bounded(
+    window: &mut IntervalWindow,
+    last: &mut Option<Timestamp>,
+    at: Timestamp,
+    max_interval: Duration,
+) {
+    if let Some(prev) = *last {
+        let interval = at.micros_since(prev);
+        if interval <= duration_micros(max_interval) {
+            window.push(interval);
+        }
     }
+    *last = Some(last.map_or(at, |l| l.max(at)));
 }
 
 #[cfg(test)]
