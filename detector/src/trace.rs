@@ -4,7 +4,9 @@
 //! `crash_ms` optional, `outage_ms` optional and repeatable, other keys
 //! kept as metadata), then a line `arrival_ms`, then one arrival time per
 //! line in milliseconds (float, non-decreasing). Lines starting with `#`
-//! without `=` are comments; blank lines are ignored.
+//! without `=` are comments; blank lines are ignored. Header lines may
+//! also come after the data: `phimon run --record-arrivals` appends
+//! `end_ms` (and `outage_ms` for its own stalls) as it goes.
 //!
 //! `# outage_ms=START-END` marks a time range during which the sender was
 //! alive but its heartbeats could not reach the observer (a partition, a
@@ -33,7 +35,9 @@ use std::fmt::Write as _;
 #[non_exhaustive]
 pub enum TraceError {
     /// A required `# key=value` header is absent.
-    #[error("missing header `# {key}=...` (required before the `arrival_ms` line)")]
+    #[error(
+        "missing header `# {key}=...` (required; a header line may stand anywhere in the file)"
+    )]
     MissingHeader {
         /// The missing key.
         key: &'static str,

@@ -11,6 +11,7 @@
 
 mod generation;
 mod health;
+mod record;
 mod wiring;
 
 use crate::UsageError;
@@ -25,7 +26,7 @@ use phimon_exporter::{
 use phimon_gossip::transport::{Received, Transport};
 use phimon_gossip::{Event, Gossip, NodeId};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 use tokio::signal::unix::{SignalKind, signal};
@@ -38,6 +39,11 @@ pub struct RunArgs {
     /// variables override its values.
     #[arg(long, value_name = "FILE")]
     pub config: PathBuf,
+    /// Also write every peer's heartbeat arrivals, as this node's detector
+    /// sees them, to DIR/<peer>.<generation>.trace (the format `phimon
+    /// eval` replays): to choose a threshold on your own traffic.
+    #[arg(long, value_name = "DIR")]
+    pub record_arrivals: Option<PathBuf>,
 }
 
 /// How often the loop wakes even when nothing happens: the resolution of
@@ -54,7 +60,12 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
         .enable_all()
         .build()
         .context("starting the tokio runtime")?;
-    rt.block_on(async { Sidecar::start(config).await?.drive().await })
+    rt.block_on(async {
+        Sidecar::start(config, args.record_arrivals.as_deref())
+            .await?
+            .drive()
+            .await
+    })
 }
 
 fn init_tracing() {
@@ -96,11 +107,34 @@ struct Sidecar {
     gossip_seen: wiring::GossipCounters,
     last_cert_check: Instant,
     joined: bool,
+    recorder: Option<record::ArrivalRecorder>,
 }
 
 impl Sidecar {
-    async fn start(config: Config) -> anyhow::Result<Sidecar> {
+    async fn start(config: Config, record_dir: Option<&Path>) -> anyhow::Result<Sidecar> {
         let origin = Instant::now();
+        let recorder = match record_dir {
+            Some(dir) => {
+                let started = SystemTime::now()
+                    .duration_since(SystemTime::UNIX_EPOCH)
+                    .map_or(0, |d| d.as_millis());
+                let r = record::ArrivalRecorder::create(
+                    dir,
+                    &config.node.id,
+                    config.gossip.interval,
+                    started,
+                )
+                .map_err(|e| {
+                    UsageError(format!(
+                        "--record-arrivals {}: cannot write there: {e}",
+                        dir.display()
+                    ))
+                })?;
+                tracing::info!("recording heartbeat arrivals into {}", dir.display());
+                Some(r)
+            }
+            None => None,
+        };
         let data_dir = config.node.data_dir.clone();
         let wall = SystemTime::now()
             .duration_since(SystemTime::UNIX_EPOCH)
@@ -234,6 +268,7 @@ impl Sidecar {
             transport_seen: Default::default(),
             gossip_seen: Default::default(),
             last_cert_check: Instant::now(),
+            recorder,
         })
     }
 
@@ -256,6 +291,13 @@ impl Sidecar {
                 stall.duration().as_secs_f64()
             );
             self.core.observer_resumed(now);
+            if let Some(r) = &mut self.recorder {
+                let from = Timestamp::from_micros(
+                    now.as_micros()
+                        .saturating_sub(stall.duration().as_micros() as u64),
+                );
+                r.observer_stalled(from, now);
+            }
             for extra in self.extras.values_mut() {
                 extra.skip_next = true;
             }
@@ -337,8 +379,15 @@ impl Sidecar {
 
     fn on_event(&mut self, event: Event) {
         match event {
-            Event::HeartbeatObserved { node, at, .. } => {
+            Event::HeartbeatObserved {
+                node,
+                generation,
+                at,
+            } => {
                 self.metrics.heartbeats_received.inc();
+                if let Some(r) = &mut self.recorder {
+                    r.heartbeat(node.as_str(), generation, at);
+                }
                 self.joined = true;
                 let extra = self.extras.entry(node.as_str().to_owned()).or_default();
                 if let Some(last) = extra.last {
@@ -367,6 +416,10 @@ impl Sidecar {
             }
             Event::NodeLeft { node, generation } => {
                 tracing::info!(%node, generation, "node left gracefully");
+                let now = self.now();
+                if let Some(r) = &mut self.recorder {
+                    r.close(node.as_str(), now);
+                }
             }
             Event::NodeDead { node, generation } => {
                 tracing::warn!(%node, generation, "node suspected (phi reached the threshold)");
@@ -376,6 +429,10 @@ impl Sidecar {
             }
             Event::NodeRemoved { node } => {
                 tracing::info!(%node, "node forgotten after dead_grace");
+                let now = self.now();
+                if let Some(r) = &mut self.recorder {
+                    r.close(node.as_str(), now);
+                }
                 self.extras.remove(node.as_str());
             }
             Event::SelfRefuted {
@@ -420,6 +477,9 @@ impl Sidecar {
             self.last_report = report;
         }
         self.publish(now);
+        if let Some(r) = &mut self.recorder {
+            r.tick(now);
+        }
         self.metrics.local_health_degraded.set(i64::from(degraded));
         self.metrics
             .alert_isolated
@@ -530,6 +590,11 @@ impl Sidecar {
     async fn shutdown(mut self) -> anyhow::Result<()> {
         tracing::info!("leaving the cluster");
         let now = self.now();
+        // The traces end where this node stopped listening.
+        if let Some(r) = &mut self.recorder {
+            r.finish(now);
+        }
+        self.recorder = None;
         self.core.leave(now);
         let deadline =
             Instant::now() + (self.config.gossip.interval * 3).min(Duration::from_secs(3));
