@@ -37,6 +37,30 @@ fn record_and_phi(distribution: Distribution, n: u64) -> f64 {
     best
 }
 
+/// The first 64 heartbeats of fresh peers (a young peer refreshes its
+/// parameters on every heartbeat): ns per record, creation included.
+fn young(n: u64) -> f64 {
+    let cfg = DetectorConfig::default();
+    let peers = (n / 64).max(1);
+    let mut best = f64::INFINITY;
+    for _ in 0..7 {
+        let start = Instant::now();
+        let mut acc = 0.0;
+        for p in 0..peers {
+            let mut d = PeerDetector::new(&cfg);
+            let mut t = p;
+            for i in 0..64u64 {
+                t += 1_000_000 + (i * 7919 % 50_000);
+                d.record(Timestamp::from_micros(black_box(t)));
+            }
+            acc += d.phi(Timestamp::from_micros(t + 1_500_000));
+        }
+        black_box(acc);
+        best = best.min(start.elapsed().as_nanos() as f64 / (peers * 64) as f64);
+    }
+    best
+}
+
 fn sweep(rounds: u32) -> f64 {
     let mut r: Registry<u32> = Registry::new(DetectorConfig::default());
     for p in 0..10_000u32 {
@@ -67,7 +91,7 @@ fn main() {
         .nth(1)
         .and_then(|s| s.parse().ok())
         .unwrap_or(2_000_000);
-    // `HOTPATH_ONLY=adaptive|normal|exponential|memory|sweep` runs one workload
+    // `HOTPATH_ONLY=adaptive|normal|exponential|young|memory|sweep` runs one workload
     // (to count instructions: run it under callgrind with two values of N
     // and divide the difference by 7 x the difference of N).
     let only = std::env::var("HOTPATH_ONLY").ok();
@@ -78,6 +102,9 @@ fn main() {
             d.as_str(),
             record_and_phi(d, n)
         );
+    }
+    if wanted("young") {
+        println!("record, first 64 of a peer   {:>7.1} ns", young(n));
     }
     if wanted("memory") {
         let mut d = PeerDetector::new(&DetectorConfig::default());
