@@ -37,6 +37,10 @@ struct PeerTrace {
     path: PathBuf,
     generation: u64,
     pending: String,
+    /// The last arrival written: messages of several connections can be
+    /// handled slightly out of their arrival order, and a trace must not
+    /// go back in time (the detector takes the later of the two as well).
+    last: Timestamp,
     written: u64,
     /// Stopped because of the size cap or a write error (reported once).
     stopped: bool,
@@ -139,12 +143,14 @@ impl ArrivalRecorder {
                 path,
                 generation,
                 pending,
+                last: Timestamp::ZERO,
                 written: 0,
                 stopped: false,
             }
         });
         if !p.stopped {
-            let _ = writeln!(p.pending, "{:.3}", ms(at));
+            p.last = p.last.max(at);
+            let _ = writeln!(p.pending, "{:.3}", ms(p.last));
         }
     }
 
@@ -241,6 +247,8 @@ mod tests {
         r.tick(t(4_600));
         r.observer_stalled(t(4_700), t(6_000));
         r.heartbeat("node-b", 3, t(6_100));
+        // Handled after a later one: written at the later time.
+        r.heartbeat("node-b", 3, t(6_050));
         // A restart: the old generation's trace ends, a new one starts.
         r.heartbeat("node-b", 4, t(9_000));
         r.heartbeat("../evil/x", 1, t(9_100));
@@ -248,7 +256,8 @@ mod tests {
 
         let old = std::fs::read_to_string(dir.path().join("node-b.3.trace")).unwrap();
         let trace = Trace::parse(&old).unwrap();
-        assert_eq!(trace.arrivals_ms.len(), 11);
+        assert_eq!(trace.arrivals_ms.len(), 12);
+        assert_eq!(trace.arrivals_ms[10..], [6_100.0, 6_100.0]);
         assert_eq!(trace.interval_ms, 500.0);
         assert_eq!(trace.end_ms, 9_000.0);
         assert_eq!(trace.outages_ms, vec![(4_700.0, 6_000.0)]);
