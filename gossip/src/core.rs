@@ -3,8 +3,8 @@
 use crate::member::{Entry, KvList, Member, MemberStatus, Meta};
 use crate::node_id::cmp_keyed;
 use crate::wire::{
-    self, Digest, DigestEntry, Kind, KvEntry, Message, NodeDelta, Status, digest_entry_size,
-    node_delta_head_size, size,
+    self, Beat, Digest, DigestEntry, Kind, KvEntry, Message, NodeDelta, PositionEntry, Positions,
+    Status, Versions, digest_entry_size, node_delta_head_size, size,
 };
 use crate::{GossipConfig, GossipError, NodeId};
 use phimon_detector::{PeerDetector, Timestamp};
@@ -26,6 +26,12 @@ pub const MAX_GENERATION_JUMP: u64 = 1 << 32;
 /// Rounds a leaving node keeps gossiping `left` before
 /// [`Gossip::leave_complete`] says it may stop.
 const LEAVE_LINGER_ROUNDS: u64 = 2;
+
+/// Rounds the table must keep its shape (the same ids) before SYNs name
+/// nodes by position: by then the peers have most likely learnt the same
+/// nodes. A peer that has not answers with an empty ACK, and the SYN is
+/// sent again by id.
+const SETTLED_ROUNDS: u64 = 2;
 
 /// Something the runtime should know about, from [`Gossip::poll_event`].
 #[derive(Debug, Clone, PartialEq)]
@@ -176,6 +182,10 @@ struct Candidate {
     /// 0 for the full state (the partner lacks this generation).
     from_version: u64,
     full: bool,
+    /// Only the heartbeat is news and the partner reads positions: sent
+    /// as a [`Beat`] (then `size` is an upper bound: the gap to the
+    /// previous position is not known until the delta is assembled).
+    beat: bool,
     /// How far behind the partner's heartbeat is (u64::MAX if unknown).
     lag: u64,
     size: usize,
@@ -215,6 +225,13 @@ pub struct Gossip {
     /// both kept by every change of the table's shape (`reindex`).
     self_pos: usize,
     keys: Vec<u64>,
+    /// Fingerprint of the table's ids in order ([`table_fingerprint`]),
+    /// sent in every message, and the round it last changed.
+    table: u64,
+    table_since: u64,
+    /// Peers sent a positional SYN this round: an empty ACK from one of
+    /// them (it holds another table) is answered with the SYN by id.
+    sent_by_position: Vec<NodeId>,
     rng: StdRng,
     next_round: Timestamp,
     round: u64,
@@ -273,7 +290,8 @@ impl Gossip {
             .filter(|s| **s != self_address)
             .map(|s| Arc::from(s.as_str()))
             .collect();
-        let empty_size = Message::empty_size(cluster.len(), self_id.len());
+        // Fingerprints have their top bit set: always the same size.
+        let empty_size = Message::empty_size(cluster.len(), self_id.len(), u64::MAX);
         let me = Entry {
             id: self_id.clone(),
             generation,
@@ -287,6 +305,7 @@ impl Gossip {
             detector: None,
             meta: Meta::new(Arc::from(self_address), KvList::default()),
         };
+        let table = table_fingerprint(std::slice::from_ref(&me));
         Gossip {
             config,
             cluster,
@@ -294,6 +313,9 @@ impl Gossip {
             keys: vec![me.id.prefix_key()],
             members: vec![me],
             self_pos: 0,
+            table,
+            table_since: 0,
+            sent_by_position: Vec::new(),
             rng,
             next_round: first,
             round: 0,
@@ -368,13 +390,40 @@ impl Gossip {
                 reason: "message from this node's own id".into(),
             });
         }
+        let mut digest = msg.digest;
+        let positions = std::mem::take(&mut digest.positions);
+        // Positions are read only against the same table.
+        let readable = positions.table == self.table;
         match msg.kind {
-            Kind::Syn => self.on_syn(now, from, msg.digest),
-            Kind::Ack => {
-                self.apply_delta(now, from, msg.delta);
-                self.on_request(from, &msg.digest.entries);
+            Kind::Syn if !positions.states.is_empty() => {
+                self.on_syn_positional(from, readable, &positions.states);
             }
-            Kind::Ack2 => self.apply_delta(now, from, msg.delta),
+            Kind::Syn => self.on_syn(now, from, digest, readable),
+            Kind::Ack => {
+                if msg.delta.is_empty() && digest.entries.is_empty() && positions.is_empty() {
+                    // Only a peer that could not read a positional SYN
+                    // sends an empty ACK: repeat that SYN by id.
+                    if !readable {
+                        self.retry_by_id(from);
+                    }
+                    return Ok(());
+                }
+                if readable {
+                    self.apply_beats(now, from, &positions.beats);
+                }
+                self.apply_delta(now, from, msg.delta);
+                // Admitted nodes change the table: positions then no
+                // longer match it.
+                let readable = readable && positions.table == self.table;
+                let by_position: &[PositionEntry] = if readable { &positions.request } else { &[] };
+                self.on_request(from, &digest.entries, by_position, readable);
+            }
+            Kind::Ack2 => {
+                if readable {
+                    self.apply_beats(now, from, &positions.beats);
+                }
+                self.apply_delta(now, from, msg.delta);
+            }
         }
         Ok(())
     }
@@ -607,6 +656,11 @@ impl Gossip {
         // The own entry is never removed, so the search always succeeds;
         // the fallback only keeps this total.
         self.self_pos = self.find_id(&self.self_id).unwrap_or(0);
+        let table = table_fingerprint(&self.members);
+        if table != self.table {
+            self.table = table;
+            self.table_since = self.round;
+        }
     }
 
     /// True for a node only heard of, never seen alive here: it is not
@@ -738,9 +792,10 @@ impl Gossip {
         }
         let k = self.config.fanout.min(live.len());
         let chosen = rand::seq::index::sample(&mut self.rng, live.len(), k);
+        self.sent_by_position.clear();
         // Every SYN of the round carries the same digest when the table
         // fits one message: it is built once and shared.
-        let mut whole = None;
+        let mut whole = RoundDigests::default();
         for c in chosen.iter() {
             self.send_syn(Some(live[c]), &mut whole);
         }
@@ -761,19 +816,54 @@ impl Gossip {
             if live.is_empty() || self.rng.random::<f64>() < p {
                 let s = self.rng.random_range(0..self.seeds.len());
                 let addr = self.seeds[s].clone();
-                let (digest, size) = self.round_digest(&mut whole);
+                let (digest, size) = self.round_digest(&mut whole.by_id);
                 self.push_out(None, addr, Kind::Syn, digest, Vec::new(), size);
             }
         }
     }
 
-    /// Queues a SYN to member `idx`, with the round's digest.
-    fn send_syn(&mut self, idx: Option<usize>, whole: &mut Option<(Digest, usize)>) {
+    /// Queues a SYN to member `idx`, with the round's digest: by position
+    /// once the table has settled and fits one message, else by id.
+    fn send_syn(&mut self, idx: Option<usize>, whole: &mut RoundDigests) {
         let Some(idx) = idx else { return };
         let to = self.members[idx].id.clone();
         let addr = self.members[idx].meta.address.clone();
-        let (digest, size) = self.round_digest(whole);
+        if self.round >= self.table_since + SETTLED_ROUNDS {
+            if whole.by_position.is_none() {
+                whole.by_position = Some(self.build_positional_digest());
+            }
+            if let Some(Some((digest, size))) = &whole.by_position {
+                let (digest, size) = (digest.clone(), *size);
+                self.sent_by_position.push(to.clone());
+                self.push_out(Some(to), addr, Kind::Syn, digest, Vec::new(), size);
+                return;
+            }
+        }
+        let (digest, size) = self.round_digest(&mut whole.by_id);
         self.push_out(Some(to), addr, Kind::Syn, digest, Vec::new(), size);
+    }
+
+    /// Sends the SYN by id to `from`, which answered a positional SYN of
+    /// this round with an empty ACK: it holds another table.
+    fn retry_by_id(&mut self, from: &NodeId) {
+        let Some(k) = self.sent_by_position.iter().position(|p| p == from) else {
+            // Not asked: an empty ACK is no reason to send anything.
+            return;
+        };
+        self.sent_by_position.swap_remove(k);
+        let Some(idx) = self.find_id(from) else {
+            return;
+        };
+        let addr = self.members[idx].meta.address.clone();
+        let (digest, size) = self.build_digest();
+        self.push_out(
+            Some(from.clone()),
+            addr,
+            Kind::Syn,
+            digest,
+            Vec::new(),
+            size,
+        );
     }
 
     /// The next digest of this round: a copy of `whole` (the whole table,
@@ -792,6 +882,43 @@ impl Gossip {
         (digest, size)
     }
 
+    /// The whole table by position, and its size beyond the empty
+    /// message's; `None` when it does not fit one message.
+    fn build_positional_digest(&self) -> Option<(Digest, usize)> {
+        let states: Vec<Versions> = self
+            .members
+            .iter()
+            .enumerate()
+            .map(|(i, e)| {
+                if self.is_hearsay_at(i) {
+                    // Not vouched for: the partner sends it if it knows
+                    // more.
+                    Versions::default()
+                } else {
+                    Versions {
+                        generation: e.generation,
+                        heartbeat: e.heartbeat,
+                        version: e.version,
+                    }
+                }
+            })
+            .collect();
+        let positions = Positions {
+            table: self.table,
+            states: states.into(),
+            ..Positions::default()
+        };
+        let extra = positions.states_size() - size::array(0);
+        if extra > self.budget() {
+            return None;
+        }
+        let digest = Digest {
+            positions,
+            ..Digest::default()
+        };
+        Some((digest, extra))
+    }
+
     fn push_out(
         &mut self,
         to_node: Option<NodeId>,
@@ -801,6 +928,8 @@ impl Gossip {
         delta: Vec<NodeDelta>,
         body_size: usize,
     ) {
+        let mut digest = digest;
+        digest.positions.table = self.table;
         let message = Message {
             kind,
             cluster: self.cluster.clone(),
@@ -872,6 +1001,7 @@ impl Gossip {
             from,
             to,
             entries: entries.into(),
+            positions: Positions::default(),
         };
         // Size beyond the empty digest counted in `empty_size`.
         let extra = opt_id_size(digest.from.as_ref()) + opt_id_size(digest.to.as_ref())
@@ -879,10 +1009,7 @@ impl Gossip {
             + size::array(digest.entries.len())
             - size::array(0)
             + used;
-        debug_assert_eq!(
-            extra,
-            digest.wire_size() - (size::array(3) + 2 * size::NIL + size::array(0))
-        );
+        debug_assert_eq!(extra, digest.wire_size() - wire::EMPTY_DIGEST_SIZE);
         (digest, extra)
     }
 
@@ -894,7 +1021,9 @@ impl Gossip {
 
     /// A SYN: compare its digest with the table over the digest's range,
     /// answer with what the sender lacks and a request for what it has.
-    fn on_syn(&mut self, now: Timestamp, from: &NodeId, digest: Digest) {
+    /// `readable`: the sender holds this table, so heartbeat-only news
+    /// goes as beats.
+    fn on_syn(&mut self, now: Timestamp, from: &NodeId, digest: Digest, readable: bool) {
         let lo = match &digest.from {
             Some(f) => self.members.partition_point(|e| e.id < *f),
             None => 0,
@@ -928,7 +1057,7 @@ impl Gossip {
                 Less => {
                     // The sender does not know this node.
                     if !self.is_hearsay_at(i) {
-                        candidates.push(self.candidate(i, None));
+                        candidates.push(self.candidate(i, None, readable));
                     }
                     i += 1;
                 }
@@ -949,7 +1078,8 @@ impl Gossip {
                     if !same {
                         if ahead(m, e.generation, e.heartbeat, e.version) && !self.is_hearsay_at(i)
                         {
-                            candidates.push(self.candidate(i, Some(e)));
+                            let known = versions_of(e);
+                            candidates.push(self.candidate(i, Some(known), readable));
                         }
                         if behind(m, e.generation, e.heartbeat, e.version) {
                             if i == self_idx {
@@ -969,19 +1099,10 @@ impl Gossip {
                 }
             }
         }
-        let refute = refute.filter(|&g| self.refutable_claim(g));
-        if let Some(g) = refute {
-            self.refute(g);
-            // The answer must carry the new generation.
-            if let Some(c) = candidates.iter_mut().find(|c| c.idx == self_idx) {
-                *c = self.candidate(self_idx, None);
-            } else {
-                candidates.push(self.candidate(self_idx, None));
-            }
-        }
+        self.refute_in_answer(refute, &mut candidates);
         let _ = now;
         // The request gets at most half of the room; the delta the rest.
-        let budget = self.budget().saturating_sub(2 * size::MAX_ARRAY_HEADER);
+        let budget = self.budget().saturating_sub(3 * size::MAX_ARRAY_HEADER);
         let mut req_size = 0;
         let mut kept = 0;
         for r in &request {
@@ -993,27 +1114,148 @@ impl Gossip {
             kept += 1;
         }
         request.truncate(kept);
-        let (delta, delta_size) = self.build_delta(&mut candidates, budget - req_size);
-        if delta.is_empty() && request.is_empty() {
+        let (delta, beats, delta_size) = self.build_delta(&mut candidates, budget - req_size);
+        if delta.is_empty() && beats.is_empty() && request.is_empty() {
             return;
         }
         let digest = Digest {
-            from: None,
-            to: None,
             entries: request.into(),
+            positions: Positions {
+                beats,
+                ..Positions::default()
+            },
+            ..Digest::default()
         };
         let extra = size::array(digest.entries.len()) - size::array(0) + req_size + delta_size;
         let addr = self.address_of(from);
         self.push_out(Some(from.clone()), addr, Kind::Ack, digest, delta, extra);
     }
 
-    /// An ACK's request: send what the responder asked for.
-    fn on_request(&mut self, from: &NodeId, request: &[DigestEntry]) {
-        if request.is_empty() {
+    /// A SYN by position: compare the sender's state of every position
+    /// with the table's (no ids to compare), and answer as
+    /// [`on_syn`](Self::on_syn) does, by position. A SYN naming another
+    /// table is answered with an empty ACK, which asks for it by id.
+    fn on_syn_positional(&mut self, from: &NodeId, readable: bool, states: &[Versions]) {
+        if !readable || states.len() != self.members.len() {
+            let addr = self.address_of(from);
+            self.push_out(
+                Some(from.clone()),
+                addr,
+                Kind::Ack,
+                Digest::default(),
+                Vec::new(),
+                0,
+            );
             return;
         }
         let self_idx = self.self_idx();
-        let mut candidates = Vec::with_capacity(request.len() + 1);
+        let mut candidates = Vec::new();
+        let mut request = Vec::new();
+        let mut refute: Option<u64> = None;
+        for (i, (m, e)) in self.members.iter().zip(states).enumerate() {
+            if m.generation == e.generation && m.heartbeat == e.heartbeat && m.version == e.version
+            {
+                // The usual case: nothing new either way.
+                continue;
+            }
+            if e.generation == 0 {
+                // The sender does not vouch for this node.
+                if !self.is_hearsay_at(i) {
+                    candidates.push(self.candidate(i, None, true));
+                }
+                continue;
+            }
+            if ahead(m, e.generation, e.heartbeat, e.version) && !self.is_hearsay_at(i) {
+                candidates.push(self.candidate(i, Some(*e), true));
+            }
+            if behind(m, e.generation, e.heartbeat, e.version) {
+                if i == self_idx {
+                    refute = Some(refute.unwrap_or(0).max(e.generation));
+                } else {
+                    request.push(PositionEntry {
+                        // Tables hold at most `max_nodes` entries.
+                        position: u32::try_from(i).unwrap_or(u32::MAX),
+                        known: Versions {
+                            generation: m.generation,
+                            heartbeat: m.heartbeat,
+                            version: m.version,
+                        },
+                    });
+                }
+            }
+        }
+        self.refute_in_answer(refute, &mut candidates);
+        // The request gets at most half of the room; the delta the rest.
+        let budget = self.budget().saturating_sub(3 * size::MAX_ARRAY_HEADER);
+        let mut positions = Positions {
+            request,
+            ..Positions::default()
+        };
+        let mut req_size = positions.request_size();
+        if req_size > budget / 2 {
+            let mut prev = 0;
+            let mut used = size::MAX_ARRAY_HEADER;
+            let kept = positions
+                .request
+                .iter()
+                .take_while(|r| {
+                    let s = size::uint(u64::from(r.position - prev))
+                        + size::uint(r.known.generation)
+                        + size::uint(r.known.heartbeat)
+                        + size::uint(r.known.version);
+                    prev = r.position;
+                    used += s;
+                    used <= budget / 2
+                })
+                .count();
+            positions.request.truncate(kept);
+            req_size = positions.request_size();
+        }
+        let (delta, beats, delta_size) = self.build_delta(&mut candidates, budget - req_size);
+        if delta.is_empty() && beats.is_empty() && positions.request.is_empty() {
+            return;
+        }
+        positions.beats = beats;
+        let digest = Digest {
+            positions,
+            ..Digest::default()
+        };
+        let extra = req_size - size::array(0) + delta_size;
+        let addr = self.address_of(from);
+        self.push_out(Some(from.clone()), addr, Kind::Ack, digest, delta, extra);
+    }
+
+    /// Refutes a claim about this node found while answering a SYN (if
+    /// plausible): the answer must then carry the new generation.
+    fn refute_in_answer(&mut self, refute: Option<u64>, candidates: &mut Vec<Candidate>) {
+        let self_idx = self.self_idx();
+        let refute = refute.filter(|&g| self.refutable_claim(g));
+        if let Some(g) = refute {
+            self.refute(g);
+            if let Some(c) = candidates.iter_mut().find(|c| c.idx == self_idx) {
+                *c = self.candidate(self_idx, None, false);
+            } else {
+                candidates.push(self.candidate(self_idx, None, false));
+            }
+        }
+    }
+
+    /// An ACK's request, by id and (`by_position`, read against this
+    /// table) by position: send what the responder asked for. `readable`:
+    /// the responder holds this table, so heartbeat-only news goes as
+    /// beats.
+    fn on_request(
+        &mut self,
+        from: &NodeId,
+        request: &[DigestEntry],
+        by_position: &[PositionEntry],
+        readable: bool,
+    ) {
+        if request.is_empty() && by_position.is_empty() {
+            return;
+        }
+        let self_idx = self.self_idx();
+        let mut candidates = Vec::with_capacity(request.len() + by_position.len() + 1);
         let mut refute = None;
         let mut i = 0;
         for r in request {
@@ -1023,37 +1265,65 @@ impl Gossip {
                 continue;
             };
             if ahead(m, r.generation, r.heartbeat, r.version) && !self.is_hearsay_at(i) {
-                candidates.push(self.candidate(i, Some(r)));
+                candidates.push(self.candidate(i, Some(versions_of(r)), readable));
             }
             if i == self_idx && behind(m, r.generation, r.heartbeat, r.version) {
                 refute = Some(r.generation);
             }
         }
+        for r in by_position {
+            let i = r.position as usize;
+            // Beyond the table: not this table after all (a forger's).
+            let Some(m) = self.members.get(i) else {
+                continue;
+            };
+            let k = r.known;
+            if ahead(m, k.generation, k.heartbeat, k.version) && !self.is_hearsay_at(i) {
+                candidates.push(self.candidate(i, Some(k), readable));
+            }
+            if i == self_idx && behind(m, k.generation, k.heartbeat, k.version) {
+                refute = Some(k.generation);
+            }
+        }
+        if !request.is_empty() && !by_position.is_empty() {
+            // Both forms at once (never from a well-behaved peer): one
+            // node asked twice is answered once.
+            candidates.sort_by_key(|c| c.idx);
+            candidates.dedup_by_key(|c| c.idx);
+        }
         let refute = refute.filter(|&g| self.refutable_claim(g));
         if let Some(g) = refute {
             self.refute(g);
             candidates.retain(|c| c.idx != self_idx);
-            candidates.push(self.candidate(self_idx, None));
+            candidates.push(self.candidate(self_idx, None, false));
         }
-        let budget = self.budget().saturating_sub(2 * size::MAX_ARRAY_HEADER);
-        let (delta, delta_size) = self.build_delta(&mut candidates, budget);
-        if delta.is_empty() {
+        let budget = self.budget().saturating_sub(3 * size::MAX_ARRAY_HEADER);
+        let (delta, beats, delta_size) = self.build_delta(&mut candidates, budget);
+        if delta.is_empty() && beats.is_empty() {
             return;
         }
+        let digest = Digest {
+            positions: Positions {
+                beats,
+                ..Positions::default()
+            },
+            ..Digest::default()
+        };
         let addr = self.address_of(from);
         self.push_out(
             Some(from.clone()),
             addr,
             Kind::Ack2,
-            Digest::default(),
+            digest,
             delta,
             delta_size,
         );
     }
 
     /// What a partner that knows `known` of member `idx` lacks, and its
-    /// encoded size.
-    fn candidate(&self, idx: usize, known: Option<&DigestEntry>) -> Candidate {
+    /// encoded size. `readable`: the partner holds this table, so
+    /// heartbeat-only news can go as a [`Beat`].
+    fn candidate(&self, idx: usize, known: Option<Versions>, readable: bool) -> Candidate {
         let m = &self.members[idx];
         let (full, from_version, lag) = match known {
             Some(k) if k.generation == m.generation => (
@@ -1063,6 +1333,19 @@ impl Gossip {
             ),
             _ => (true, 0, u64::MAX),
         };
+        if readable && !full && from_version >= m.version {
+            // Upper bound: the gap to the previous beat is at most the
+            // position itself.
+            let size = size::uint(idx as u64) + size::uint(m.generation) + size::uint(m.heartbeat);
+            return Candidate {
+                idx,
+                from_version,
+                full,
+                beat: true,
+                lag,
+                size,
+            };
+        }
         let address_len = full.then(|| m.meta.address.len());
         let mut size = node_delta_head_size(
             m.id.len(),
@@ -1091,6 +1374,7 @@ impl Gossip {
             idx,
             from_version,
             full,
+            beat: false,
             lag,
             size,
         }
@@ -1098,12 +1382,13 @@ impl Gossip {
 
     /// Builds a delta within `budget` bytes: everything when it fits,
     /// otherwise the stalest states first (unknown generations, then the
-    /// largest heartbeat lag). Returns it sorted by id, with its size.
+    /// largest heartbeat lag). Returns the node states sorted by id and
+    /// the beats by position, with their size beyond an empty message's.
     fn build_delta(
         &self,
         candidates: &mut Vec<Candidate>,
         budget: usize,
-    ) -> (Vec<NodeDelta>, usize) {
+    ) -> (Vec<NodeDelta>, Vec<Beat>, usize) {
         let total: usize = candidates.iter().map(|c| c.size).sum();
         if total > budget {
             candidates.sort_by(|a, b| {
@@ -1126,12 +1411,23 @@ impl Gossip {
         // order except a refutation's own entry, which is appended (an
         // unsorted delta is rejected whole, refutation included).
         candidates.sort_by_key(|c| c.idx);
-        let mut size = size::array(candidates.len());
-        let delta = candidates
-            .iter()
-            .map(|c| {
+        let n_beats = candidates.iter().filter(|c| c.beat).count();
+        let mut beats = Vec::with_capacity(n_beats);
+        let mut delta = Vec::with_capacity(candidates.len() - n_beats);
+        let mut size = size::array(candidates.len() - n_beats);
+        for c in candidates.iter() {
+            let m = &self.members[c.idx];
+            if c.beat {
+                beats.push(Beat {
+                    // Tables hold at most `max_nodes` entries.
+                    position: u32::try_from(c.idx).unwrap_or(u32::MAX),
+                    generation: m.generation,
+                    heartbeat: m.heartbeat,
+                });
+                continue;
+            }
+            delta.push({
                 size += c.size;
-                let m = &self.members[c.idx];
                 NodeDelta {
                     node_id: m.id.clone(),
                     generation: m.generation,
@@ -1147,10 +1443,18 @@ impl Gossip {
                         m.meta.kv.newer_than(c.from_version)
                     },
                 }
-            })
-            .collect();
+            });
+        }
+        if !beats.is_empty() {
+            let p = Positions {
+                beats,
+                ..Positions::default()
+            };
+            size += p.beats_size() - size::array(0);
+            beats = p.beats;
+        }
         // The empty message already counts an empty delta array.
-        (delta, size - size::array(0))
+        (delta, beats, size - size::array(0))
     }
 
     /// True when a digest's claim that this node is at generation
@@ -1231,6 +1535,53 @@ impl Gossip {
         }
         if !fresh.is_empty() {
             self.insert(now, fresh);
+        }
+    }
+
+    /// Applies heartbeat-only news by position (the sender holds this
+    /// table): the same-generation heartbeat step of
+    /// [`update`](Self::update), without any id to look up.
+    fn apply_beats(&mut self, now: Timestamp, from: &NodeId, beats: &[Beat]) {
+        if beats.is_empty() {
+            return;
+        }
+        let self_idx = self.self_idx();
+        let sender = self.find_id(from);
+        let mut refute = None;
+        for b in beats {
+            let i = b.position as usize;
+            // Beyond the table: not this table after all (a forger's).
+            let Some(m) = self.members.get_mut(i) else {
+                continue;
+            };
+            if i == self_idx {
+                if behind(m, b.generation, b.heartbeat, m.version) {
+                    refute = Some(b.generation);
+                }
+                continue;
+            }
+            // Another generation needs its full state; an old one is
+            // stale.
+            if b.generation != m.generation {
+                continue;
+            }
+            let advanced = b.heartbeat > m.heartbeat;
+            if advanced {
+                m.heartbeat = b.heartbeat;
+            }
+            // The node's own word over its authenticated connection is
+            // proof it runs, even without a newer heartbeat.
+            let direct = !m.watched && sender == Some(i);
+            if m.status == Status::Alive && (advanced || direct) {
+                observe(m, now, &self.config, &mut self.events, true);
+            }
+        }
+        if let Some(g) = refute {
+            if d_plausible(self.members[self_idx].generation, g) {
+                self.refute(g);
+            } else {
+                self.stats.entries_implausible += 1;
+            }
         }
     }
 
@@ -1621,6 +1972,42 @@ fn seek_far(members: &[Entry], keys: &[u64], mut lo: usize, id: &NodeId) -> usiz
 #[inline(never)]
 fn id_below(a: &NodeId, b: &NodeId) -> bool {
     a < b
+}
+
+/// The digests of one round, each built at most once and shared by its
+/// SYNs: by id (when it covers the whole table) and by position (`None`
+/// inside when the table does not fit a message).
+#[derive(Default)]
+struct RoundDigests {
+    by_id: Option<(Digest, usize)>,
+    by_position: Option<Option<(Digest, usize)>>,
+}
+
+/// Fingerprint of a table: FNV-1a over its ids in order, each preceded by
+/// its length, with the top bit set (never 0, which means "not given",
+/// and always 9 bytes on the wire). Two tables with the same fingerprint
+/// hold the same ids in the same order, barring a 1-in-2^63 collision;
+/// a collision only makes the two read each other's positions wrongly,
+/// which is no more than any member could claim by id.
+fn table_fingerprint(members: &[Entry]) -> u64 {
+    const PRIME: u64 = 0x0000_0100_0000_01b3;
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for e in members {
+        let id = e.id.as_bytes();
+        // Ids are at most 255 bytes: the length is one byte.
+        for &b in std::iter::once(&(id.len() as u8)).chain(id) {
+            h = (h ^ u64::from(b)).wrapping_mul(PRIME);
+        }
+    }
+    h | 1 << 63
+}
+
+fn versions_of(e: &DigestEntry) -> Versions {
+    Versions {
+        generation: e.generation,
+        heartbeat: e.heartbeat,
+        version: e.version,
+    }
 }
 
 /// True when the local entry `m` is ahead of what a partner knows.

@@ -104,7 +104,7 @@ pub struct NetStats {
 
 #[derive(Debug)]
 enum Payload {
-    Typed(Message),
+    Typed(Box<Message>),
     Bytes(Vec<u8>),
 }
 
@@ -223,7 +223,7 @@ fn execute(
     match job {
         Job::Deliver { from, payload } => {
             let r: Result<(), GossipError> = match payload {
-                Payload::Typed(m) => core.handle_message_typed(at, &from, m),
+                Payload::Typed(m) => core.handle_message_typed(at, &from, *m),
                 Payload::Bytes(b) => core.handle_message(at, &from, &b),
             };
             out.rejected = r.is_err();
@@ -253,8 +253,14 @@ fn execute(
                 )
             })
         } else {
-            core.poll_transmit_typed()
-                .map(|t| (t.to_node, t.to_addr, Payload::Typed(t.message), t.size))
+            core.poll_transmit_typed().map(|t| {
+                (
+                    t.to_node,
+                    t.to_addr,
+                    Payload::Typed(Box::new(t.message)),
+                    t.size,
+                )
+            })
         };
         match next {
             Some(send) => out.sends.push(send),
@@ -787,7 +793,14 @@ impl Sim {
                     let cost = match &job {
                         Job::Timer { .. } => 2 * self.nodes[i].core.as_ref().map_or(0, Gossip::len),
                         Job::Deliver { payload, .. } => match payload {
-                            Payload::Typed(m) => m.digest.entries.len() + m.delta.len(),
+                            Payload::Typed(m) => {
+                                let p = &m.digest.positions;
+                                m.digest.entries.len()
+                                    + m.delta.len()
+                                    + p.states.len()
+                                    + p.request.len()
+                                    + p.beats.len()
+                            }
                             Payload::Bytes(b) => b.len() / 12,
                         },
                     } + 1;
@@ -883,7 +896,12 @@ impl Sim {
                 }
             } else {
                 match core.poll_transmit_typed() {
-                    Some(t) => (t.to_node, t.to_addr, Payload::Typed(t.message), t.size),
+                    Some(t) => (
+                        t.to_node,
+                        t.to_addr,
+                        Payload::Typed(Box::new(t.message)),
+                        t.size,
+                    ),
                     None => break,
                 }
             };
@@ -1296,6 +1314,7 @@ fn full_state_push_bytes(sim: &Sim, _live: usize) -> f64 {
     let mut bytes = Message::empty_size(
         core.config().cluster_name.len(),
         core.self_id().as_str().len(),
+        0,
     );
     for m in core.members() {
         let kv: Vec<wire::KvEntry> = m

@@ -9,6 +9,14 @@
 //! encoding, which is how the core keeps every message under the cap and
 //! how the simulator counts bytes; a property test holds it equal to the
 //! real encoding.
+//!
+//! Nodes are named two ways. By id (a [`DigestEntry`], a [`NodeDelta`]):
+//! always understood. By position in the sender's table (its members
+//! sorted by id), in a message's [`Positions`]: only when the receiver's
+//! table is the same list of ids, which the table's fingerprint
+//! ([`Positions::table`]) tells; a receiver with another table ignores
+//! positions. In a settled cluster every node knows the same nodes, and
+//! positions spare the ids on the wire and the id comparisons of merging.
 
 use crate::node_id::{cmp_keyed, shared_str};
 use crate::{GossipError, NodeId};
@@ -16,7 +24,10 @@ use serde::{Deserialize, Serialize};
 use std::sync::Arc;
 
 /// The protocol version this build speaks: the first byte of every frame.
-pub const PROTOCOL_VERSION: u8 = 1;
+///
+/// Version 2 added [`Positions`] to the digest; version 1 frames are
+/// rejected (`UnsupportedVersion`), so a cluster upgrades all at once.
+pub const PROTOCOL_VERSION: u8 = 2;
 
 /// Longest accepted advertised address, in bytes.
 pub const MAX_ADDRESS_LEN: usize = 255;
@@ -126,6 +137,11 @@ pub struct DigestEntry {
 ///
 /// In an ACK the digest is the *request*: only the nodes the responder
 /// lacks, with what it knows of them; its range is unused (`None`).
+///
+/// Every message the core sends carries its table's fingerprint in
+/// [`positions`](Self::positions); the positional parts replace the
+/// id-named ones when the sender expects the receiver to hold the same
+/// table.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Digest {
     /// First id covered (inclusive), `None` from the start.
@@ -134,6 +150,274 @@ pub struct Digest {
     pub to: Option<NodeId>,
     /// The entries.
     pub entries: DigestEntries,
+    /// The sender's table fingerprint and what is said by position.
+    pub positions: Positions,
+}
+
+/// What a node knows of one node, without its id: a digest entry named by
+/// its position.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Versions {
+    /// Its generation (0: "I know nothing of it").
+    pub generation: u64,
+    /// Its heartbeat counter.
+    pub heartbeat: u64,
+    /// Its metadata version.
+    pub version: u64,
+}
+
+/// One entry of a positional request: what the responder knows of the
+/// node at `position` of the shared table.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct PositionEntry {
+    /// Position in the table (0-based, in id order).
+    pub position: u32,
+    /// What the responder knows of it.
+    pub known: Versions,
+}
+
+/// Heartbeat-only news of the node at `position`: in the common case a
+/// delta brings nothing but a newer counter, and this is all of it.
+/// Applied only within `generation`; the metadata version is unchanged
+/// (a status or key/value change travels as a [`NodeDelta`]).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Beat {
+    /// Position in the table (0-based, in id order).
+    pub position: u32,
+    /// The generation the counter belongs to.
+    pub generation: u64,
+    /// The heartbeat counter.
+    pub heartbeat: u64,
+}
+
+/// The positional part of a message. Positions index the sender's table:
+/// every node it holds, itself included, sorted by id. A receiver whose
+/// own table has the same fingerprint holds the same ids in the same
+/// order and reads the positions against its table; any other receiver
+/// ignores them (a SYN it cannot read is answered with an empty ACK, and
+/// the initiator repeats it by id).
+///
+/// Encoded as `[table, states, request, beats]`, each list flattened into
+/// one array of integers: `states` as `generation, heartbeat, version`
+/// per position; `request` as `gap, generation, heartbeat, version`;
+/// `beats` as `gap, generation, heartbeat`, where a gap is the position
+/// minus the previous entry's (the first entry's gap is its position).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Positions {
+    /// Fingerprint of the sender's table when it sent the message (a
+    /// hash of its ids in order); 0 when not given, and then the other
+    /// parts are empty.
+    pub table: u64,
+    /// SYN only: what the sender knows of every position of its table, in
+    /// order (generation 0 where it vouches for nothing: a node only heard
+    /// of). A SYN carrying states carries no id-named entries.
+    pub states: PositionStates,
+    /// ACK only: the request by position, strictly ascending.
+    pub request: Vec<PositionEntry>,
+    /// ACK and ACK2: heartbeat-only news by position, strictly ascending.
+    pub beats: Vec<Beat>,
+}
+
+/// The states of a positional SYN: shared between copies like
+/// [`DigestEntries`], since a node sends the same table to every peer of
+/// a round.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PositionStates(Arc<Vec<Versions>>);
+
+impl std::ops::Deref for PositionStates {
+    type Target = Vec<Versions>;
+    fn deref(&self) -> &Vec<Versions> {
+        &self.0
+    }
+}
+
+impl std::ops::DerefMut for PositionStates {
+    fn deref_mut(&mut self) -> &mut Vec<Versions> {
+        Arc::make_mut(&mut self.0)
+    }
+}
+
+impl From<Vec<Versions>> for PositionStates {
+    fn from(v: Vec<Versions>) -> Self {
+        PositionStates(Arc::new(v))
+    }
+}
+
+/// Serialises `items` flattened: `width` integers per item.
+struct Flat<'a, T> {
+    items: &'a [T],
+    width: usize,
+    each: fn(&T, u32) -> [u64; 4],
+    position: fn(&T) -> u32,
+}
+
+impl<T> Serialize for Flat<'_, T> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeSeq;
+        let mut seq = s.serialize_seq(Some(self.items.len() * self.width))?;
+        let mut prev = 0;
+        for it in self.items {
+            let p = (self.position)(it);
+            let values = (self.each)(it, p.wrapping_sub(prev));
+            prev = p;
+            for v in &values[..self.width] {
+                seq.serialize_element(v)?;
+            }
+        }
+        seq.end()
+    }
+}
+
+impl Serialize for Positions {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeTuple;
+        let mut t = s.serialize_tuple(4)?;
+        t.serialize_element(&self.table)?;
+        t.serialize_element(&Flat {
+            items: &self.states,
+            width: 3,
+            each: |v, _| [v.generation, v.heartbeat, v.version, 0],
+            position: |_| 0,
+        })?;
+        t.serialize_element(&Flat {
+            items: &self.request,
+            width: 4,
+            each: |r, gap| {
+                [
+                    u64::from(gap),
+                    r.known.generation,
+                    r.known.heartbeat,
+                    r.known.version,
+                ]
+            },
+            position: |r| r.position,
+        })?;
+        t.serialize_element(&Flat {
+            items: &self.beats,
+            width: 3,
+            each: |b, gap| [u64::from(gap), b.generation, b.heartbeat, 0],
+            position: |b| b.position,
+        })?;
+        t.end()
+    }
+}
+
+/// Positions from their gaps; `None` when one exceeds `u32`.
+fn positions_from_gaps(gaps: impl Iterator<Item = u64>) -> Option<Vec<u32>> {
+    let mut at: u64 = 0;
+    gaps.map(|g| {
+        at = at.checked_add(g)?;
+        u32::try_from(at).ok()
+    })
+    .collect()
+}
+
+impl<'de> Deserialize<'de> for Positions {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        use serde::de::Error;
+        let (table, states, request, beats): (u64, Vec<u64>, Vec<u64>, Vec<u64>) =
+            Deserialize::deserialize(d)?;
+        if states.len() % 3 != 0 || request.len() % 4 != 0 || beats.len() % 3 != 0 {
+            return Err(D::Error::custom("positional list of a wrong length"));
+        }
+        let overflow = || D::Error::custom("position beyond u32");
+        let req_pos =
+            positions_from_gaps(request.iter().step_by(4).copied()).ok_or_else(overflow)?;
+        let beat_pos =
+            positions_from_gaps(beats.iter().step_by(3).copied()).ok_or_else(overflow)?;
+        Ok(Positions {
+            table,
+            states: states
+                .chunks_exact(3)
+                .map(|c| Versions {
+                    generation: c[0],
+                    heartbeat: c[1],
+                    version: c[2],
+                })
+                .collect::<Vec<_>>()
+                .into(),
+            request: request
+                .chunks_exact(4)
+                .zip(req_pos)
+                .map(|(c, position)| PositionEntry {
+                    position,
+                    known: Versions {
+                        generation: c[1],
+                        heartbeat: c[2],
+                        version: c[3],
+                    },
+                })
+                .collect(),
+            beats: beats
+                .chunks_exact(3)
+                .zip(beat_pos)
+                .map(|(c, position)| Beat {
+                    position,
+                    generation: c[1],
+                    heartbeat: c[2],
+                })
+                .collect(),
+        })
+    }
+}
+
+impl Positions {
+    /// Encoded size of the positional part.
+    pub fn wire_size(&self) -> usize {
+        size::array(4)
+            + size::uint(self.table)
+            + self.states_size()
+            + self.request_size()
+            + self.beats_size()
+    }
+
+    /// Encoded size of [`states`](Self::states).
+    pub(crate) fn states_size(&self) -> usize {
+        size::array(3 * self.states.len())
+            + self
+                .states
+                .iter()
+                .map(|v| size::uint(v.generation) + size::uint(v.heartbeat) + size::uint(v.version))
+                .sum::<usize>()
+    }
+
+    /// Encoded size of [`request`](Self::request).
+    pub(crate) fn request_size(&self) -> usize {
+        let mut prev = 0;
+        size::array(4 * self.request.len())
+            + self
+                .request
+                .iter()
+                .map(|r| {
+                    let gap = r.position.wrapping_sub(prev);
+                    prev = r.position;
+                    size::uint(u64::from(gap))
+                        + size::uint(r.known.generation)
+                        + size::uint(r.known.heartbeat)
+                        + size::uint(r.known.version)
+                })
+                .sum::<usize>()
+    }
+
+    /// Encoded size of [`beats`](Self::beats).
+    pub(crate) fn beats_size(&self) -> usize {
+        let mut prev = 0;
+        size::array(3 * self.beats.len())
+            + self
+                .beats
+                .iter()
+                .map(|b| {
+                    let gap = b.position.wrapping_sub(prev);
+                    prev = b.position;
+                    size::uint(u64::from(gap)) + size::uint(b.generation) + size::uint(b.heartbeat)
+                })
+                .sum::<usize>()
+    }
+
+    /// True when nothing is said by position (the fingerprint aside).
+    pub fn is_empty(&self) -> bool {
+        self.states.is_empty() && self.request.is_empty() && self.beats.is_empty()
+    }
 }
 
 /// The entries of a [`Digest`]: a list shared between copies, because a
@@ -237,6 +521,15 @@ pub struct Message {
     pub delta: Vec<NodeDelta>,
 }
 
+/// Encoded size of an empty digest without a fingerprint: no range, no
+/// entries, empty positions.
+pub(crate) const EMPTY_DIGEST_SIZE: usize = size::array(4)
+    + 2 * size::NIL
+    + size::array(0)
+    + size::array(4)
+    + size::uint(0)
+    + 3 * size::array(0);
+
 /// Exact MessagePack sizes, mirroring rmp's compact encodings.
 pub mod size {
     /// Encoded size of an unsigned integer.
@@ -313,10 +606,10 @@ pub(crate) fn digest_entry_size(
 }
 
 impl Digest {
-    /// Encoded size of the digest apart from its entries' array: the
-    /// range bounds and the struct header.
+    /// Encoded size of the digest apart from its entries' array and its
+    /// positions: the range bounds and the struct header.
     fn head_size(&self) -> usize {
-        size::array(3) + opt_id_size(self.from.as_ref()) + opt_id_size(self.to.as_ref())
+        size::array(4) + opt_id_size(self.from.as_ref()) + opt_id_size(self.to.as_ref())
     }
 
     /// Encoded size of this digest.
@@ -328,6 +621,7 @@ impl Digest {
                 .iter()
                 .map(DigestEntry::wire_size)
                 .sum::<usize>()
+            + self.positions.wire_size()
     }
 }
 
@@ -383,14 +677,16 @@ pub(crate) fn node_delta_head_size(
 
 impl Message {
     /// Encoded size of the frame of an empty message from `sender` in
-    /// `cluster` (version byte, header, kind, names, empty digest with no
-    /// range, empty delta).
-    pub(crate) fn empty_size(cluster_len: usize, sender_len: usize) -> usize {
+    /// `cluster` with table fingerprint `table` (version byte, header,
+    /// kind, names, empty digest with no range, empty delta).
+    pub(crate) fn empty_size(cluster_len: usize, sender_len: usize, table: u64) -> usize {
         1 + size::array(5)
             + 1 // kind
             + size::str(cluster_len)
             + size::str(sender_len)
-            + size::array(3) + 2 * size::NIL + size::array(0) // empty digest
+            + EMPTY_DIGEST_SIZE
+            + size::uint(table)
+            - size::uint(0)
             + size::array(0) // empty delta
     }
 
@@ -414,8 +710,26 @@ impl Message {
         if !self.sender.is_valid() {
             return invalid("sender id is empty or longer than 255 bytes".into());
         }
+        let p = &self.digest.positions;
         match self.kind {
             Kind::Syn if !self.delta.is_empty() => return invalid("SYN carries a delta".into()),
+            Kind::Syn if !p.request.is_empty() || !p.beats.is_empty() => {
+                return invalid("SYN carries a positional request or beats".into());
+            }
+            Kind::Syn
+                if !p.states.is_empty()
+                    && (!self.digest.entries.is_empty()
+                        || self.digest.from.is_some()
+                        || self.digest.to.is_some()) =>
+            {
+                return invalid("SYN mixes positional states with id-named entries".into());
+            }
+            Kind::Ack | Kind::Ack2 if !p.states.is_empty() => {
+                return invalid("only a SYN carries positional states".into());
+            }
+            Kind::Ack2 if !p.request.is_empty() => {
+                return invalid("ACK2 carries a positional request".into());
+            }
             Kind::Ack2 if !self.digest.entries.is_empty() => {
                 return invalid("ACK2 carries a digest".into());
             }
@@ -423,6 +737,14 @@ impl Message {
                 return invalid("only a SYN digest has a range".into());
             }
             _ => {}
+        }
+        if p.table == 0 && !p.is_empty() {
+            return invalid("positions without a table fingerprint".into());
+        }
+        if p.request.windows(2).any(|w| w[0].position >= w[1].position)
+            || p.beats.windows(2).any(|w| w[0].position >= w[1].position)
+        {
+            return invalid("positions not strictly ascending".into());
         }
         let d = &self.digest;
         for bound in [&d.from, &d.to].into_iter().flatten() {

@@ -203,6 +203,7 @@ fn hostile_message(sender: NodeId) -> impl Strategy<Value = Message> {
                         from: None,
                         to: None,
                         entries: entries.into(),
+                        ..Digest::default()
                     },
                     Vec::new(),
                 ),
@@ -212,6 +213,7 @@ fn hostile_message(sender: NodeId) -> impl Strategy<Value = Message> {
                         from: None,
                         to: None,
                         entries: entries.into(),
+                        ..Digest::default()
                     },
                     delta,
                 ),
@@ -290,6 +292,7 @@ fn valid_message() -> impl Strategy<Value = Message> {
                     from: None,
                     to: None,
                     entries: entries.into(),
+                    ..Digest::default()
                 },
                 delta,
             }
@@ -770,6 +773,7 @@ fn fuzz_huge_length_claims_allocate_nothing() {
                 version: 3,
             }]
             .into(),
+            ..Digest::default()
         },
         delta: vec![NodeDelta {
             node_id: NodeId::from("n2"),
@@ -935,6 +939,7 @@ fn a_forged_digest_cannot_push_a_node_out_of_the_cluster() {
                     version: 0,
                 }]
                 .into(),
+                ..Digest::default()
             },
             delta: Vec::new(),
         };

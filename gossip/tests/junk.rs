@@ -264,13 +264,15 @@ fn frame_level_junk_is_rejected_with_distinct_errors() {
     let now = Timestamp::ZERO;
     let good = wire::encode(&forged(Kind::Ack2, vec![state("b", 1, 1)])).unwrap();
     let from = liar();
-    // Wrong version byte.
-    let mut v2 = good.clone();
-    v2[0] = 2;
-    assert!(matches!(
-        core.handle_message(now, &from, &v2),
-        Err(GossipError::UnsupportedVersion { version: 2, .. })
-    ));
+    // Wrong version byte: the version before positions, and a future one.
+    for version in [1, wire::PROTOCOL_VERSION + 1] {
+        let mut other = good.clone();
+        other[0] = version;
+        assert!(matches!(
+            core.handle_message(now, &from, &other),
+            Err(GossipError::UnsupportedVersion { version: v, .. }) if v == version
+        ));
+    }
     // Oversized frame: rejected before decoding.
     let big = vec![1u8; 70 * 1024];
     assert!(matches!(
@@ -325,6 +327,7 @@ fn frame_level_junk_is_rejected_with_distinct_errors() {
                 version: 0,
             }]
             .into(),
+            ..Digest::default()
         },
         delta: Vec::new(),
     };
