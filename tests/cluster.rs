@@ -5,7 +5,7 @@
 
 mod common;
 
-use common::{bin, converged, rewrite, sink};
+use common::{bin, converged, paging, rewrite, sink};
 use nix::sys::signal::Signal;
 use phimon::local_cluster::metric;
 use phimon::local_cluster::{ClusterSpec, LocalCluster};
@@ -41,13 +41,7 @@ async fn wait_for(
 async fn five_nodes_converge_detect_a_kill_and_welcome_the_restart() {
     let dir = tempfile::tempdir().unwrap();
     let sink = sink().await;
-    let spec = ClusterSpec {
-        nodes: 5,
-        interval: Duration::from_millis(500),
-        webhook_url: Some(sink.url()),
-        ..ClusterSpec::default()
-    };
-    let mut c = converged(dir.path(), &spec).await;
+    let mut c = converged(dir.path(), &paging(5, &sink)).await;
     // Settle so every window has samples.
     tokio::time::sleep(Duration::from_secs(3)).await;
     let before = c.peers(0).await.unwrap();
@@ -170,13 +164,7 @@ async fn a_node_from_a_foreign_ca_is_refused_and_counted() {
 async fn a_stalled_observer_does_not_suspect_its_peers() {
     let dir = tempfile::tempdir().unwrap();
     let sink = sink().await;
-    let spec = ClusterSpec {
-        nodes: 3,
-        interval: Duration::from_millis(500),
-        webhook_url: Some(sink.url()),
-        ..ClusterSpec::default()
-    };
-    let c = converged(dir.path(), &spec).await;
+    let c = converged(dir.path(), &paging(3, &sink)).await;
     tokio::time::sleep(Duration::from_secs(2)).await;
 
     c.signal(0, Signal::SIGSTOP).unwrap();
@@ -219,13 +207,7 @@ async fn a_stalled_observer_does_not_suspect_its_peers() {
 async fn sigterm_leaves_gracefully_and_is_never_paged() {
     let dir = tempfile::tempdir().unwrap();
     let sink = sink().await;
-    let spec = ClusterSpec {
-        nodes: 3,
-        interval: Duration::from_millis(500),
-        webhook_url: Some(sink.url()),
-        ..ClusterSpec::default()
-    };
-    let mut c = converged(dir.path(), &spec).await;
+    let mut c = converged(dir.path(), &paging(3, &sink)).await;
     tokio::time::sleep(Duration::from_secs(2)).await;
 
     let status = c.terminate(2, Duration::from_secs(5)).unwrap();

@@ -9,7 +9,7 @@
 
 mod common;
 
-use common::{launch, rewrite, sink};
+use common::{launch, paging, rewrite, sink};
 use nix::sys::signal::Signal;
 use phimon::chaos::{ChaosProxy, LinkFaults};
 use phimon::local_cluster::metric;
@@ -44,11 +44,9 @@ async fn rig(n: usize, proxied: bool, interval: Duration) -> Rig {
         None
     };
     let spec = ClusterSpec {
-        nodes: n,
         interval,
-        webhook_url: Some(sink.url()),
         fronts: proxy.as_ref().map(|p| p.fronts().to_vec()),
-        ..ClusterSpec::default()
+        ..paging(n, &sink)
     };
     let cluster = launch(dir.path(), &spec, Duration::from_secs(40), |c| {
         if let Some(p) = &proxy {
@@ -392,12 +390,7 @@ async fn a_wall_clock_jump_does_not_move_phi() {
     }
     let dir = tempfile::tempdir().unwrap();
     let sink = sink().await;
-    let spec = ClusterSpec {
-        nodes: 3,
-        interval: Duration::from_millis(500),
-        webhook_url: Some(sink.url()),
-        ..ClusterSpec::default()
-    };
+    let spec = paging(3, &sink);
     // node-1's realtime clock is stepped from a file while it runs, as NTP
     // or an operator would; its monotonic clock is left alone.
     let stamp = dir.path().join("faketime.stamp");

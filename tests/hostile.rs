@@ -15,7 +15,7 @@
 
 mod common;
 
-use common::{bin, converged, sink};
+use common::{bin, converged, paging, sink};
 use phimon::local_cluster::metric;
 use phimon::local_cluster::{ClusterSpec, LocalCluster, PeerInfo};
 use phimon_gossip::tls;
@@ -475,11 +475,7 @@ async fn peer_of(c: &LocalCluster, i: usize, id: &str) -> Option<PeerInfo> {
 async fn a_member_with_a_valid_certificate_gossiping_forged_state() {
     let dir = tempfile::tempdir().unwrap();
     let sink = sink().await;
-    let spec = ClusterSpec {
-        nodes: 4,
-        webhook_url: Some(sink.url()),
-        ..ClusterSpec::default()
-    };
+    let spec = paging(4, &sink);
     let mut c = converged(dir.path(), &spec).await;
     tokio::time::sleep(Duration::from_secs(3)).await;
     let mut m = Mallory::join(&c, &spec.cluster);

@@ -52,6 +52,17 @@ pub async fn sink() -> WebhookSink {
     .unwrap()
 }
 
+/// The spec of a cluster of `nodes` nodes with 500 ms heartbeats (the
+/// tests' time bounds assume it) that pages `sink`.
+pub fn paging(nodes: usize, sink: &WebhookSink) -> ClusterSpec {
+    ClusterSpec {
+        nodes,
+        interval: Duration::from_millis(500),
+        webhook_url: Some(sink.url()),
+        ..ClusterSpec::default()
+    }
+}
+
 /// [`launch`] with nothing to prepare, converged within 30 s.
 pub async fn converged(dir: &Path, spec: &ClusterSpec) -> LocalCluster {
     launch(dir, spec, Duration::from_secs(30), |_| {}).await
