@@ -8,15 +8,13 @@ mod common;
 use common::{phimon, succeed};
 use phimon_gossip::tls::{IdentityPolicy, NodeTls, TlsFiles};
 use std::path::Path;
-use std::process::Output;
+use std::process::Command;
 
-/// `phimon certs --out <out> <args>`, whatever its exit status.
-fn certs(out: &str, args: &[&str]) -> Output {
-    phimon()
-        .args(["certs", "--out", out])
-        .args(args)
-        .output()
-        .unwrap()
+/// `phimon certs --out <out> <args>`, to run.
+fn certs(out: &str, args: &[&str]) -> Command {
+    let mut cmd = phimon();
+    cmd.args(["certs", "--out", out]).args(args);
+    cmd
 }
 
 fn files(dir: &Path, id: &str) -> TlsFiles {
@@ -32,17 +30,10 @@ fn certs_load_and_a_second_run_reuses_the_ca() {
     let tmp = tempfile::tempdir().unwrap();
     let out = tmp.path().join("certs");
     let out_s = out.to_str().unwrap();
-    let stdout = succeed(phimon().args([
-        "certs",
-        "--out",
+    let stdout = succeed(&mut certs(
         out_s,
-        "--cluster",
-        "prod",
-        "--node",
-        "node-a",
-        "--node",
-        "node-b",
-    ]));
+        &["--cluster", "prod", "--node", "node-a", "--node", "node-b"],
+    ));
     assert!(stdout.contains("created CA"), "{stdout}");
     let policy = IdentityPolicy::new("prod");
     for id in ["node-a", "node-b"] {
@@ -60,17 +51,10 @@ fn certs_load_and_a_second_run_reuses_the_ca() {
     }
 
     let ca_before = std::fs::read(out.join("ca.pem")).unwrap();
-    let stdout = succeed(phimon().args([
-        "certs",
-        "--out",
+    let stdout = succeed(&mut certs(
         out_s,
-        "--cluster",
-        "prod",
-        "--node",
-        "node-c",
-        "--days",
-        "7",
-    ]));
+        &["--cluster", "prod", "--node", "node-c", "--days", "7"],
+    ));
     assert!(stdout.contains("reused CA"), "{stdout}");
     assert_eq!(std::fs::read(out.join("ca.pem")).unwrap(), ca_before);
     // Old and new node certificates chain to the same CA.
@@ -99,14 +83,14 @@ fn bad_arguments_exit_2_with_a_clear_message() {
         (vec!["--node", "a", "--cluster", "a/b"], "cluster"),
         (vec![], "--node"),
     ] {
-        let run = certs(out, &args);
+        let run = certs(out, &args).output().unwrap();
         let stderr = String::from_utf8_lossy(&run.stderr);
         assert_eq!(run.status.code(), Some(2), "{args:?}: {stderr}");
         assert!(stderr.contains(needle), "{args:?}: {stderr}");
     }
     // Half a CA is refused rather than silently replaced.
     std::fs::write(tmp.path().join("ca.pem"), "x").unwrap();
-    let run = certs(out, &["--node", "a"]);
+    let run = certs(out, &["--node", "a"]).output().unwrap();
     assert_eq!(run.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&run.stderr).contains("ca.key"));
 }
