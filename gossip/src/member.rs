@@ -1,7 +1,7 @@
 //! What the core knows of each node, and the read-only view of it.
 
 use crate::NodeId;
-use crate::wire::{KvEntry, Status};
+use crate::wire::{KvEntry, Status, Versions};
 use phimon_detector::{PeerDetector, Timestamp};
 use std::sync::Arc;
 
@@ -179,34 +179,31 @@ impl Meta {
     }
 }
 
-/// One node's replicated state plus this node's judgement of it.
-#[derive(Debug, Clone)]
-pub(crate) struct Entry {
-    pub(crate) id: NodeId,
-    pub(crate) generation: u64,
-    pub(crate) heartbeat: u64,
-    /// Metadata version: the highest version of its key/values and status
-    /// changes this node has applied.
-    pub(crate) version: u64,
+/// The per-node flags that merges, beats and judgement read: a dense
+/// column of the table beside the [`Versions`], so a pass over every
+/// node reads a few bytes per node instead of its whole [`Entry`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Flags {
+    /// What the node declares.
     pub(crate) status: Status,
     /// Judged dead: phi reached the threshold.
     pub(crate) dead: bool,
-    /// When the current local judgement began (first heard, joined, dead,
-    /// leaving): the clock of garbage collection and eviction.
-    pub(crate) since: Timestamp,
-    /// Local time of the last observed heartbeat.
-    pub(crate) heard: Timestamp,
     /// A heartbeat of this generation was observed while the node declared
     /// itself alive: it is watched (not itself, not once it is leaving).
     pub(crate) watched: bool,
-    /// The watched node's detector; `None` while not watched, and always
-    /// without [`GossipConfig::local_detection`](crate::GossipConfig::local_detection).
-    pub(crate) detector: Option<Box<PeerDetector>>,
-    pub(crate) meta: Box<Meta>,
 }
 
-impl Entry {
-    pub(crate) fn member_status(&self, is_self: bool) -> MemberStatus {
+impl Flags {
+    /// A node declaring `status`, not judged yet.
+    pub(crate) fn new(status: Status) -> Self {
+        Flags {
+            status,
+            dead: false,
+            watched: false,
+        }
+    }
+
+    pub(crate) fn member_status(self, is_self: bool) -> MemberStatus {
         match self.status {
             Status::Left => MemberStatus::Left,
             Status::Leaving => MemberStatus::Leaving,
@@ -218,10 +215,41 @@ impl Entry {
     }
 }
 
+/// The rarely read part of one node's table row: its id, its metadata,
+/// its detector. The hot part (generation, heartbeat, version, flags,
+/// last arrival) lives in dense columns of the core's table, indexed by
+/// the same position.
+#[derive(Debug, Clone)]
+pub(crate) struct Entry {
+    pub(crate) id: NodeId,
+    /// When the current local judgement began (first heard, joined, dead,
+    /// leaving): the clock of garbage collection and eviction.
+    pub(crate) since: Timestamp,
+    /// The watched node's detector; `None` while not watched, and always
+    /// without [`GossipConfig::local_detection`](crate::GossipConfig::local_detection).
+    pub(crate) detector: Option<Box<PeerDetector>>,
+    pub(crate) meta: Box<Meta>,
+}
+
+/// A whole table row outside the table: a node admitted from a delta,
+/// before it is inserted.
+#[derive(Debug)]
+pub(crate) struct Row {
+    pub(crate) entry: Entry,
+    /// Generation, heartbeat and metadata version (the highest version of
+    /// its key/values and status changes applied here).
+    pub(crate) state: Versions,
+    pub(crate) flags: Flags,
+    /// Local time of the last observed heartbeat.
+    pub(crate) heard: Timestamp,
+}
+
 /// Read-only view of one known node, from [`Gossip::members`](crate::Gossip::members).
 #[derive(Debug, Clone, Copy)]
 pub struct Member<'a> {
     pub(crate) entry: &'a Entry,
+    pub(crate) state: Versions,
+    pub(crate) flags: Flags,
     pub(crate) is_self: bool,
 }
 
@@ -238,27 +266,27 @@ impl<'a> Member<'a> {
 
     /// Its generation (incarnation).
     pub fn generation(&self) -> u64 {
-        self.entry.generation
+        self.state.generation
     }
 
     /// Its heartbeat counter, as far as this node knows.
     pub fn heartbeat(&self) -> u64 {
-        self.entry.heartbeat
+        self.state.heartbeat
     }
 
     /// Its metadata version.
     pub fn version(&self) -> u64 {
-        self.entry.version
+        self.state.version
     }
 
     /// What it declares itself to be.
     pub fn declared_status(&self) -> Status {
-        self.entry.status
+        self.flags.status
     }
 
     /// The local judgement of it.
     pub fn status(&self) -> MemberStatus {
-        self.entry.member_status(self.is_self)
+        self.flags.member_status(self.is_self)
     }
 
     /// True for the local node's own entry.
