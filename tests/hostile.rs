@@ -440,7 +440,7 @@ fn beat(d: &NodeDelta, heartbeat: u64) -> NodeDelta {
         from_version: d.version,
         version: d.version,
         address: None,
-        kv: Vec::new(),
+        kv: Default::default(),
     }
 }
 
@@ -454,7 +454,7 @@ fn invented(id: String) -> NodeDelta {
         status: Status::Alive,
         from_version: 0,
         version: 0,
-        kv: Vec::new(),
+        kv: Default::default(),
     }
 }
 
@@ -656,7 +656,8 @@ async fn a_member_with_a_valid_certificate_gossiping_forged_state() {
         key: "blob".into(),
         value: "x".repeat(5000),
         version: 1,
-    }];
+    }]
+    .into();
     m.send(&c, 0, &m.message(Kind::Ack2, vec![fat]));
     let n3 = &st["node-3"];
     let mut fat3 = beat(n3, n3.heartbeat);
@@ -665,7 +666,8 @@ async fn a_member_with_a_valid_certificate_gossiping_forged_state() {
         key: "blob".into(),
         value: "x".repeat(5000),
         version: n3.version + 1,
-    }];
+    }]
+    .into();
     m.send(&c, 0, &m.message(Kind::Ack2, vec![fat3]));
     let flood_time = t.elapsed();
     let mut listed = 0;

@@ -3,8 +3,8 @@
 use crate::member::{Entry, Flags, KvList, Member, MemberStatus, Meta, Row};
 use crate::node_id::cmp_keyed;
 use crate::wire::{
-    self, Beat, Digest, DigestEntry, Kind, KvEntry, Message, NodeDelta, PositionEntry, Positions,
-    Status, Versions, digest_entry_size, node_delta_head_size, size,
+    self, Beat, Digest, DigestEntry, Kind, KvEntries, KvEntry, Message, NodeDelta, PositionEntry,
+    Positions, Status, Versions, digest_entry_size, node_delta_head_size, size,
 };
 use crate::{GossipConfig, GossipError, NodeId};
 use phimon_detector::{PeerDetector, Timestamp};
@@ -1451,7 +1451,7 @@ impl Gossip {
                     // Not `to_string`: that goes through the formatter.
                     address: c.full.then(|| String::from(&*cold.meta.address)),
                     kv: if c.from_version >= m.version {
-                        Vec::new()
+                        KvEntries::default()
                     } else {
                         cold.meta.kv.newer_than(c.from_version)
                     },
@@ -1667,7 +1667,7 @@ impl Gossip {
     }
 
     /// Key/values of a full state, if within the cap.
-    fn kv_from(&self, entries: Vec<KvEntry>) -> Option<KvList> {
+    fn kv_from(&self, entries: KvEntries) -> Option<KvList> {
         let bytes: usize = entries.iter().map(|k| k.key.len() + k.value.len()).sum();
         if bytes > self.config.max_kv_bytes_per_node {
             return None;
@@ -1860,14 +1860,14 @@ impl Gossip {
                 self.stats.kv_rejected += 1;
             } else {
                 let e = &mut self.members[i];
-                for kv in std::mem::take(&mut d.kv) {
+                for kv in std::mem::take(&mut d.kv).iter() {
                     let newer = e
                         .meta
                         .kv
                         .get(&kv.key)
                         .is_none_or(|old| old.version < kv.version);
                     if newer {
-                        e.meta.kv.set(kv);
+                        e.meta.kv.set(kv.clone());
                     }
                 }
                 e.meta.recount();

@@ -1,7 +1,7 @@
 //! What the core knows of each node, and the read-only view of it.
 
 use crate::NodeId;
-use crate::wire::{KvEntry, Status, Versions};
+use crate::wire::{KvEntries, KvEntry, Status, Versions};
 use phimon_detector::{PeerDetector, Timestamp};
 use std::sync::Arc;
 
@@ -38,23 +38,13 @@ impl MemberStatus {
 }
 
 /// A node's published key/values with the owner's version of each, sorted
-/// by key. Every known node has some, so they are packed: the keys and
-/// values in one string and their lengths and versions in one array (two
-/// allocations per node instead of one per string); a handful of entries,
-/// so they are searched in order.
+/// by key: the list a full state carries ([`KvEntries`]), shared. A full
+/// state sent hands out this list and a full state admitted is kept as
+/// received, so in a cluster simulated in one process every table holds
+/// the same list of a node, and no key or value is copied on the way; a
+/// handful of entries, so they are searched in order.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub(crate) struct KvList {
-    /// Each key then its value, in key order.
-    text: Box<str>,
-    items: Box<[KvItem]>,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-struct KvItem {
-    key_len: u32,
-    value_len: u32,
-    version: u64,
-}
+pub(crate) struct KvList(KvEntries);
 
 /// One key/value of a [`KvList`], borrowed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -69,55 +59,23 @@ impl KvRef<'_> {
     pub(crate) fn wire_size(&self) -> usize {
         crate::wire::kv_entry_size(self.key.len(), self.value.len(), self.version)
     }
-
-    fn to_entry(self) -> KvEntry {
-        KvEntry {
-            key: self.key.to_owned(),
-            value: self.value.to_owned(),
-            version: self.version,
-        }
-    }
 }
 
 impl KvList {
     /// A list from entries whose keys are strictly ascending (as
-    /// [`Message::validate`](crate::wire::Message::validate) requires).
-    /// Keys and values are at most a node's key/value cap long.
-    pub(crate) fn from_sorted(entries: Vec<KvEntry>) -> Self {
+    /// [`Message::validate`](crate::wire::Message::validate) requires),
+    /// kept as given.
+    pub(crate) fn from_sorted(entries: KvEntries) -> Self {
         debug_assert!(entries.windows(2).all(|w| w[0].key < w[1].key));
-        let mut text =
-            String::with_capacity(entries.iter().map(|e| e.key.len() + e.value.len()).sum());
-        let items = entries
-            .iter()
-            .map(|e| {
-                text.push_str(&e.key);
-                text.push_str(&e.value);
-                KvItem {
-                    // Lengths fit: a frame is far below 4 GiB.
-                    key_len: u32::try_from(e.key.len()).unwrap_or(u32::MAX),
-                    value_len: u32::try_from(e.value.len()).unwrap_or(u32::MAX),
-                    version: e.version,
-                }
-            })
-            .collect();
-        KvList {
-            text: text.into_boxed_str(),
-            items,
-        }
+        KvList(entries)
     }
 
     /// The entries in key order.
     pub(crate) fn iter(&self) -> impl Iterator<Item = KvRef<'_>> + '_ {
-        let mut at = 0;
-        self.items.iter().map(move |it| {
-            let (k, v) = (it.key_len as usize, it.value_len as usize);
-            let r = KvRef {
-                key: self.text.get(at..at + k).unwrap_or(""),
-                value: self.text.get(at + k..at + k + v).unwrap_or(""),
-                version: it.version,
-            };
-            at += k + v;
-            r
+        self.0.iter().map(|e| KvRef {
+            key: &e.key,
+            value: &e.value,
+            version: e.version,
         })
     }
 
@@ -125,25 +83,30 @@ impl KvList {
         self.iter().find(|e| e.key == key)
     }
 
-    /// Inserts `entry`, or replaces the entry of its key.
+    /// Inserts `entry`, or replaces the entry of its key (copying the
+    /// list first if it is shared).
     pub(crate) fn set(&mut self, entry: KvEntry) {
-        let mut all: Vec<KvEntry> = self.iter().map(KvRef::to_entry).collect();
+        let all = &mut *self.0;
         match all.binary_search_by(|e| e.key.cmp(&entry.key)) {
             Ok(i) => all[i] = entry,
             Err(i) => all.insert(i, entry),
         }
-        *self = KvList::from_sorted(all);
     }
 
     pub(crate) fn len(&self) -> usize {
-        self.items.len()
+        self.0.len()
     }
 
-    /// The entries set after version `from`, in key order, as sent.
-    pub(crate) fn newer_than(&self, from: u64) -> Vec<KvEntry> {
-        self.iter()
+    /// The entries set after version `from`, in key order, as sent: the
+    /// shared list itself when that is all of them (a full state).
+    pub(crate) fn newer_than(&self, from: u64) -> KvEntries {
+        if self.0.iter().all(|e| e.version > from) {
+            return self.0.clone();
+        }
+        self.0
+            .iter()
             .filter(|e| e.version > from)
-            .map(KvRef::to_entry)
+            .cloned()
             .collect()
     }
 }
@@ -337,10 +300,13 @@ mod tests {
             kv("endpoint", "10.0.0.1:80", 3),
             kv("zone", "é-1", 2),
         ];
-        let mut l = KvList::from_sorted(given.clone());
+        let shared = KvEntries::from(given.clone());
+        let mut l = KvList::from_sorted(shared.clone());
         assert_eq!(l.len(), 3);
-        assert_eq!(l.newer_than(0), given);
-        assert_eq!(l.newer_than(1), vec![given[1].clone(), given[2].clone()]);
+        assert_eq!(*l.newer_than(0), given);
+        // A full state hands out the list itself, not a copy.
+        assert!(KvEntries::ptr_eq(&l.newer_than(0), &shared));
+        assert_eq!(*l.newer_than(1), vec![given[1].clone(), given[2].clone()]);
         assert_eq!(
             l.get("zone").map(|e| (e.value, e.version)),
             Some(("é-1", 2))
@@ -348,6 +314,8 @@ mod tests {
         assert_eq!(l.get("b"), None);
         l.set(kv("b", "x", 4));
         l.set(kv("a", "new", 5));
+        // Changed on a copy: the shared list is as it was.
+        assert_eq!(*shared, given);
         let keys: Vec<&str> = l.iter().map(|e| e.key).collect();
         assert_eq!(keys, ["a", "b", "endpoint", "zone"]);
         assert_eq!(l.get("a").map(|e| (e.value, e.version)), Some(("new", 5)));

@@ -1317,7 +1317,7 @@ fn full_state_push_bytes(sim: &Sim, _live: usize) -> f64 {
         0,
     );
     for m in core.members() {
-        let kv: Vec<wire::KvEntry> = m
+        let kv: wire::KvEntries = m
             .kv()
             .map(|(k, v)| wire::KvEntry {
                 key: k.to_owned(),

@@ -478,6 +478,68 @@ pub struct KvEntry {
     pub version: u64,
 }
 
+/// A node's key/values in a [`NodeDelta`]: a list shared between copies,
+/// like [`DigestEntries`]. A full state carries every key/value of its
+/// node, and a node sends the same full state to many peers: the sender
+/// hands out its own list (no string is copied), and a receiver that
+/// admits the state keeps that list as it is. Reads go through `Deref` to
+/// the `Vec`; changes (`DerefMut`) copy it first if it is shared. Encoded
+/// as a plain array, exactly as a `Vec<KvEntry>`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct KvEntries(Arc<Vec<KvEntry>>);
+
+impl KvEntries {
+    /// True when `a` and `b` are the same shared list (not only equal).
+    pub fn ptr_eq(a: &Self, b: &Self) -> bool {
+        Arc::ptr_eq(&a.0, &b.0)
+    }
+}
+
+impl std::ops::Deref for KvEntries {
+    type Target = Vec<KvEntry>;
+    fn deref(&self) -> &Vec<KvEntry> {
+        &self.0
+    }
+}
+
+impl std::ops::DerefMut for KvEntries {
+    fn deref_mut(&mut self) -> &mut Vec<KvEntry> {
+        Arc::make_mut(&mut self.0)
+    }
+}
+
+impl<'a> IntoIterator for &'a KvEntries {
+    type Item = &'a KvEntry;
+    type IntoIter = std::slice::Iter<'a, KvEntry>;
+    fn into_iter(self) -> Self::IntoIter {
+        self.0.iter()
+    }
+}
+
+impl From<Vec<KvEntry>> for KvEntries {
+    fn from(v: Vec<KvEntry>) -> Self {
+        KvEntries(Arc::new(v))
+    }
+}
+
+impl FromIterator<KvEntry> for KvEntries {
+    fn from_iter<I: IntoIterator<Item = KvEntry>>(it: I) -> Self {
+        KvEntries::from(it.into_iter().collect::<Vec<_>>())
+    }
+}
+
+impl Serialize for KvEntries {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        self.0.serialize(s)
+    }
+}
+
+impl<'de> Deserialize<'de> for KvEntries {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        Vec::deserialize(d).map(KvEntries::from)
+    }
+}
+
 /// What a receiver lacks of one node's state.
 ///
 /// The key/values are those with a version in `(from_version, version]`;
@@ -502,7 +564,7 @@ pub struct NodeDelta {
     /// never changes within a generation).
     pub address: Option<String>,
     /// Key/values newer than `from_version`, sorted by key.
-    pub kv: Vec<KvEntry>,
+    pub kv: KvEntries,
 }
 
 /// One gossip message, as the core builds and consumes it.

@@ -431,7 +431,8 @@ fn key_values_propagate_and_old_values_never_win() {
                 key: "version".into(),
                 value: "1.0".into(),
                 version: 1,
-            }],
+            }]
+            .into(),
         }],
     };
     sim.inject(5, &NodeId::from("n1"), stale).unwrap();

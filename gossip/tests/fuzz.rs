@@ -157,7 +157,7 @@ fn hostile_delta() -> impl Strategy<Value = NodeDelta> {
                     from_version: from,
                     version,
                     address: address.clone(),
-                    kv,
+                    kv: kv.into(),
                 })
             },
         )
@@ -787,7 +787,8 @@ fn fuzz_huge_length_claims_allocate_nothing() {
                 key: "k".into(),
                 value: "v".into(),
                 version: 1,
-            }],
+            }]
+            .into(),
         }],
     };
     let frame = wire::encode(&msg).unwrap();
@@ -856,7 +857,7 @@ fn displaced_members_are_announced_removed() {
                 from_version: 0,
                 version: 0,
                 address: Some(format!("{prefix}{i}:1")),
-                kv: Vec::new(),
+                kv: Default::default(),
             })
             .collect(),
     };
@@ -982,7 +983,7 @@ fn a_forged_generation_at_the_edge_of_the_limit_is_refuted_everywhere() {
                     from_version: 0,
                     version: 0,
                     address: Some("n0:7800".into()),
-                    kv: Vec::new(),
+                    kv: Default::default(),
                 }],
             };
             sim.inject(target, &NodeId::from("mallory"), forged)

@@ -37,7 +37,7 @@ fn state(id: &str, generation: u64, heartbeat: u64) -> NodeDelta {
         from_version: 0,
         version: 0,
         address: Some(format!("{id}:7800")),
-        kv: Vec::new(),
+        kv: Default::default(),
     }
 }
 
@@ -241,7 +241,8 @@ fn oversized_key_values_are_dropped() {
         key: "blob".into(),
         value: "x".repeat(5000),
         version: 1,
-    }];
+    }]
+    .into();
     sim.inject(0, &liar(), forged(Kind::Ack2, vec![d])).unwrap();
     assert!(sim.core(0).unwrap().member("bloated").is_none());
     assert_eq!(sim.core(0).unwrap().stats().kv_rejected, 1);
