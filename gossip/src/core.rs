@@ -652,8 +652,7 @@ impl Gossip {
 
     /// As [`find`](Self::find), with the id's own (inline) comparison.
     fn find_id(&self, id: &NodeId) -> Option<usize> {
-        let k = seek(&self.members, &self.keys, 0, id);
-        (k < self.members.len() && self.members[k].id == *id).then_some(k)
+        find_in(&self.members, &self.keys, id)
     }
 
     fn self_idx(&self) -> usize {
@@ -726,7 +725,14 @@ impl Gossip {
         // model. Most peers are in this case, and phi is the costliest
         // part of a round. (A verdict can come at most one round late.)
         let fresh = micros(self.config.interval);
-        for (i, f) in self.flags.iter_mut().enumerate() {
+        // Without local detection no member has a detector: the pass
+        // would read every cold entry for nothing.
+        let judged = if self.config.local_detection {
+            self.flags.len()
+        } else {
+            0
+        };
+        for (i, f) in self.flags[..judged].iter_mut().enumerate() {
             if !f.dead && now.micros_since(self.heard[i]) < fresh {
                 continue;
             }
@@ -1164,8 +1170,10 @@ impl Gossip {
             return;
         }
         let self_idx = self.self_idx();
-        let mut candidates = Vec::new();
-        let mut request = Vec::new();
+        // Settled peers differ in a few dozen positions: room for that
+        // without regrowing.
+        let mut candidates = Vec::with_capacity(64);
+        let mut request = Vec::with_capacity(64);
         let mut refute: Option<u64> = None;
         for (i, (m, e)) in self.states.iter().zip(states).enumerate() {
             if m == e {
@@ -1403,7 +1411,7 @@ impl Gossip {
     ) -> (Vec<NodeDelta>, Vec<Beat>, usize) {
         let total: usize = candidates.iter().map(|c| c.size).sum();
         if total > budget {
-            candidates.sort_by(|a, b| {
+            candidates.sort_unstable_by(|a, b| {
                 b.full
                     .cmp(&a.full)
                     .then(b.lag.cmp(&a.lag))
@@ -1422,7 +1430,7 @@ impl Gossip {
         // Ids ascending, as receivers require: candidates come in table
         // order except a refutation's own entry, which is appended (an
         // unsorted delta is rejected whole, refutation included).
-        candidates.sort_by_key(|c| c.idx);
+        candidates.sort_unstable_by_key(|c| c.idx);
         let n_beats = candidates.iter().filter(|c| c.beat).count();
         let mut beats = Vec::with_capacity(n_beats);
         let mut delta = Vec::with_capacity(candidates.len() - n_beats);
@@ -1561,7 +1569,9 @@ impl Gossip {
             return;
         }
         let self_idx = self.self_idx();
-        let sender = self.find_id(from);
+        // Looked up only when needed: in a settled cluster every node is
+        // watched, and the search would be most of a small message's work.
+        let mut sender: Option<Option<usize>> = None;
         let mut refute = None;
         for b in beats {
             let i = b.position as usize;
@@ -1588,7 +1598,9 @@ impl Gossip {
             let flags = &mut self.flags[i];
             // The node's own word over its authenticated connection is
             // proof it runs, even without a newer heartbeat.
-            let direct = !flags.watched && sender == Some(i);
+            let direct = !flags.watched
+                && *sender.get_or_insert_with(|| find_in(&self.members, &self.keys, from))
+                    == Some(i);
             if flags.status == Status::Alive && (advanced || direct) {
                 let row = RowMut {
                     entry: &mut self.members[i],
@@ -1985,6 +1997,12 @@ fn retain_mask<T>(v: &mut Vec<T>, keep: &[bool]) {
         k += 1;
         keep[k - 1]
     });
+}
+
+/// The position of `id` in a table sorted by id ([`seek`] from the start).
+fn find_in(members: &[Entry], keys: &[u64], id: &NodeId) -> Option<usize> {
+    let k = seek(members, keys, 0, id);
+    (k < members.len() && members[k].id == *id).then_some(k)
 }
 
 /// The first position at or after `from` whose id is not below `id`, in
