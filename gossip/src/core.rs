@@ -228,7 +228,8 @@ pub struct Gossip {
     states: Vec<Versions>,
     /// Declared status and local judgement of each member.
     flags: Vec<Flags>,
-    /// Local time of each member's last observed heartbeat.
+    /// Local time of each member's last observed heartbeat (kept only
+    /// with local detection: judgement is its only reader).
     heard: Vec<Timestamp>,
     /// Position of the own entry in `members`, and each member's
     /// [`NodeId::prefix_key`] (a dense array that merges gallop over):
@@ -1944,7 +1945,11 @@ fn observe(
     events: &mut VecDeque<Event>,
     announce_join: bool,
 ) {
-    *r.heard = now;
+    // Only judgement reads the last arrival, and only with local
+    // detection: without it the column is not written either.
+    if config.local_detection {
+        *r.heard = now;
+    }
     if r.flags.watched {
         // Without local detection there is never a detector: its slot is
         // not even read.
