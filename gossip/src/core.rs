@@ -1173,8 +1173,13 @@ impl Gossip {
         let self_idx = self.self_idx();
         // Settled peers differ in a few dozen positions: room for that
         // without regrowing.
-        let mut candidates = Vec::with_capacity(64);
+        let mut candidates = Vec::with_capacity(16);
         let mut request = Vec::with_capacity(64);
+        // Heartbeat-only news (most of it) goes straight into beats, with
+        // the size bound `candidate` would give each; they become
+        // candidates again only if the answer must be cut to fit.
+        let mut beats: Vec<Beat> = Vec::with_capacity(64);
+        let mut beats_bound = 0;
         let mut refute: Option<u64> = None;
         for (i, (m, e)) in self.states.iter().zip(states).enumerate() {
             if m == e {
@@ -1189,7 +1194,19 @@ impl Gossip {
                 continue;
             }
             if ahead(m, e.generation, e.heartbeat, e.version) && !self.is_hearsay_at(i) {
-                candidates.push(self.candidate(i, Some(*e), true));
+                if e.generation == m.generation && e.version >= m.version {
+                    // What `candidate` makes a beat of.
+                    beats_bound +=
+                        size::uint(i as u64) + size::uint(m.generation) + size::uint(m.heartbeat);
+                    beats.push(Beat {
+                        // Tables hold at most `max_nodes` entries.
+                        position: u32::try_from(i).unwrap_or(u32::MAX),
+                        generation: m.generation,
+                        heartbeat: m.heartbeat,
+                    });
+                } else {
+                    candidates.push(self.candidate(i, Some(*e), true));
+                }
             }
             if behind(m, e.generation, e.heartbeat, e.version) {
                 if i == self_idx {
@@ -1202,6 +1219,10 @@ impl Gossip {
                     });
                 }
             }
+        }
+        if refute.is_some() {
+            // The own entry's news may change: all of it as candidates.
+            self.beats_to_candidates(&mut beats, states, &mut candidates);
         }
         self.refute_in_answer(refute, &mut candidates);
         // The request gets at most half of the room; the delta the rest.
@@ -1230,7 +1251,21 @@ impl Gossip {
             positions.request.truncate(kept);
             req_size = positions.request_size();
         }
-        let (delta, beats, delta_size) = self.build_delta(&mut candidates, budget - req_size);
+        let room = budget - req_size;
+        if candidates.iter().map(|c| c.size).sum::<usize>() + beats_bound > room {
+            // Too much for one answer: the stalest first, beats included.
+            self.beats_to_candidates(&mut beats, states, &mut candidates);
+        }
+        let (delta, more_beats, mut delta_size) = self.build_delta(&mut candidates, room);
+        if beats.is_empty() {
+            beats = more_beats;
+        } else {
+            // Beats were kept apart: the candidates held none.
+            debug_assert!(more_beats.is_empty());
+            positions.beats = beats;
+            delta_size += positions.beats_size() - size::array(0);
+            beats = std::mem::take(&mut positions.beats);
+        }
         if delta.is_empty() && beats.is_empty() && positions.request.is_empty() {
             return;
         }
@@ -1242,6 +1277,21 @@ impl Gossip {
         let extra = req_size - size::array(0) + delta_size;
         let addr = self.address_of(from);
         self.push_out(Some(from.clone()), addr, Kind::Ack, digest, delta, extra);
+    }
+
+    /// Turns the beats an answer to a positional SYN set apart back into
+    /// candidates (the sender's `states` say what it knew), to be chosen
+    /// among like every other state.
+    fn beats_to_candidates(
+        &self,
+        beats: &mut Vec<Beat>,
+        states: &[Versions],
+        candidates: &mut Vec<Candidate>,
+    ) {
+        for b in beats.drain(..) {
+            let i = b.position as usize;
+            candidates.push(self.candidate(i, states.get(i).copied(), true));
+        }
     }
 
     /// Refutes a claim about this node found while answering a SYN (if
