@@ -1324,7 +1324,18 @@ impl Gossip {
             return;
         }
         let self_idx = self.self_idx();
-        let mut candidates = Vec::with_capacity(request.len() + by_position.len() + 1);
+        // Heartbeat-only news asked for by position goes straight into
+        // beats, as in `on_syn_positional` (with what the responder knew,
+        // should they have to become candidates after all). A request in
+        // both forms (never from a well-behaved peer) is all candidates.
+        let direct = readable && request.is_empty();
+        let (mut beats, mut beat_known) = (Vec::new(), Vec::new());
+        let mut beats_bound = 0;
+        let mut candidates = Vec::with_capacity(if direct {
+            16
+        } else {
+            request.len() + by_position.len() + 1
+        });
         let mut refute = None;
         let mut i = 0;
         for r in request {
@@ -1349,7 +1360,19 @@ impl Gossip {
             };
             let k = r.known;
             if ahead(m, k.generation, k.heartbeat, k.version) && !self.is_hearsay_at(i) {
-                candidates.push(self.candidate(i, Some(k), readable));
+                if direct && k.generation == m.generation && k.version >= m.version {
+                    // What `candidate` makes a beat of.
+                    beats_bound +=
+                        size::uint(i as u64) + size::uint(m.generation) + size::uint(m.heartbeat);
+                    beats.push(Beat {
+                        position: r.position,
+                        generation: m.generation,
+                        heartbeat: m.heartbeat,
+                    });
+                    beat_known.push(k);
+                } else {
+                    candidates.push(self.candidate(i, Some(k), readable));
+                }
             }
             if i == self_idx && behind(m, k.generation, k.heartbeat, k.version) {
                 refute = Some(k.generation);
@@ -1362,13 +1385,34 @@ impl Gossip {
             candidates.dedup_by_key(|c| c.idx);
         }
         let refute = refute.filter(|&g| self.refutable_claim(g));
+        let budget = self.budget().saturating_sub(3 * size::MAX_ARRAY_HEADER);
+        if refute.is_some()
+            || candidates.iter().map(|c| c.size).sum::<usize>() + beats_bound > budget
+        {
+            // The own entry's news changes, or the answer must be cut to
+            // fit (stalest first): every state as a candidate.
+            for (b, k) in beats.drain(..).zip(beat_known.drain(..)) {
+                candidates.push(self.candidate(b.position as usize, Some(k), true));
+            }
+        }
         if let Some(g) = refute {
             self.refute(g);
             candidates.retain(|c| c.idx != self_idx);
             candidates.push(self.candidate(self_idx, None, false));
         }
-        let budget = self.budget().saturating_sub(3 * size::MAX_ARRAY_HEADER);
-        let (delta, beats, delta_size) = self.build_delta(&mut candidates, budget);
+        let (delta, more_beats, mut delta_size) = self.build_delta(&mut candidates, budget);
+        let beats = if beats.is_empty() {
+            more_beats
+        } else {
+            // Beats were kept apart: the candidates held none.
+            debug_assert!(more_beats.is_empty());
+            let p = Positions {
+                beats,
+                ..Positions::default()
+            };
+            delta_size += p.beats_size() - size::array(0);
+            p.beats
+        };
         if delta.is_empty() && beats.is_empty() {
             return;
         }
