@@ -351,16 +351,28 @@ impl Window {
 }
 
 /// Receives, spinning a little first: a window of events takes tens of
-/// microseconds, less than waking a parked thread.
+/// microseconds, less than waking a parked thread. After a short spin it
+/// yields between tries, so on a machine busier than its cores the other
+/// thread (which prepares the window) gets the core instead.
 fn recv_soon<T>(rx: &std::sync::mpsc::Receiver<T>) -> Option<T> {
-    for _ in 0..20_000 {
+    for k in 0..20_000 {
         match rx.try_recv() {
             Ok(v) => return Some(v),
-            Err(std::sync::mpsc::TryRecvError::Empty) => std::hint::spin_loop(),
+            Err(std::sync::mpsc::TryRecvError::Empty) => pause(k),
             Err(std::sync::mpsc::TryRecvError::Disconnected) => return None,
         }
     }
     rx.recv().ok()
+}
+
+/// One step of a busy wait: a spin for the first tries, then a yield of
+/// the core (the thread waited for may be waiting for one).
+fn pause(tries: u32) {
+    if tries < 2_000 {
+        std::hint::spin_loop();
+    } else {
+        std::thread::yield_now();
+    }
 }
 
 impl std::fmt::Debug for Sim {
@@ -834,8 +846,10 @@ impl Sim {
                     // The other thread may still run its last group (unless
                     // it died: it let go of the window; the scope re-raises
                     // its panic).
+                    let mut tries = 0;
                     while shared && !w.finished() && Arc::strong_count(&w) > 1 {
-                        std::hint::spin_loop();
+                        pause(tries);
+                        tries = tries.saturating_add(1);
                     }
                     for (i, core, outs) in w.take_results() {
                         self.nodes[i].core = core;
