@@ -420,51 +420,16 @@ impl Positions {
     }
 }
 
-/// The entries of a [`Digest`]: a list shared between copies, because a
-/// node sends the same digest to every peer of a round. Reads go through
-/// `Deref` to the `Vec`; changes (`DerefMut`) copy it first if it is
-/// shared. Encoded as a plain array.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct DigestEntries(Arc<Vec<DigestEntry>>);
+/// A list shared between copies: a node sends the same digest to every
+/// peer of a round, and the same full state (with its key/values) to many
+/// peers, so copies share one allocation. Reads go through `Deref` to the
+/// `Vec`; changes (`DerefMut`) copy it first if it is shared. Encoded
+/// exactly as a plain `Vec<T>`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SharedList<T>(Arc<Vec<T>>);
 
-impl std::ops::Deref for DigestEntries {
-    type Target = Vec<DigestEntry>;
-    fn deref(&self) -> &Vec<DigestEntry> {
-        &self.0
-    }
-}
-
-impl std::ops::DerefMut for DigestEntries {
-    fn deref_mut(&mut self) -> &mut Vec<DigestEntry> {
-        Arc::make_mut(&mut self.0)
-    }
-}
-
-impl<'a> IntoIterator for &'a DigestEntries {
-    type Item = &'a DigestEntry;
-    type IntoIter = std::slice::Iter<'a, DigestEntry>;
-    fn into_iter(self) -> Self::IntoIter {
-        self.0.iter()
-    }
-}
-
-impl From<Vec<DigestEntry>> for DigestEntries {
-    fn from(v: Vec<DigestEntry>) -> Self {
-        DigestEntries(Arc::new(v))
-    }
-}
-
-impl Serialize for DigestEntries {
-    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        self.0.serialize(s)
-    }
-}
-
-impl<'de> Deserialize<'de> for DigestEntries {
-    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        Vec::deserialize(d).map(DigestEntries::from)
-    }
-}
+/// The entries of a [`Digest`].
+pub type DigestEntries = SharedList<DigestEntry>;
 
 /// One key/value pair of a node's published metadata.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -478,65 +443,66 @@ pub struct KvEntry {
     pub version: u64,
 }
 
-/// A node's key/values in a [`NodeDelta`]: a list shared between copies,
-/// like [`DigestEntries`]. A full state carries every key/value of its
-/// node, and a node sends the same full state to many peers: the sender
-/// hands out its own list (no string is copied), and a receiver that
-/// admits the state keeps that list as it is. Reads go through `Deref` to
-/// the `Vec`; changes (`DerefMut`) copy it first if it is shared. Encoded
-/// as a plain array, exactly as a `Vec<KvEntry>`.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct KvEntries(Arc<Vec<KvEntry>>);
+/// A node's key/values in a [`NodeDelta`]. A full state carries every
+/// key/value of its node: the sender hands out its own list (no string is
+/// copied), and a receiver that admits the state keeps that list as it is.
+pub type KvEntries = SharedList<KvEntry>;
 
-impl KvEntries {
+impl<T> SharedList<T> {
     /// True when `a` and `b` are the same shared list (not only equal).
     pub fn ptr_eq(a: &Self, b: &Self) -> bool {
         Arc::ptr_eq(&a.0, &b.0)
     }
 }
 
-impl std::ops::Deref for KvEntries {
-    type Target = Vec<KvEntry>;
-    fn deref(&self) -> &Vec<KvEntry> {
+impl<T> Default for SharedList<T> {
+    fn default() -> Self {
+        SharedList(Arc::default())
+    }
+}
+
+impl<T> std::ops::Deref for SharedList<T> {
+    type Target = Vec<T>;
+    fn deref(&self) -> &Vec<T> {
         &self.0
     }
 }
 
-impl std::ops::DerefMut for KvEntries {
-    fn deref_mut(&mut self) -> &mut Vec<KvEntry> {
+impl<T: Clone> std::ops::DerefMut for SharedList<T> {
+    fn deref_mut(&mut self) -> &mut Vec<T> {
         Arc::make_mut(&mut self.0)
     }
 }
 
-impl<'a> IntoIterator for &'a KvEntries {
-    type Item = &'a KvEntry;
-    type IntoIter = std::slice::Iter<'a, KvEntry>;
+impl<'a, T> IntoIterator for &'a SharedList<T> {
+    type Item = &'a T;
+    type IntoIter = std::slice::Iter<'a, T>;
     fn into_iter(self) -> Self::IntoIter {
         self.0.iter()
     }
 }
 
-impl From<Vec<KvEntry>> for KvEntries {
-    fn from(v: Vec<KvEntry>) -> Self {
-        KvEntries(Arc::new(v))
+impl<T> From<Vec<T>> for SharedList<T> {
+    fn from(v: Vec<T>) -> Self {
+        SharedList(Arc::new(v))
     }
 }
 
-impl FromIterator<KvEntry> for KvEntries {
-    fn from_iter<I: IntoIterator<Item = KvEntry>>(it: I) -> Self {
-        KvEntries::from(it.into_iter().collect::<Vec<_>>())
+impl<T> FromIterator<T> for SharedList<T> {
+    fn from_iter<I: IntoIterator<Item = T>>(it: I) -> Self {
+        SharedList::from(it.into_iter().collect::<Vec<_>>())
     }
 }
 
-impl Serialize for KvEntries {
+impl<T: Serialize> Serialize for SharedList<T> {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         self.0.serialize(s)
     }
 }
 
-impl<'de> Deserialize<'de> for KvEntries {
+impl<'de, T: Deserialize<'de>> Deserialize<'de> for SharedList<T> {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        Vec::deserialize(d).map(KvEntries::from)
+        Vec::deserialize(d).map(SharedList::from)
     }
 }
 
