@@ -113,16 +113,16 @@ struct Sidecar {
 impl Sidecar {
     async fn start(config: Config, record_dir: Option<&Path>) -> anyhow::Result<Sidecar> {
         let origin = Instant::now();
+        let since_epoch = SystemTime::now()
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .unwrap_or_default();
         let recorder = match record_dir {
             Some(dir) => {
-                let started = SystemTime::now()
-                    .duration_since(SystemTime::UNIX_EPOCH)
-                    .map_or(0, |d| d.as_millis());
                 let r = record::ArrivalRecorder::create(
                     dir,
                     &config.node.id,
                     config.gossip.interval,
-                    started,
+                    since_epoch.as_millis(),
                 )
                 .map_err(|e| {
                     UsageError(format!(
@@ -136,10 +136,7 @@ impl Sidecar {
             None => None,
         };
         let data_dir = config.node.data_dir.clone();
-        let wall = SystemTime::now()
-            .duration_since(SystemTime::UNIX_EPOCH)
-            .map_or(0, |d| d.as_secs());
-        let (generation, problems) = generation::next(&data_dir, wall);
+        let (generation, problems) = generation::next(&data_dir, since_epoch.as_secs());
         for p in &problems {
             tracing::error!(
                 "data_dir problem: {p}; running with generation {generation} (from the wall clock), \
@@ -292,11 +289,7 @@ impl Sidecar {
             );
             self.core.observer_resumed(now);
             if let Some(r) = &mut self.recorder {
-                let from = Timestamp::from_micros(
-                    now.as_micros()
-                        .saturating_sub(stall.duration().as_micros() as u64),
-                );
-                r.observer_stalled(from, now);
+                r.observer_stalled(stall.from, stall.to);
             }
             for extra in self.extras.values_mut() {
                 extra.skip_next = true;
@@ -591,10 +584,9 @@ impl Sidecar {
         tracing::info!("leaving the cluster");
         let now = self.now();
         // The traces end where this node stopped listening.
-        if let Some(r) = &mut self.recorder {
+        if let Some(mut r) = self.recorder.take() {
             r.finish(now);
         }
-        self.recorder = None;
         self.core.leave(now);
         let deadline =
             Instant::now() + (self.config.gossip.interval * 3).min(Duration::from_secs(3));
