@@ -37,10 +37,14 @@ struct PeerTrace {
     path: PathBuf,
     generation: u64,
     pending: String,
-    /// The last arrival written: messages of several connections can be
-    /// handled slightly out of their arrival order, and a trace must not
-    /// go back in time (the detector takes the later of the two as well).
+    /// The latest time buffered (an arrival or a stall's end): messages of
+    /// several connections can be handled slightly out of their arrival
+    /// order, and a trace must not go back in time (the detector takes the
+    /// later of the two as well).
     last: Timestamp,
+    /// `last` as of the latest append: where the file ends if recording
+    /// stops.
+    flushed: Timestamp,
     written: u64,
     /// Stopped because of the size cap or a write error (reported once).
     stopped: bool,
@@ -55,11 +59,8 @@ pub struct ArrivalRecorder {
     /// Traces started so far, and whether the cap was reported.
     started: usize,
     capped: bool,
-}
-
-/// Milliseconds of a timestamp, as written.
-fn ms(t: Timestamp) -> f64 {
-    t.as_millis_f64()
+    /// [`MAX_FILE_BYTES`], smaller in tests.
+    max_file_bytes: u64,
 }
 
 /// A file name for a node id: ids are DNS-like names, but nothing in a
@@ -109,6 +110,7 @@ impl ArrivalRecorder {
             last_flush: Timestamp::ZERO,
             started: 0,
             capped: false,
+            max_file_bytes: MAX_FILE_BYTES,
         })
     }
 
@@ -144,13 +146,14 @@ impl ArrivalRecorder {
                 generation,
                 pending,
                 last: Timestamp::ZERO,
+                flushed: Timestamp::ZERO,
                 written: 0,
                 stopped: false,
             }
         });
         if !p.stopped {
             p.last = p.last.max(at);
-            let _ = writeln!(p.pending, "{:.3}", ms(p.last));
+            let _ = writeln!(p.pending, "{:.3}", p.last.as_millis_f64());
         }
     }
 
@@ -161,15 +164,25 @@ impl ArrivalRecorder {
             return;
         }
         for p in self.peers.values_mut().filter(|p| !p.stopped) {
-            let _ = writeln!(p.pending, "# outage_ms={:.3}-{:.3}", ms(from), ms(to));
+            let _ = writeln!(
+                p.pending,
+                "# outage_ms={:.3}-{:.3}",
+                from.as_millis_f64(),
+                to.as_millis_f64()
+            );
+            // Arrivals handled after the stall are written at its end at
+            // the earliest, and the trace cannot end inside the outage.
+            p.last = p.last.max(to);
         }
     }
 
     /// `node` left or was forgotten: its trace ends at `at`.
     pub fn close(&mut self, node: &str, at: Timestamp) {
         if let Some(mut p) = self.peers.remove(node) {
-            let _ = writeln!(p.pending, "# end_ms={:.3}", ms(at));
-            Self::append(&mut p, true);
+            if !p.stopped {
+                let _ = writeln!(p.pending, "# end_ms={:.3}", at.as_millis_f64());
+                Self::append(&mut p, self.max_file_bytes);
+            }
         }
     }
 
@@ -180,7 +193,7 @@ impl ArrivalRecorder {
         }
         self.last_flush = now;
         for p in self.peers.values_mut() {
-            Self::append(p, false);
+            Self::append(p, self.max_file_bytes);
         }
     }
 
@@ -192,29 +205,32 @@ impl ArrivalRecorder {
         }
     }
 
-    fn append(p: &mut PeerTrace, last: bool) {
-        if p.pending.is_empty() || (p.stopped && !last) {
+    /// Appends the buffered lines. A stopped trace already has its end.
+    fn append(p: &mut PeerTrace, max_bytes: u64) {
+        if p.pending.is_empty() || p.stopped {
             return;
+        }
+        if p.written + p.pending.len() as u64 > max_bytes {
+            tracing::warn!(
+                "arrival trace {} reached {max_bytes} bytes: no longer recorded",
+                p.path.display()
+            );
+            // The trace stays valid: it ends where what is on disk ends.
+            p.pending.clear();
+            let _ = writeln!(p.pending, "# end_ms={:.3}", p.flushed.as_millis_f64());
+            p.stopped = true;
         }
         let len = p.pending.len() as u64;
-        if !last && p.written + len > MAX_FILE_BYTES {
-            tracing::warn!(
-                "arrival trace {} reached {} MiB: no longer recorded",
-                p.path.display(),
-                MAX_FILE_BYTES >> 20
-            );
-            p.stopped = true;
-            // The trace stays valid: it ends where recording stopped.
-            p.pending.clear();
-            return;
-        }
         let result = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
             .open(&p.path)
             .and_then(|mut f| f.write_all(p.pending.as_bytes()));
         match result {
-            Ok(()) => p.written += len,
+            Ok(()) => {
+                p.written += len;
+                p.flushed = p.last;
+            }
             Err(e) => {
                 tracing::warn!(
                     "cannot write arrival trace {}: {e}; no longer recorded",
@@ -289,6 +305,28 @@ mod tests {
         assert_eq!(files, MAX_TRACES);
         let first = std::fs::read_to_string(dir.path().join("junk-0.1.trace")).unwrap();
         assert_eq!(Trace::parse(&first).unwrap().arrivals_ms, vec![1.0, 2.0]);
+    }
+
+    #[test]
+    fn a_full_trace_stops_where_its_file_ends_and_stays_valid() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut r = ArrivalRecorder::create(dir.path(), "a", Duration::from_secs(1), 0).unwrap();
+        r.max_file_bytes = 400;
+        let mut now = 0;
+        for _ in 0..60 {
+            now += 1_000;
+            r.heartbeat("b", 1, t(now));
+            r.tick(t(now));
+        }
+        r.observer_stalled(t(now), t(now + 500));
+        r.finish(t(now + 1_000));
+        let text = std::fs::read_to_string(dir.path().join("b.1.trace")).unwrap();
+        assert!(text.len() <= 420, "{} bytes", text.len());
+        let trace = Trace::parse(&text).unwrap();
+        // It ends at the last arrival on disk: no silence is made up.
+        let last = *trace.arrivals_ms.last().unwrap();
+        assert!(last < 60_000.0, "{last}");
+        assert_eq!(trace.end_ms, last);
     }
 
     #[test]
