@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::{phimon, succeed};
+use common::{phimon, row, succeed};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -18,16 +18,6 @@ fn eval_trace(name: &str) -> Command {
     cmd.args(["eval", "--trace"])
         .arg(repo(&format!("traces/{name}")));
     cmd
-}
-
-/// The columns of the row for threshold `th` in an `eval` report (the
-/// threshold is a row's first column).
-fn row<'a>(report: &'a str, th: &str) -> Vec<&'a str> {
-    report
-        .lines()
-        .map(|l| l.split_whitespace().collect::<Vec<_>>())
-        .find(|cols| cols.first() == Some(&th))
-        .unwrap_or_else(|| panic!("no row for threshold {th}:\n{report}"))
 }
 
 /// Detection time at threshold `th`, ms: the report's second column.

@@ -3,15 +3,16 @@
 
 #![allow(clippy::unwrap_used)] // Test helpers: a panic is a failed test.
 
+mod common;
+
+use common::{bin, phimon, row, succeed};
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 use phimon::local_cluster::{ClusterSpec, LocalCluster};
 use phimon_detector::trace::Trace;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Child;
 use std::time::{Duration, Instant};
-
-const BIN: &str = env!("CARGO_BIN_EXE_phimon");
 
 /// Children killed if the test fails half-way.
 struct Running(Vec<Child>);
@@ -27,12 +28,11 @@ impl Drop for Running {
 
 fn spawn(config: &Path, record: &Path, log: &Path) -> Child {
     let log = std::fs::File::create(log).unwrap();
-    Command::new(BIN)
+    phimon()
         .args(["run", "--config"])
         .arg(config)
         .arg("--record-arrivals")
         .arg(record)
-        .stdin(Stdio::null())
         .stdout(log.try_clone().unwrap())
         .stderr(log)
         .spawn()
@@ -66,7 +66,7 @@ fn sidecars_record_traces_that_eval_replays() {
         interval: Duration::from_millis(200),
         ..ClusterSpec::default()
     };
-    let cluster = LocalCluster::create(Path::new(BIN), dir.path(), &spec).unwrap();
+    let cluster = LocalCluster::create(bin(), dir.path(), &spec).unwrap();
     let rec: Vec<PathBuf> = cluster
         .nodes
         .iter()
@@ -111,16 +111,10 @@ fn sidecars_record_traces_that_eval_replays() {
         assert!(widest < 2_000.0, "a {widest} ms gap on loopback");
         assert!(t.end_ms >= *t.arrivals_ms.last().unwrap());
 
-        let out = Command::new(BIN)
-            .args(["eval", "--thresholds", "4,8", "--trace"])
-            .arg(&files[0])
-            .output()
-            .unwrap();
-        let stdout = String::from_utf8_lossy(&out.stdout);
-        assert!(
-            out.status.success(),
-            "{stdout}{}",
-            String::from_utf8_lossy(&out.stderr)
+        let stdout = succeed(
+            phimon()
+                .args(["eval", "--thresholds", "4,8", "--trace"])
+                .arg(&files[0]),
         );
         assert!(stdout.contains("<- configured"), "{stdout}");
     }
@@ -133,15 +127,14 @@ fn an_unwritable_record_directory_is_a_usage_error() {
         nodes: 1,
         ..ClusterSpec::default()
     };
-    let cluster = LocalCluster::create(Path::new(BIN), dir.path(), &spec).unwrap();
+    let cluster = LocalCluster::create(bin(), dir.path(), &spec).unwrap();
     let file = dir.path().join("a-file");
     std::fs::write(&file, "x").unwrap();
-    let out = Command::new(BIN)
+    let out = phimon()
         .args(["run", "--config"])
         .arg(&cluster.nodes[0].config)
         .arg("--record-arrivals")
         .arg(&file)
-        .stdin(Stdio::null())
         .output()
         .unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
@@ -161,19 +154,12 @@ fn default_threshold_is_clean_on_recorded_traffic() {
     for f in files {
         let t = Trace::parse(&std::fs::read_to_string(&f).unwrap()).unwrap();
         assert!(t.crash_ms.is_some() && !t.outages_ms.is_empty(), "{f:?}");
-        let out = Command::new(BIN)
-            .args(["eval", "--thresholds", "8", "--trace"])
-            .arg(&f)
-            .output()
-            .unwrap();
-        let stdout = String::from_utf8_lossy(&out.stdout);
-        assert!(out.status.success(), "{stdout}");
-        let row: Vec<&str> = stdout
-            .lines()
-            .find(|l| l.split_whitespace().next() == Some("8"))
-            .unwrap_or_else(|| panic!("no row for threshold 8:\n{stdout}"))
-            .split_whitespace()
-            .collect();
+        let stdout = succeed(
+            phimon()
+                .args(["eval", "--thresholds", "8", "--trace"])
+                .arg(&f),
+        );
+        let row = row(&stdout, "8");
         let detection: f64 = row[1].parse().unwrap_or(f64::INFINITY);
         let mistakes: u64 = row[2].parse().unwrap();
         assert_eq!(mistakes, 0, "{f:?}\n{stdout}");

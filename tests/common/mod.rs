@@ -41,6 +41,16 @@ pub fn succeed(cmd: &mut Command) -> String {
     stdout
 }
 
+/// The columns of the row for threshold `th` in an `eval` report (the
+/// threshold is a row's first column).
+pub fn row<'a>(report: &'a str, th: &str) -> Vec<&'a str> {
+    report
+        .lines()
+        .map(|l| l.split_whitespace().collect::<Vec<_>>())
+        .find(|cols| cols.first() == Some(&th))
+        .unwrap_or_else(|| panic!("no row for threshold {th}:\n{report}"))
+}
+
 /// A webhook receiver on loopback that checks signatures with the
 /// secret every [`ClusterSpec`] uses unless told otherwise.
 pub async fn sink() -> WebhookSink {
