@@ -1170,56 +1170,16 @@ impl Gossip {
             );
             return;
         }
-        let self_idx = self.self_idx();
-        // Settled peers differ in a few dozen positions: room for that
-        // without regrowing.
-        let mut candidates = Vec::with_capacity(16);
-        let mut request = Vec::with_capacity(64);
-        // Heartbeat-only news (most of it) goes straight into beats, with
-        // the size bound `candidate` would give each; they become
-        // candidates again only if the answer must be cut to fit.
-        let mut beats: Vec<Beat> = Vec::with_capacity(64);
-        let mut beats_bound = 0;
-        let mut refute: Option<u64> = None;
-        for (i, (m, e)) in self.states.iter().zip(states).enumerate() {
-            if m == e {
-                // The usual case: nothing new either way.
-                continue;
-            }
-            if e.generation == 0 {
-                // The sender does not vouch for this node.
-                if !self.is_hearsay_at(i) {
-                    candidates.push(self.candidate(i, None, true));
-                }
-                continue;
-            }
-            if ahead(m, e.generation, e.heartbeat, e.version) && !self.is_hearsay_at(i) {
-                if e.generation == m.generation && e.version >= m.version {
-                    // What `candidate` makes a beat of.
-                    beats_bound +=
-                        size::uint(i as u64) + size::uint(m.generation) + size::uint(m.heartbeat);
-                    beats.push(Beat {
-                        // Tables hold at most `max_nodes` entries.
-                        position: u32::try_from(i).unwrap_or(u32::MAX),
-                        generation: m.generation,
-                        heartbeat: m.heartbeat,
-                    });
-                } else {
-                    candidates.push(self.candidate(i, Some(*e), true));
-                }
-            }
-            if behind(m, e.generation, e.heartbeat, e.version) {
-                if i == self_idx {
-                    refute = Some(refute.unwrap_or(0).max(e.generation));
-                } else {
-                    request.push(PositionEntry {
-                        // Tables hold at most `max_nodes` entries.
-                        position: u32::try_from(i).unwrap_or(u32::MAX),
-                        known: *m,
-                    });
-                }
-            }
-        }
+        let (mut candidates, request, mut beats, refute) = self.compare_positions(states);
+        // What `candidate` would give each beat as its size bound.
+        let beats_bound: usize = beats
+            .iter()
+            .map(|b| {
+                size::uint(u64::from(b.position))
+                    + size::uint(b.generation)
+                    + size::uint(b.heartbeat)
+            })
+            .sum();
         if refute.is_some() {
             // The own entry's news may change: all of it as candidates.
             self.beats_to_candidates(&mut beats, states, &mut candidates);
@@ -1277,6 +1237,100 @@ impl Gossip {
         let extra = req_size - size::array(0) + delta_size;
         let addr = self.address_of(from);
         self.push_out(Some(from.clone()), addr, Kind::Ack, digest, delta, extra);
+    }
+
+    /// Compares a positional SYN's `states` (same length as the table)
+    /// with the table, slot by slot. Returns, in table order: the states
+    /// that must go as candidates (another generation, metadata news, a
+    /// node the sender does not vouch for), the request (what the sender
+    /// knows better), the beats (heartbeat-only news for the sender), and a
+    /// claim about this node to refute.
+    ///
+    /// The usual slot (same generation, no metadata news, a watched node
+    /// other than this one) is classified without branches: it is written
+    /// to both outputs and kept by advancing their lengths by a comparison.
+    /// About half of a settled table's slots differ, in no predictable
+    /// pattern, so branches there would be mispredicted half the time.
+    fn compare_positions(
+        &self,
+        states: &[Versions],
+    ) -> (Vec<Candidate>, Vec<PositionEntry>, Vec<Beat>, Option<u64>) {
+        let self_idx = self.self_idx();
+        let mut candidates = Vec::new();
+        let mut refute: Option<u64> = None;
+        POSITIONAL_SCRATCH.with_borrow_mut(|(beat_buf, req_buf)| {
+            let n = states.len().min(self.states.len());
+            if beat_buf.len() < n {
+                beat_buf.resize(n, Beat::default());
+                req_buf.resize(n, PositionEntry::default());
+            }
+            let (mut nb, mut nr) = (0, 0);
+            let rows = self.states.iter().zip(states).zip(&self.flags).enumerate();
+            for (i, ((m, e), f)) in rows {
+                // Tables hold at most `max_nodes` entries.
+                let position = u32::try_from(i).unwrap_or(u32::MAX);
+                let hearsay = f.status == Status::Alive && !f.watched;
+                let slow = (m.generation != e.generation)
+                    | (e.generation == 0)
+                    | (m.version > e.version)
+                    | (i == self_idx)
+                    | hearsay;
+                if !slow {
+                    beat_buf[nb] = Beat {
+                        position,
+                        generation: m.generation,
+                        heartbeat: m.heartbeat,
+                    };
+                    nb += usize::from(m.heartbeat > e.heartbeat);
+                    req_buf[nr] = PositionEntry {
+                        position,
+                        known: *m,
+                    };
+                    nr += usize::from((m.heartbeat < e.heartbeat) | (m.version < e.version));
+                    continue;
+                }
+                if m == e {
+                    continue;
+                }
+                if e.generation == 0 {
+                    // The sender does not vouch for this node.
+                    if !self.is_hearsay_at(i) {
+                        candidates.push(self.candidate(i, None, true));
+                    }
+                    continue;
+                }
+                if ahead(m, e.generation, e.heartbeat, e.version) && !self.is_hearsay_at(i) {
+                    if e.generation == m.generation && e.version >= m.version {
+                        // What `candidate` makes a beat of.
+                        beat_buf[nb] = Beat {
+                            position,
+                            generation: m.generation,
+                            heartbeat: m.heartbeat,
+                        };
+                        nb += 1;
+                    } else {
+                        candidates.push(self.candidate(i, Some(*e), true));
+                    }
+                }
+                if behind(m, e.generation, e.heartbeat, e.version) {
+                    if i == self_idx {
+                        refute = Some(refute.unwrap_or(0).max(e.generation));
+                    } else {
+                        req_buf[nr] = PositionEntry {
+                            position,
+                            known: *m,
+                        };
+                        nr += 1;
+                    }
+                }
+            }
+            (
+                candidates,
+                req_buf[..nr].to_vec(),
+                beat_buf[..nb].to_vec(),
+                refute,
+            )
+        })
     }
 
     /// Turns the beats an answer to a positional SYN set apart back into
@@ -2181,6 +2235,14 @@ fn seek_far(members: &[Entry], keys: &[u64], mut lo: usize, id: &NodeId) -> usiz
 #[inline(never)]
 fn id_below(a: &NodeId, b: &NodeId) -> bool {
     a < b
+}
+
+thread_local! {
+    /// Room for the beats and the request of one positional SYN's answer,
+    /// a table's length each, reused across answers (and across the cores
+    /// a thread runs) instead of grown per answer.
+    static POSITIONAL_SCRATCH: std::cell::RefCell<(Vec<Beat>, Vec<PositionEntry>)> =
+        const { std::cell::RefCell::new((Vec::new(), Vec::new())) };
 }
 
 /// The digests of one round, each built at most once and shared by its

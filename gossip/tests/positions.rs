@@ -5,7 +5,7 @@
 
 #![allow(clippy::unwrap_used)] // Test code: a panic is a failed test.
 
-use phimon_gossip::wire::{Kind, Message};
+use phimon_gossip::wire::{Beat, Kind, Message, Versions};
 use phimon_gossip::{Gossip, GossipConfig, NodeId, Timestamp};
 
 fn core(name: &str, seeds: &[&str]) -> Gossip {
@@ -139,4 +139,91 @@ fn settled_tables_speak_by_position_and_others_fall_back_to_ids() {
             assert!(heartbeat(c, o).unwrap() + 1 >= own.unwrap());
         }
     }
+}
+
+/// A positional SYN is answered slot by slot: heartbeat-only news for
+/// the sender as beats, what the sender knows better (a newer heartbeat,
+/// or newer metadata under the same heartbeat) as the request, another
+/// generation as a full state by id, and nothing where both agree.
+#[test]
+fn a_positional_syn_is_answered_slot_by_slot() {
+    let names = ["a", "b", "c", "d", "e", "f", "g"];
+    let mut cores: Vec<Gossip> = names.iter().map(|n| core(n, &["a"])).collect();
+    cores[6].set_kv("service", "api").unwrap();
+    rounds(&mut cores, 1, 12);
+    let seen = rounds(&mut cores, 12, 14);
+    // A settled SYN of a, to be rewritten as if a knew what it says below.
+    let (_, syn) = seen
+        .iter()
+        .find(|(from, m)| {
+            from.as_str() == "a" && m.kind == Kind::Syn && m.digest.positions.states.len() == 7
+        })
+        .unwrap();
+    let x = cores.iter().position(|c| c.self_id().as_str() == "d").unwrap();
+    let table: Vec<(String, Versions)> = cores[x]
+        .members()
+        .map(|m| {
+            let v = Versions {
+                generation: m.generation(),
+                heartbeat: m.heartbeat(),
+                version: m.version(),
+            };
+            (m.node_id().to_string(), v)
+        })
+        .collect();
+    let pos = |n: &str| table.iter().position(|(id, _)| id == n).unwrap();
+    let state = |n: &str| table[pos(n)].1;
+    assert!(state("b").heartbeat > 1);
+    let mut states: Vec<Versions> = table.iter().map(|(_, v)| *v).collect();
+    // d lacks nothing of a or itself; a lags on b's heartbeat and g's
+    // metadata ...
+    states[pos("b")].heartbeat -= 1;
+    states[pos("g")].version -= 1;
+    // ... and is ahead on e's heartbeat and on f's metadata.
+    states[pos("e")].heartbeat += 1;
+    states[pos("f")].version += 1;
+    // a holds c's previous generation: d sends c's whole state.
+    states[pos("c")].generation -= 1;
+    let mut msg = syn.clone();
+    msg.digest.positions.states = states.into();
+    while cores[x].poll_transmit_typed().is_some() {}
+    let now = Timestamp::from_micros(14_000_000);
+    cores[x]
+        .handle_message_typed(now, &NodeId::from("a"), msg)
+        .unwrap();
+    let ack = cores[x].poll_transmit_typed().unwrap();
+    assert_eq!(ack.to_node.as_ref().map(NodeId::as_str), Some("a"));
+    let ack = ack.message;
+    assert_eq!(ack.kind, Kind::Ack);
+    let b = state("b");
+    assert_eq!(
+        ack.digest.positions.beats,
+        vec![Beat {
+            position: pos("b") as u32,
+            generation: b.generation,
+            heartbeat: b.heartbeat,
+        }]
+    );
+    let request: Vec<(u32, Versions)> = ack
+        .digest
+        .positions
+        .request
+        .iter()
+        .map(|r| (r.position, r.known))
+        .collect();
+    assert_eq!(
+        request,
+        vec![
+            (pos("e") as u32, state("e")),
+            (pos("f") as u32, state("f"))
+        ]
+    );
+    let delta: Vec<&str> = ack.delta.iter().map(|d| d.node_id.as_str()).collect();
+    assert_eq!(delta, ["c", "g"]);
+    assert_eq!(ack.delta[0].generation, state("c").generation);
+    assert!(ack.delta[0].address.is_some(), "a whole state");
+    let g = &ack.delta[1];
+    assert_eq!((g.from_version, g.version), (state("g").version - 1, state("g").version));
+    assert!(g.address.is_none(), "only what changed");
+    assert_eq!(g.kv.len(), 1);
 }
