@@ -272,6 +272,13 @@ impl Adaptive {
         self.pending = 0;
     }
 
+    /// See [`PeerDetector::warm`](crate::PeerDetector::warm).
+    pub(crate) fn warm(&self) -> u64 {
+        self.mu.to_bits()
+            ^ self.n.to_bits()
+            ^ u64::from(self.recent[usize::from(self.head) % RECENT])
+    }
+
     /// Threshold beyond which an interval is late.
     fn late_from(&self) -> f64 {
         self.mu + (4.0 * self.sigma).max(0.5 * self.mu)
