@@ -77,6 +77,14 @@ enum Command {
     Corpus(corpus::CorpusArgs),
 }
 
+/// mimalloc instead of glibc's malloc: messages are many small buffers
+/// allocated on one thread and freed on another (QUIC tasks, the
+/// simulator's two threads), where glibc's arenas are slow. Measured on
+/// `phimon simulate --nodes 1000`: 13 % less CPU on one thread, 24 % less
+/// wall time on two.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
