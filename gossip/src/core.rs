@@ -261,6 +261,9 @@ pub struct Gossip {
     forgotten: HashMap<NodeId, (u64, u64, Timestamp)>,
     /// Encoded size of an empty message from this node.
     empty_size: usize,
+    /// Scratch of `judge`: the peers it evaluates (kept for its
+    /// allocation).
+    due: Vec<usize>,
 }
 
 impl Gossip {
@@ -338,6 +341,7 @@ impl Gossip {
             seeds,
             forgotten: HashMap::new(),
             empty_size,
+            due: Vec::new(),
         }
     }
 
@@ -616,6 +620,16 @@ impl Gossip {
         self.find(id.as_ref()).map(|i| self.member_at(i))
     }
 
+    /// Heartbeat of node `id`, looked up first at position `*hint` (and
+    /// `*hint` moved to where it is): a caller that asks every core about
+    /// the same node finds it at the same position in settled tables.
+    pub(crate) fn heartbeat_hinted(&self, id: &NodeId, hint: &mut usize) -> Option<u64> {
+        if self.members.get(*hint).is_none_or(|e| e.id != *id) {
+            *hint = self.find_id(id)?;
+        }
+        Some(self.states[*hint].heartbeat)
+    }
+
     /// Number of known nodes, this one included.
     pub fn len(&self) -> usize {
         self.members.len()
@@ -733,10 +747,27 @@ impl Gossip {
         } else {
             0
         };
-        for (i, f) in self.flags[..judged].iter_mut().enumerate() {
-            if !f.dead && now.micros_since(self.heard[i]) < fresh {
-                continue;
+        // The peers to evaluate, then their detectors read in a loop of
+        // independent reads (see `apply_beats`): which peers are fresh
+        // follows no pattern, so in one loop every mispredicted branch
+        // would stop the processor from running ahead to the next peer's
+        // cache misses.
+        let mut due = std::mem::take(&mut self.due);
+        due.clear();
+        for (i, f) in self.flags[..judged].iter().enumerate() {
+            if f.dead || now.micros_since(self.heard[i]) >= fresh {
+                due.push(i);
             }
+        }
+        let mut acc = 0u64;
+        for &i in &due {
+            if let Some(d) = self.members[i].detector.as_ref() {
+                acc ^= d.warm();
+            }
+        }
+        std::hint::black_box(acc);
+        for &i in &due {
+            let f = &mut self.flags[i];
             let e = &mut self.members[i];
             let Some(d) = e.detector.as_ref() else {
                 continue;
@@ -761,16 +792,19 @@ impl Gossip {
                 });
             }
         }
+        self.due = due;
         self.forgotten
             .retain(|_, (_, _, at)| now.micros_since(*at) < grace);
         let mut gone = Vec::new();
         let mut keep = Vec::new();
         for (i, e) in self.members.iter().enumerate() {
-            if now.micros_since(e.since) < grace || i == self.self_pos {
-                continue;
-            }
+            // The flags first: the cold entry (its `since`) is read only
+            // for the few members not alive.
             let status = self.flags[i].member_status(false);
-            if status == MemberStatus::Alive {
+            if status == MemberStatus::Alive
+                || now.micros_since(e.since) < grace
+                || i == self.self_pos
+            {
                 continue;
             }
             if status != MemberStatus::Joining {
