@@ -159,7 +159,10 @@ fn a_positional_syn_is_answered_slot_by_slot() {
             from.as_str() == "a" && m.kind == Kind::Syn && m.digest.positions.states.len() == 7
         })
         .unwrap();
-    let x = cores.iter().position(|c| c.self_id().as_str() == "d").unwrap();
+    let x = cores
+        .iter()
+        .position(|c| c.self_id().as_str() == "d")
+        .unwrap();
     let table: Vec<(String, Versions)> = cores[x]
         .members()
         .map(|m| {
@@ -213,17 +216,17 @@ fn a_positional_syn_is_answered_slot_by_slot() {
         .collect();
     assert_eq!(
         request,
-        vec![
-            (pos("e") as u32, state("e")),
-            (pos("f") as u32, state("f"))
-        ]
+        vec![(pos("e") as u32, state("e")), (pos("f") as u32, state("f"))]
     );
     let delta: Vec<&str> = ack.delta.iter().map(|d| d.node_id.as_str()).collect();
     assert_eq!(delta, ["c", "g"]);
     assert_eq!(ack.delta[0].generation, state("c").generation);
     assert!(ack.delta[0].address.is_some(), "a whole state");
     let g = &ack.delta[1];
-    assert_eq!((g.from_version, g.version), (state("g").version - 1, state("g").version));
+    assert_eq!(
+        (g.from_version, g.version),
+        (state("g").version - 1, state("g").version)
+    );
     assert!(g.address.is_none(), "only what changed");
     assert_eq!(g.kv.len(), 1);
 }
