@@ -251,15 +251,38 @@ struct Flat<'a, T> {
     position: fn(&T) -> u32,
 }
 
+impl<T> Flat<'_, T> {
+    /// The integers of each item, in order (positions as gaps).
+    fn values(&self) -> impl Iterator<Item = [u64; 4]> + '_ {
+        let mut prev = 0;
+        self.items.iter().map(move |it| {
+            let p = (self.position)(it);
+            let values = (self.each)(it, p.wrapping_sub(prev));
+            prev = p;
+            values
+        })
+    }
+
+    /// Encoded size: exactly what [`Serialize`] writes.
+    fn size(&self) -> usize {
+        size::array(self.width * self.items.len())
+            + self
+                .values()
+                .map(|v| {
+                    v[..self.width]
+                        .iter()
+                        .map(|&x| size::uint(x))
+                        .sum::<usize>()
+                })
+                .sum::<usize>()
+    }
+}
+
 impl<T> Serialize for Flat<'_, T> {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         use serde::ser::SerializeSeq;
         let mut seq = s.serialize_seq(Some(self.items.len() * self.width))?;
-        let mut prev = 0;
-        for it in self.items {
-            let p = (self.position)(it);
-            let values = (self.each)(it, p.wrapping_sub(prev));
-            prev = p;
+        for values in self.values() {
             for v in &values[..self.width] {
                 seq.serialize_element(v)?;
             }
@@ -273,31 +296,9 @@ impl Serialize for Positions {
         use serde::ser::SerializeTuple;
         let mut t = s.serialize_tuple(4)?;
         t.serialize_element(&self.table)?;
-        t.serialize_element(&Flat {
-            items: &self.states,
-            width: 3,
-            each: |v, _| [v.generation, v.heartbeat, v.version, 0],
-            position: |_| 0,
-        })?;
-        t.serialize_element(&Flat {
-            items: &self.request,
-            width: 4,
-            each: |r, gap| {
-                [
-                    u64::from(gap),
-                    r.known.generation,
-                    r.known.heartbeat,
-                    r.known.version,
-                ]
-            },
-            position: |r| r.position,
-        })?;
-        t.serialize_element(&Flat {
-            items: &self.beats,
-            width: 3,
-            each: |b, gap| [u64::from(gap), b.generation, b.heartbeat, 0],
-            position: |b| b.position,
-        })?;
+        t.serialize_element(&self.flat_states())?;
+        t.serialize_element(&self.flat_request())?;
+        t.serialize_element(&self.flat_beats())?;
         t.end()
     }
 }
@@ -373,45 +374,57 @@ impl Positions {
 
     /// Encoded size of [`states`](Self::states).
     pub(crate) fn states_size(&self) -> usize {
-        size::array(3 * self.states.len())
-            + self
-                .states
-                .iter()
-                .map(|v| size::uint(v.generation) + size::uint(v.heartbeat) + size::uint(v.version))
-                .sum::<usize>()
+        self.flat_states().size()
     }
 
     /// Encoded size of [`request`](Self::request).
     pub(crate) fn request_size(&self) -> usize {
-        let mut prev = 0;
-        size::array(4 * self.request.len())
-            + self
-                .request
-                .iter()
-                .map(|r| {
-                    let gap = r.position.wrapping_sub(prev);
-                    prev = r.position;
-                    size::uint(u64::from(gap))
-                        + size::uint(r.known.generation)
-                        + size::uint(r.known.heartbeat)
-                        + size::uint(r.known.version)
-                })
-                .sum::<usize>()
+        self.flat_request().size()
     }
 
     /// Encoded size of [`beats`](Self::beats).
     pub(crate) fn beats_size(&self) -> usize {
-        let mut prev = 0;
-        size::array(3 * self.beats.len())
-            + self
-                .beats
-                .iter()
-                .map(|b| {
-                    let gap = b.position.wrapping_sub(prev);
-                    prev = b.position;
-                    size::uint(u64::from(gap)) + size::uint(b.generation) + size::uint(b.heartbeat)
-                })
-                .sum::<usize>()
+        self.flat_beats().size()
+    }
+
+    /// How [`states`](Self::states) is encoded: generation, heartbeat and
+    /// version per position.
+    fn flat_states(&self) -> Flat<'_, Versions> {
+        Flat {
+            items: &self.states,
+            width: 3,
+            each: |v, _| [v.generation, v.heartbeat, v.version, 0],
+            position: |_| 0,
+        }
+    }
+
+    /// How [`request`](Self::request) is encoded: the gap to the previous
+    /// position, then what the responder knows.
+    fn flat_request(&self) -> Flat<'_, PositionEntry> {
+        Flat {
+            items: &self.request,
+            width: 4,
+            each: |r, gap| {
+                [
+                    u64::from(gap),
+                    r.known.generation,
+                    r.known.heartbeat,
+                    r.known.version,
+                ]
+            },
+            position: |r| r.position,
+        }
+    }
+
+    /// How [`beats`](Self::beats) is encoded: the gap to the previous
+    /// position, generation and counter.
+    fn flat_beats(&self) -> Flat<'_, Beat> {
+        Flat {
+            items: &self.beats,
+            width: 3,
+            each: |b, gap| [u64::from(gap), b.generation, b.heartbeat, 0],
+            position: |b| b.position,
+        }
     }
 
     /// True when nothing is said by position (the fingerprint aside).
