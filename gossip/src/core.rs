@@ -759,13 +759,7 @@ impl Gossip {
                 due.push(i);
             }
         }
-        let mut acc = 0u64;
-        for &i in &due {
-            if let Some(d) = self.members[i].detector.as_ref() {
-                acc ^= d.warm();
-            }
-        }
-        std::hint::black_box(acc);
+        warm_detectors(&self.members, due.iter().copied());
         for &i in &due {
             let f = &mut self.flags[i];
             let e = &mut self.members[i];
@@ -1206,14 +1200,7 @@ impl Gossip {
         }
         let (mut candidates, request, mut beats, refute) = self.compare_positions(states);
         // What `candidate` would give each beat as its size bound.
-        let beats_bound: usize = beats
-            .iter()
-            .map(|b| {
-                size::uint(u64::from(b.position))
-                    + size::uint(b.generation)
-                    + size::uint(b.heartbeat)
-            })
-            .sum();
+        let beats_bound: usize = beats.iter().map(beat_size_bound).sum();
         if refute.is_some() {
             // The own entry's news may change: all of it as candidates.
             self.beats_to_candidates(&mut beats, states, &mut candidates);
@@ -1450,13 +1437,13 @@ impl Gossip {
             if ahead(m, k.generation, k.heartbeat, k.version) && !self.is_hearsay_at(i) {
                 if direct && k.generation == m.generation && k.version >= m.version {
                     // What `candidate` makes a beat of.
-                    beats_bound +=
-                        size::uint(i as u64) + size::uint(m.generation) + size::uint(m.heartbeat);
-                    beats.push(Beat {
+                    let beat = Beat {
                         position: r.position,
                         generation: m.generation,
                         heartbeat: m.heartbeat,
-                    });
+                    };
+                    beats_bound += beat_size_bound(&beat);
+                    beats.push(beat);
                     beat_known.push(k);
                 } else {
                     candidates.push(self.candidate(i, Some(k), readable));
@@ -1536,9 +1523,12 @@ impl Gossip {
             _ => (true, 0, u64::MAX),
         };
         if readable && !full && from_version >= m.version {
-            // Upper bound: the gap to the previous beat is at most the
-            // position itself.
-            let size = size::uint(idx as u64) + size::uint(m.generation) + size::uint(m.heartbeat);
+            let size = beat_size_bound(&Beat {
+                // Tables hold at most `max_nodes` entries.
+                position: u32::try_from(idx).unwrap_or(u32::MAX),
+                generation: m.generation,
+                heartbeat: m.heartbeat,
+            });
             return Candidate {
                 idx,
                 from_version,
@@ -1766,15 +1756,10 @@ impl Gossip {
                 acc ^= m.heartbeat;
             }
         }
-        if self.config.local_detection {
-            for b in beats {
-                let entry = self.members.get(b.position as usize);
-                if let Some(d) = entry.and_then(|e| e.detector.as_ref()) {
-                    acc ^= d.warm();
-                }
-            }
-        }
         std::hint::black_box(acc);
+        if self.config.local_detection {
+            warm_detectors(&self.members, beats.iter().map(|b| b.position as usize));
+        }
         for b in beats {
             let i = b.position as usize;
             // Beyond the table: not this table after all (a forger's).
@@ -2194,6 +2179,26 @@ fn observe(
             at: now,
         });
     }
+}
+
+/// Upper bound of a beat's encoded size, as `candidate` counts it before
+/// the answer is built: the gap to the previous beat is at most the
+/// position itself.
+fn beat_size_bound(b: &Beat) -> usize {
+    size::uint(u64::from(b.position)) + size::uint(b.generation) + size::uint(b.heartbeat)
+}
+
+/// Reads the detectors of the members at `positions` in a loop of
+/// independent reads ([`PeerDetector::warm`]), so that their cache misses
+/// overlap before a loop that uses them one at a time.
+fn warm_detectors(members: &[Entry], positions: impl Iterator<Item = usize>) {
+    let mut acc = 0u64;
+    for i in positions {
+        if let Some(d) = members.get(i).and_then(|e| e.detector.as_ref()) {
+            acc ^= d.warm();
+        }
+    }
+    std::hint::black_box(acc);
 }
 
 /// Keeps the items of `v` whose `keep` is true.
