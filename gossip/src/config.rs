@@ -1,150 +1,103 @@
-//! Gossip settings.
+//! Settings of the protocol core.
 
 use phimon_detector::DetectorConfig;
 use std::time::Duration;
 
-/// Settings of one gossip core. Plain data; every default lives in
-/// [`Default`], and [`validate`](Self::validate) lists every problem.
-///
-/// The runtime builds it from the `[cluster]`, `[gossip]` and `[detector]`
-/// sections of the configuration file.
+/// Default observers per node (`gossip.observers`): see
+/// [`GossipConfig::observers`].
+pub const DEFAULT_OBSERVERS: usize = 3;
+
+/// Settings of one [`Gossip`](crate::Gossip) core. Plain data; every
+/// default lives in [`Default`]. The runtime fills it from the `[cluster]`,
+/// `[gossip]`, `[detector]` and `[alert]` sections of the configuration,
+/// which validates the values; the core clamps what would be unusable.
 #[derive(Debug, Clone, PartialEq)]
 pub struct GossipConfig {
-    /// Name of the cluster (default `"phimon"`). Messages carrying another
-    /// name are rejected, so two clusters sharing a CA cannot merge.
-    pub cluster_name: String,
-    /// Length of a gossip round (default 1 s): the node's own heartbeat
-    /// counter advances once per round. Also the detector's cold-start
-    /// prior; see [`detector`](Self::detector).
+    /// Cluster name: part of every signed record, so a record is never
+    /// valid in another cluster (default `"default"`).
+    pub cluster: String,
+    /// Heartbeat period (default 1 s): every interval a node sends a
+    /// heartbeat to each of its observers and probes one random peer.
     pub interval: Duration,
-    /// Live peers contacted per round (default 3). Dissemination takes
-    /// about log_(fanout+1)(N) rounds; cost grows linearly with it.
+    /// Peers a new record is pushed to at once (default 3). Larger values
+    /// spread news in fewer hops at a cost in messages per change.
     pub fanout: usize,
-    /// How long a dead, left or never-confirmed node is remembered before
-    /// it is forgotten (default 24 h). While remembered, a dead node is
-    /// contacted now and then so partitions heal.
+    /// Observers per node, `k` (default 3): the live members that follow a
+    /// node on the ring receive its heartbeats, and a majority of them
+    /// must suspect it before the fleet does. In a fleet of at most k + 1
+    /// nodes everyone observes everyone. Larger values survive more
+    /// simultaneous observer failures and hostile observers; each costs a
+    /// heartbeat per node per interval.
+    pub observers: usize,
+    /// How long a suspected, leaving or left node is remembered before it
+    /// is forgotten (default 24 h).
     pub dead_grace: Duration,
-    /// Addresses (`host:port`, opaque here: the transport resolves them)
-    /// contacted to join and, now and then, to heal partitions.
+    /// Addresses contacted to join, and now and then to heal partitions.
     pub seeds: Vec<String>,
-    /// Most nodes known at once, this node included (default 10,000).
-    /// A new id beyond the cap displaces a node that is not alive
-    /// (never confirmed, left or dead, oldest first) or is dropped.
+    /// Most records held (default 100,000): a new node beyond it is
+    /// refused and counted.
     pub max_nodes: usize,
-    /// Most key/value bytes (sum of key and value lengths) one node may
-    /// publish (default 4 KiB). Enforced by the owner on
-    /// [`set_kv`](crate::Gossip::set_kv) and by every receiver.
-    pub max_kv_bytes_per_node: usize,
-    /// Largest encoded message, version byte included (default 60 KiB:
-    /// below the 64 KiB UDP datagram limit, well below a QUIC stream
-    /// frame limit). Deltas that do not fit are sent stalest first over
-    /// later rounds, digests are sent in rotating slices.
+    /// Most key/value bytes a node may publish (default 4 KiB).
+    pub max_kv_bytes: usize,
+    /// Largest reliable message, in bytes (default 60 KiB): digests and
+    /// records are split to fit.
     pub max_message_bytes: usize,
-    /// Detector settings for the local judgement of every peer. Set
-    /// `first_heartbeat_estimate` to [`interval`](Self::interval).
+    /// Detector settings for every subject.
     pub detector: DetectorConfig,
-    /// phi at or above which a peer is judged dead locally (default 8).
-    pub phi_threshold: f64,
-    /// Judge every watched peer with a local phi detector (default true).
-    ///
-    /// Only a simulator turns it off, to measure detection at a sample of
-    /// observer nodes while every other core still gossips in full (a
-    /// detector per node pair is most of a large simulation's time and
-    /// memory). Off, the core never judges a peer dead: no
-    /// [`NodeDead`](crate::Event::NodeDead) or
-    /// [`NodeAlive`](crate::Event::NodeAlive), no phi, and a crashed peer
-    /// stays alive in its view (still chosen as a gossip partner, never
-    /// forgotten). Membership, dissemination, joins, leaves, restarts and
-    /// heartbeat events are unchanged. `phimon run` always sets it (there
-    /// is no configuration key for it).
-    pub local_detection: bool,
-    /// Emit [`Event::HeartbeatObserved`](crate::Event::HeartbeatObserved)
-    /// for every observed heartbeat (default true). The simulator turns it
-    /// off: it reads phi from the core and would otherwise drain a
-    /// million events per simulated second.
+    /// phi at or above which a subject is suspected here.
+    pub threshold: f64,
+    /// phi below which a suspected subject is trusted again (hysteresis).
+    pub resolve_threshold: f64,
+    /// How long phi must stay at or above the threshold before suspicion
+    /// (`alert.for`, default 0).
+    pub for_: Duration,
+    /// Emit [`Event::Heartbeat`](crate::Event::Heartbeat) for every
+    /// recorded heartbeat (default true; simulators turn it off).
     pub heartbeat_events: bool,
+    /// Subjects that become suspected within this long of each other
+    /// count as going silent "at once" for isolation (default 30 s).
+    pub isolation_window: Duration,
 }
 
 impl Default for GossipConfig {
     fn default() -> Self {
         GossipConfig {
-            cluster_name: "phimon".to_owned(),
+            cluster: "default".into(),
             interval: Duration::from_secs(1),
             fanout: 3,
+            observers: DEFAULT_OBSERVERS,
             dead_grace: Duration::from_secs(24 * 3600),
             seeds: Vec::new(),
-            max_nodes: 10_000,
-            max_kv_bytes_per_node: 4 * 1024,
+            max_nodes: 100_000,
+            max_kv_bytes: 4 * 1024,
             max_message_bytes: 60 * 1024,
             detector: DetectorConfig::default(),
-            phi_threshold: 8.0,
+            threshold: 8.0,
+            resolve_threshold: 4.0,
+            for_: Duration::ZERO,
             heartbeat_events: true,
-            local_detection: true,
+            isolation_window: Duration::from_secs(30),
         }
     }
 }
 
 impl GossipConfig {
-    /// Smallest accepted [`max_message_bytes`](Self::max_message_bytes):
-    /// room for the envelope and one full node state with its key/values.
-    pub const MIN_MESSAGE_BYTES: usize = 2 * 1024;
+    /// Smallest usable `max_message_bytes`: one record of the largest
+    /// size with room for the frame.
+    pub const MIN_MESSAGE_BYTES: usize = 48 * 1024;
 
-    /// Every problem with these settings, each prefixed with its field
-    /// name; empty when the settings are usable.
-    pub fn validate(&self) -> Vec<String> {
-        let mut problems = Vec::new();
-        if self.cluster_name.is_empty() || self.cluster_name.len() > 255 {
-            problems.push("cluster_name: must be 1..=255 bytes".to_owned());
+    /// The settings with unusable values raised to the nearest usable one.
+    pub(crate) fn clamped(mut self) -> Self {
+        self.interval = self.interval.max(Duration::from_millis(1));
+        self.fanout = self.fanout.max(1);
+        self.observers = self.observers.clamp(1, 64);
+        self.max_nodes = self.max_nodes.max(2);
+        self.max_message_bytes = self.max_message_bytes.max(Self::MIN_MESSAGE_BYTES);
+        self.max_kv_bytes = self.max_kv_bytes.min(16 * 1024);
+        self.dead_grace = self.dead_grace.max(self.interval);
+        if self.resolve_threshold.partial_cmp(&self.threshold) != Some(std::cmp::Ordering::Less) {
+            self.resolve_threshold = self.threshold / 2.0;
         }
-        if self.interval < Duration::from_millis(1) {
-            problems.push("interval: must be at least 1ms".to_owned());
-        }
-        if self.fanout == 0 {
-            problems.push("fanout: must be at least 1".to_owned());
-        }
-        if self.dead_grace < self.interval {
-            problems.push("dead_grace: must be at least interval".to_owned());
-        }
-        if self.max_nodes < 2 {
-            problems.push("max_nodes: must be at least 2".to_owned());
-        }
-        if self.max_message_bytes < Self::MIN_MESSAGE_BYTES {
-            problems.push(format!(
-                "max_message_bytes: must be at least {}",
-                Self::MIN_MESSAGE_BYTES
-            ));
-        }
-        // A node's full state must fit one message with room to spare,
-        // or it could never be sent at all.
-        if self.max_kv_bytes_per_node > self.max_message_bytes / 4 {
-            problems.push(
-                "max_kv_bytes_per_node: must be at most a quarter of max_message_bytes".to_owned(),
-            );
-        }
-        if !(self.phi_threshold.is_finite() && self.phi_threshold > 0.5) {
-            problems.push("phi_threshold: must be a number > 0.5".to_owned());
-        }
-        problems
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn defaults_are_valid_and_problems_are_all_listed() {
-        assert!(GossipConfig::default().validate().is_empty());
-        assert!(GossipConfig::default().local_detection);
-        let bad = GossipConfig {
-            fanout: 0,
-            max_message_bytes: 10,
-            phi_threshold: f64::NAN,
-            ..GossipConfig::default()
-        };
-        let p = bad.validate();
-        assert_eq!(p.len(), 4, "{p:?}");
-        assert!(p.iter().any(|s| s.starts_with("fanout")));
-        assert!(p.iter().any(|s| s.starts_with("max_kv_bytes_per_node")));
+        self
     }
 }

@@ -1,42 +1,59 @@
-//! Membership and heartbeat dissemination for phimon: a sans-IO protocol
-//! core, the QUIC transport that drives it, and the deterministic cluster
-//! simulator.
+//! phimon's protocol core: who is in the fleet, who watches whom, and what
+//! the watchers say. Sans-IO: no clock, no socket, no thread, no tokio,
+//! quinn or rustls.
 //!
-//! - [`Gossip`]: the protocol core for one node. Scuttlebutt push-pull
-//!   anti-entropy (SYN digest → ACK delta + request → ACK2 delta) over a
-//!   table of [`NodeId`] → generation, heartbeat counter, declared
-//!   [`Status`] and a small versioned key/value map; `fanout` random live
-//!   peers per round, dead nodes and seeds now and then. It judges every
-//!   peer with its own phi-accrual detector fed with local arrival times,
-//!   and reports [`Event`]s. Settings: [`GossipConfig`].
-//! - [`wire`]: the versioned, size-capped MessagePack frames and their
-//!   exact size function.
-//! - [`sim`]: N cores in one process on a virtual clock with loss,
-//!   latency, partitions, crashes and restarts (`phimon simulate` and the
-//!   cluster tests).
+//! - **Membership.** Every node has a [`Record`] — generation, address,
+//!   declared status (alive / leaving / left), small key/values and its
+//!   [`Verdict`]s — signed with its own key ([`Signer`]) and carrying its
+//!   credential, so every other node verifies it ([`Authority`]) and can
+//!   relay it but never change it. Tables reconcile by fingerprint: a
+//!   [`wire::Heartbeat`] or [`wire::Probe`] carries it, and only when two
+//!   tables differ do they exchange bucket fingerprints, then the versions
+//!   of the differing buckets, then the records. A record new to a node is
+//!   pushed on at once to `fanout` random peers. Settled, a round costs a
+//!   few fixed-size datagrams whatever the fleet's size.
+//! - **Monitoring.** Nodes sit on a ring by [`RingKey`] (a hash of the
+//!   id). A node's observers are the `k` live members after it; it sends
+//!   them a heartbeat datagram every interval, and only these heartbeats
+//!   feed their phi detectors (phimon-detector). Each observer publishes
+//!   its verdict on each subject in its own record.
+//! - **Status.** A node is [`Status::Suspected`] when a majority of its
+//!   observers suspect it, [`Status::Alive`] when one vouches for it and no
+//!   majority suspects it, [`Status::Unknown`] before that. One status
+//!   vocabulary for the core, the alert engine, the API and the metrics.
 //!
-//! The core reads no clock, opens no socket and spawns nothing: the
-//! caller passes `now` ([`Timestamp`], monotonic microseconds), the
-//! authenticated sender of each frame and a seed for its random choices,
-//! and drains messages, events and the next timeout. `docs/gossip.md`
-//! describes the protocol, its caps and what a member that gossips junk
-//! can and cannot do.
+//! [`Gossip`] is the core of one node; its type doc gives the call order.
+//! The wire format is in [`wire`]. The QUIC transport, certificates and
+//! the tokio loop are other crates' (phimon-transport, the binary); the
+//! deterministic simulator is phimon-sim. `docs/gossip.md` describes the
+//! protocol and what a hostile member can and cannot do.
 
+mod auth;
 mod config;
 mod core;
 mod error;
-mod member;
+mod id_check;
+mod key;
+mod monitor;
 mod node_id;
-pub mod sim;
+mod record;
+mod status;
+mod sync;
+mod table;
+mod view;
 pub mod wire;
 
-pub use crate::config::GossipConfig;
-pub use crate::core::{Event, Gossip, GossipStats, MAX_GENERATION_JUMP, Transmit, TypedTransmit};
+pub use crate::auth::{AuthError, Authority, SharedSecretAuthority, SharedSecretSigner, Signer};
+pub use crate::config::{DEFAULT_OBSERVERS, GossipConfig};
+pub use crate::core::{Event, Gossip, GossipStats, Peer, Transmit};
 pub use crate::error::GossipError;
-pub use crate::member::{Member, MemberStatus};
+pub use crate::id_check::check as check_node_id;
+pub use crate::key::{BUCKETS, RingKey};
+pub use crate::monitor::Local;
 pub use crate::node_id::NodeId;
-pub use crate::wire::Status;
+pub use crate::record::{
+    Declared, KeyValue, MAX_VERDICTS, Record, RecordBody, RecordError, SIGN_DOMAIN, Verdict,
+};
+pub use crate::status::Status;
+pub use crate::view::{Member, Observed, ObserverVerdict};
 pub use phimon_detector::Timestamp;
-
-pub mod tls;
-pub mod transport;

@@ -97,45 +97,6 @@ fn tail(b: &[u8; INLINE]) -> [u64; 2] {
     ]
 }
 
-impl NodeId {
-    /// The first 8 bytes, zero-padded, as a big-endian word: when two
-    /// ids' keys differ, they order as their keys (a shorter id that is a
-    /// prefix of the other has the smaller key or an equal one).
-    #[inline(always)]
-    pub(crate) fn prefix_key(&self) -> u64 {
-        match &self.0 {
-            Repr::Inline { bytes, .. } => head(bytes),
-            Repr::Shared(s) => {
-                let mut w = [0u8; 8];
-                let n = s.len().min(8);
-                w[..n].copy_from_slice(&s.as_bytes()[..n]);
-                u64::from_be_bytes(w)
-            }
-        }
-    }
-}
-
-/// `a.cmp(b)`, given their [`NodeId::prefix_key`]s: the integers decide
-/// unless they tie, and ids of at most 8 bytes are then decided by length
-/// (the shorter is a prefix of the other).
-#[inline(always)]
-pub(crate) fn cmp_keyed(a: &NodeId, a_key: u64, b: &NodeId, b_key: u64) -> Ordering {
-    if a_key != b_key {
-        return a_key.cmp(&b_key);
-    }
-    let (la, lb) = (a.len(), b.len());
-    if la <= 8 && lb <= 8 {
-        return la.cmp(&lb);
-    }
-    cmp_slow(a, b)
-}
-
-/// The full comparison, out of line: [`cmp_keyed`] rarely needs it.
-#[inline(never)]
-fn cmp_slow(a: &NodeId, b: &NodeId) -> Ordering {
-    a.cmp(b)
-}
-
 impl PartialEq for NodeId {
     #[inline]
     fn eq(&self, other: &Self) -> bool {
@@ -255,31 +216,6 @@ impl<'de> serde::Deserialize<'de> for NodeId {
     }
 }
 
-/// Serde for `Arc<str>` fields without serde's `rc` feature.
-pub(crate) mod shared_str {
-    use std::sync::Arc;
-
-    pub(crate) fn serialize<S: serde::Serializer>(v: &Arc<str>, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_str(v)
-    }
-
-    pub(crate) fn deserialize<'de, D: serde::Deserializer<'de>>(
-        d: D,
-    ) -> Result<Arc<str>, D::Error> {
-        struct V;
-        impl serde::de::Visitor<'_> for V {
-            type Value = Arc<str>;
-            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-                f.write_str("a string")
-            }
-            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Arc<str>, E> {
-                Ok(Arc::from(v))
-            }
-        }
-        d.deserialize_str(V)
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -295,18 +231,11 @@ mod tests {
             prop_assert_eq!(a == b, x == y);
             prop_assert!(a == a.clone());
             prop_assert_eq!(a.as_str(), x.as_str());
-            // A prefix key that differs decides the order.
-            if a.prefix_key() != b.prefix_key() {
-                prop_assert_eq!(a.prefix_key().cmp(&b.prefix_key()), a.cmp(&b));
-            }
-            prop_assert_eq!(cmp_keyed(&a, a.prefix_key(), &b, b.prefix_key()), a.cmp(&b));
             prop_assert_eq!(a.len(), x.len());
             let y2 = format!("{x}{y}");
             let c = NodeId::from(y2.as_str());
             prop_assert_eq!(a.cmp(&c), x.as_bytes().cmp(y2.as_bytes()));
             prop_assert_eq!(c.cmp(&a), y2.as_bytes().cmp(x.as_bytes()));
-            prop_assert_eq!(cmp_keyed(&a, a.prefix_key(), &c, c.prefix_key()), a.cmp(&c));
-            prop_assert_eq!(cmp_keyed(&c, c.prefix_key(), &a, a.prefix_key()), c.cmp(&a));
         }
     }
 

@@ -1,912 +1,590 @@
-//! The wire format: messages, their exact encoded size, encoding and the
-//! size-capped, total decoder.
+//! The wire format of protocol version 3: frames, their caps, encoding and
+//! the size-capped, total decoder.
 //!
-//! A frame is one version byte ([`PROTOCOL_VERSION`]) followed by a
-//! MessagePack body (rmp-serde, structs as arrays). The whole frame is
-//! checked against `max_message_bytes` before anything is decoded, and
-//! [`decode`] returns a typed error for every bad input instead of
-//! panicking. [`Message::wire_size`] computes the encoded length without
-//! encoding, which is how the core keeps every message under the cap and
-//! how the simulator counts bytes; a property test holds it equal to the
-//! real encoding.
+//! A frame is a version byte ([`PROTOCOL_VERSION`]), a kind byte and a
+//! MessagePack body (rmp-serde, structs as arrays). The frame is checked
+//! against the caller's size cap before anything is decoded; every
+//! decoded frame is validated ([`Frame::validate`]) and every bad input is
+//! a typed [`WireError`], never a panic.
 //!
-//! Nodes are named two ways. By id (a [`DigestEntry`], a [`NodeDelta`]):
-//! always understood. By position in the sender's table (its members
-//! sorted by id), in a message's [`Positions`]: only when the receiver's
-//! table is the same list of ids, which the table's fingerprint
-//! ([`Positions::table`]) tells; a receiver with another table ignores
-//! positions. In a settled cluster every node knows the same nodes, and
-//! positions spare the ids on the wire and the id comparisons of merging.
+//! Two channels carry frames (the transport gives both over one QUIC
+//! connection):
+//! - **datagrams**, unreliable and small: [`Heartbeat`] (a node to each of
+//!   its observers, every interval) and [`Probe`] (to a random peer);
+//! - **messages**, reliable and capped at `max_message_bytes`: the
+//!   reconciliation steps [`Summary`] → [`Digest`] → [`Records`], and
+//!   [`Records`] alone for a rumor push or a join.
+//!
+//! Frames name no sender and no cluster: the connection's certificate
+//! says who sent them (and the TLS identity policy which cluster), and
+//! every record carries its own signed cluster and node id.
 
-use crate::node_id::{cmp_keyed, shared_str};
-use crate::{GossipError, NodeId};
+use crate::key::BUCKETS;
 use serde::{Deserialize, Serialize};
 use std::sync::Arc;
 
 /// The protocol version this build speaks: the first byte of every frame.
-///
-/// Version 2 added [`Positions`] to the digest; version 1 frames are
-/// rejected (`UnsupportedVersion`), so a cluster upgrades all at once.
-pub const PROTOCOL_VERSION: u8 = 2;
+/// Version 3 (direct heartbeats, signed records) shares nothing with
+/// versions 1 and 2, whose frames are refused as
+/// [`WireError::UnsupportedVersion`]. The transport's ALPN is
+/// [`ALPN`], so nodes of other versions do not even connect.
+pub const PROTOCOL_VERSION: u8 = 3;
 
-/// Longest accepted advertised address, in bytes.
-pub const MAX_ADDRESS_LEN: usize = 255;
+/// The QUIC ALPN of this protocol version.
+pub const ALPN: &[u8] = b"phimon/3";
 
-/// Longest accepted key/value key, in bytes.
-pub const MAX_KEY_LEN: usize = 255;
+/// Largest datagram frame this crate sends or accepts: below the smallest
+/// QUIC datagram payload every path supports (1200-byte packets).
+pub const MAX_DATAGRAM_BYTES: usize = 1000;
 
-/// A node's own declaration of its state. Within one generation it only
-/// moves forward (alive → leaving → left); only a new generation (a
-/// restart) brings a node back to alive.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
-#[serde(into = "u8", try_from = "u8")]
-pub enum Status {
-    /// Running and gossiping.
-    Alive,
-    /// Shutting down gracefully: do not route to it, do not page for it.
-    Leaving,
-    /// Gone gracefully: final for this generation, never judged dead.
-    Left,
+/// Largest signed record body (its key/values and verdicts included).
+pub const MAX_BODY_BYTES: usize = 24 * 1024;
+/// Largest record signature (RSA-4096 is 512 bytes).
+pub const MAX_SIGNATURE_BYTES: usize = 1024;
+/// Largest credential (certificate chain, DER) attached to a record.
+pub const MAX_CREDENTIAL_BYTES: usize = 16 * 1024;
+/// Most entries of one [`Digest`], and most keys a [`Records`] asks for.
+pub const MAX_ENTRIES: usize = 1 << 16;
+/// Most records in one [`Records`] frame.
+pub const MAX_RECORDS: usize = 4096;
+
+/// Which channel a frame travels on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Channel {
+    /// A QUIC datagram: unreliable, at most [`MAX_DATAGRAM_BYTES`].
+    Datagram,
+    /// A reliable message (one QUIC stream), at most `max_message_bytes`.
+    Message,
 }
 
-impl Status {
-    /// The name used in APIs and metrics.
-    pub fn as_str(self) -> &'static str {
+/// Why a frame was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum WireError {
+    /// Longer than the cap of its channel; not decoded.
+    #[error("frame of {len} bytes exceeds the {max}-byte limit")]
+    TooLarge {
+        /// Its length.
+        len: usize,
+        /// The cap.
+        max: usize,
+    },
+    /// Shorter than its two header bytes.
+    #[error("truncated frame ({len} bytes)")]
+    Truncated {
+        /// Its length.
+        len: usize,
+    },
+    /// The first byte names a protocol version this node does not speak.
+    #[error("unsupported protocol version {version} (this node speaks {PROTOCOL_VERSION})")]
+    UnsupportedVersion {
+        /// The version byte received.
+        version: u8,
+    },
+    /// The second byte names no frame kind.
+    #[error("unknown frame kind {kind}")]
+    UnknownKind {
+        /// The kind byte received.
+        kind: u8,
+    },
+    /// The body does not decode as the frame its kind names.
+    #[error("malformed {kind} frame: {reason}")]
+    Malformed {
+        /// The frame kind.
+        kind: &'static str,
+        /// The decoder's explanation.
+        reason: String,
+    },
+    /// The frame decodes but breaks a rule (order, bounds, channel).
+    #[error("invalid {kind} frame: {reason}")]
+    Invalid {
+        /// The frame kind.
+        kind: &'static str,
+        /// Which rule.
+        reason: String,
+    },
+}
+
+impl WireError {
+    /// A short, fixed label for metrics.
+    pub fn label(&self) -> &'static str {
         match self {
-            Status::Alive => "alive",
-            Status::Leaving => "leaving",
-            Status::Left => "left",
+            WireError::TooLarge { .. } => "too_large",
+            WireError::Truncated { .. } => "truncated",
+            WireError::UnsupportedVersion { .. } => "version",
+            WireError::UnknownKind { .. } => "kind",
+            WireError::Malformed { .. } => "malformed",
+            WireError::Invalid { .. } => "invalid",
         }
     }
 }
 
-impl From<Status> for u8 {
-    fn from(s: Status) -> u8 {
-        match s {
-            Status::Alive => 0,
-            Status::Leaving => 1,
-            Status::Left => 2,
-        }
-    }
-}
-
-impl TryFrom<u8> for Status {
-    type Error = String;
-    fn try_from(v: u8) -> Result<Self, String> {
-        match v {
-            0 => Ok(Status::Alive),
-            1 => Ok(Status::Leaving),
-            2 => Ok(Status::Left),
-            _ => Err(format!("unknown status {v}")),
-        }
-    }
-}
-
-/// Which step of the scuttlebutt exchange a message is.
+/// A node's heartbeat, sent straight to each of its observers every
+/// interval. Its arrival time, stamped by the receiver's clock, is what
+/// phi is computed from; nothing in it is a time.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(into = "u8", try_from = "u8")]
-pub enum Kind {
-    /// Opens an exchange: the sender's digest (or a slice of it).
-    Syn,
-    /// Answers a SYN: what the initiator lacks (delta) and what the
-    /// responder lacks (its digest entries for those nodes, the request).
-    Ack,
-    /// Closes the exchange: the delta the ACK's request asked for.
-    Ack2,
-}
-
-impl From<Kind> for u8 {
-    fn from(k: Kind) -> u8 {
-        match k {
-            Kind::Syn => 0,
-            Kind::Ack => 1,
-            Kind::Ack2 => 2,
-        }
-    }
-}
-
-impl TryFrom<u8> for Kind {
-    type Error = String;
-    fn try_from(v: u8) -> Result<Self, String> {
-        match v {
-            0 => Ok(Kind::Syn),
-            1 => Ok(Kind::Ack),
-            2 => Ok(Kind::Ack2),
-            _ => Err(format!("unknown message kind {v}")),
-        }
-    }
-}
-
-/// What the sender knows of one node: enough to tell who is behind.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct DigestEntry {
-    /// The node.
-    pub node_id: NodeId,
-    /// Its generation (0 in a request: "I know nothing of it").
+pub struct Heartbeat {
+    /// The sender's generation: a new one means it restarted.
     pub generation: u64,
-    /// Its heartbeat counter.
-    pub heartbeat: u64,
-    /// Its metadata version (key/values and status).
-    pub version: u64,
+    /// Counts the sender's heartbeats within the generation, from 1: a
+    /// gap is a loss, a repeat or step back a duplicate or reordering.
+    pub seq: u64,
+    /// The sender's table fingerprint: a receiver whose own differs
+    /// reconciles with the sender.
+    pub fingerprint: u64,
 }
 
-/// A digest: entries sorted by node id, strictly ascending, covering the
-/// id range `[from, to)` (`None` = unbounded). A node of the range that
-/// the digest omits is one the sender does not know. A slice rather than
-/// the whole table is sent when the table does not fit one message.
-///
-/// In an ACK the digest is the *request*: only the nodes the responder
-/// lacks, with what it knows of them; its range is unused (`None`).
-///
-/// Every message the core sends carries its table's fingerprint in
-/// [`positions`](Self::positions); the positional parts replace the
-/// id-named ones when the sender expects the receiver to hold the same
-/// table.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+/// A random peer's table check, once per interval: the receiver
+/// reconciles when its fingerprint differs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Probe {
+    /// The sender's table fingerprint.
+    pub fingerprint: u64,
+    /// Records in the sender's table.
+    pub members: u32,
+}
+
+/// First step of a reconciliation: the initiator's fingerprint per
+/// bucket. The receiver answers with a [`Digest`] of the buckets that
+/// differ.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Summary {
+    /// The whole table's fingerprint (the wrapping sum of the buckets).
+    pub fingerprint: u64,
+    /// Records in the table.
+    pub members: u32,
+    /// Exactly [`BUCKETS`] bucket fingerprints, in bucket order.
+    pub buckets: Vec<u64>,
+}
+
+/// One record's version, named by its node's ring position.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DigestEntry(
+    /// The node's ring position ([`RingKey`](crate::RingKey)).
+    pub u64,
+    /// Its record's generation.
+    pub u64,
+    /// Its record's version.
+    pub u64,
+);
+
+/// The versions the sender holds in some buckets: everything it has
+/// there, so a record of those buckets that the digest omits is one the
+/// sender lacks.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Digest {
-    /// First id covered (inclusive), `None` from the start.
-    pub from: Option<NodeId>,
-    /// First id not covered, `None` to the end.
-    pub to: Option<NodeId>,
-    /// The entries.
-    pub entries: DigestEntries,
-    /// The sender's table fingerprint and what is said by position.
-    pub positions: Positions,
+    /// The buckets covered, strictly ascending.
+    pub buckets: Vec<u8>,
+    /// Every record the sender holds in those buckets, by ring position,
+    /// strictly ascending.
+    pub entries: Vec<DigestEntry>,
 }
 
-/// What a node knows of one node, without its id: a digest entry named by
-/// its position.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct Versions {
-    /// Its generation (0: "I know nothing of it").
-    pub generation: u64,
-    /// Its heartbeat counter.
-    pub heartbeat: u64,
-    /// Its metadata version.
-    pub version: u64,
+/// Records, and the records the sender wants back.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Records {
+    /// Signed records, each verified by the receiver on its own.
+    pub records: Vec<SignedRecord>,
+    /// Ring positions whose records the sender asks for, strictly
+    /// ascending (empty for a push).
+    pub want: Vec<u64>,
+    /// The records are news the sender pushes: a receiver to whom they
+    /// are new pushes them on. Answers to a reconciliation are not.
+    pub relay: bool,
 }
 
-/// One entry of a positional request: what the responder knows of the
-/// node at `position` of the shared table.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct PositionEntry {
-    /// Position in the table (0-based, in id order).
-    pub position: u32,
-    /// What the responder knows of it.
-    pub known: Versions,
+/// A membership record as its node signed it: the encoded body, the
+/// signature over it and the credential that proves the signer. Relayed
+/// as received, never re-encoded, so the signature keeps verifying.
+/// Cheap to clone: the bytes are shared.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SignedRecord {
+    /// The encoded [`RecordBody`](crate::RecordBody).
+    #[serde(with = "shared_bytes")]
+    pub body: Arc<[u8]>,
+    /// The signer's signature over the domain tag and `body`.
+    #[serde(with = "shared_bytes")]
+    pub signature: Arc<[u8]>,
+    /// The signer's credential (certificate chain).
+    #[serde(with = "shared_bytes")]
+    pub credential: Arc<[u8]>,
 }
 
-/// Heartbeat-only news of the node at `position`: in the common case a
-/// delta brings nothing but a newer counter, and this is all of it.
-/// Applied only within `generation`; the metadata version is unchanged
-/// (a status or key/value change travels as a [`NodeDelta`]).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct Beat {
-    /// Position in the table (0-based, in id order).
-    pub position: u32,
-    /// The generation the counter belongs to.
-    pub generation: u64,
-    /// The heartbeat counter.
-    pub heartbeat: u64,
-}
-
-/// The positional part of a message. Positions index the sender's table:
-/// every node it holds, itself included, sorted by id. A receiver whose
-/// own table has the same fingerprint holds the same ids in the same
-/// order and reads the positions against its table; any other receiver
-/// ignores them (a SYN it cannot read is answered with an empty ACK, and
-/// the initiator repeats it by id).
-///
-/// Encoded as `[table, states, request, beats]`, each list flattened into
-/// one array of integers: `states` as `generation, heartbeat, version`
-/// per position; `request` as `gap, generation, heartbeat, version`;
-/// `beats` as `gap, generation, heartbeat`, where a gap is the position
-/// minus the previous entry's (the first entry's gap is its position).
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Positions {
-    /// Fingerprint of the sender's table when it sent the message (a
-    /// hash of its ids in order); 0 when not given, and then the other
-    /// parts are empty.
-    pub table: u64,
-    /// SYN only: what the sender knows of every position of its table, in
-    /// order (generation 0 where it vouches for nothing: a node only heard
-    /// of). A SYN carrying states carries no id-named entries.
-    pub states: PositionStates,
-    /// ACK only: the request by position, strictly ascending.
-    pub request: Vec<PositionEntry>,
-    /// ACK and ACK2: heartbeat-only news by position, strictly ascending.
-    pub beats: Vec<Beat>,
-}
-
-/// The states of a positional SYN: shared between copies like
-/// [`DigestEntries`], since a node sends the same table to every peer of
-/// a round.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct PositionStates(Arc<Vec<Versions>>);
-
-impl std::ops::Deref for PositionStates {
-    type Target = Vec<Versions>;
-    fn deref(&self) -> &Vec<Versions> {
-        &self.0
-    }
-}
-
-impl std::ops::DerefMut for PositionStates {
-    fn deref_mut(&mut self) -> &mut Vec<Versions> {
-        Arc::make_mut(&mut self.0)
-    }
-}
-
-impl From<Vec<Versions>> for PositionStates {
-    fn from(v: Vec<Versions>) -> Self {
-        PositionStates(Arc::new(v))
-    }
-}
-
-/// Serialises `items` flattened: `width` integers per item.
-struct Flat<'a, T> {
-    items: &'a [T],
-    width: usize,
-    each: fn(&T, u32) -> [u64; 4],
-    position: fn(&T) -> u32,
-}
-
-impl<T> Flat<'_, T> {
-    /// The integers of each item, in order (positions as gaps).
-    fn values(&self) -> impl Iterator<Item = [u64; 4]> + '_ {
-        let mut prev = 0;
-        self.items.iter().map(move |it| {
-            let p = (self.position)(it);
-            let values = (self.each)(it, p.wrapping_sub(prev));
-            prev = p;
-            values
-        })
-    }
-
-    /// Encoded size: exactly what [`Serialize`] writes.
-    fn size(&self) -> usize {
-        size::array(self.width * self.items.len())
-            + self
-                .values()
-                .map(|v| {
-                    v[..self.width]
-                        .iter()
-                        .map(|&x| size::uint(x))
-                        .sum::<usize>()
-                })
-                .sum::<usize>()
-    }
-}
-
-impl<T> Serialize for Flat<'_, T> {
-    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        use serde::ser::SerializeSeq;
-        let mut seq = s.serialize_seq(Some(self.items.len() * self.width))?;
-        for values in self.values() {
-            for v in &values[..self.width] {
-                seq.serialize_element(v)?;
-            }
-        }
-        seq.end()
-    }
-}
-
-impl Serialize for Positions {
-    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        use serde::ser::SerializeTuple;
-        let mut t = s.serialize_tuple(4)?;
-        t.serialize_element(&self.table)?;
-        t.serialize_element(&self.flat_states())?;
-        t.serialize_element(&self.flat_request())?;
-        t.serialize_element(&self.flat_beats())?;
-        t.end()
-    }
-}
-
-/// Positions from their gaps; `None` when one exceeds `u32`.
-fn positions_from_gaps(gaps: impl Iterator<Item = u64>) -> Option<Vec<u32>> {
-    let mut at: u64 = 0;
-    gaps.map(|g| {
-        at = at.checked_add(g)?;
-        u32::try_from(at).ok()
-    })
-    .collect()
-}
-
-impl<'de> Deserialize<'de> for Positions {
-    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        use serde::de::Error;
-        let (table, states, request, beats): (u64, Vec<u64>, Vec<u64>, Vec<u64>) =
-            Deserialize::deserialize(d)?;
-        if states.len() % 3 != 0 || request.len() % 4 != 0 || beats.len() % 3 != 0 {
-            return Err(D::Error::custom("positional list of a wrong length"));
-        }
-        let overflow = || D::Error::custom("position beyond u32");
-        let req_pos =
-            positions_from_gaps(request.iter().step_by(4).copied()).ok_or_else(overflow)?;
-        let beat_pos =
-            positions_from_gaps(beats.iter().step_by(3).copied()).ok_or_else(overflow)?;
-        Ok(Positions {
-            table,
-            states: states
-                .chunks_exact(3)
-                .map(|c| Versions {
-                    generation: c[0],
-                    heartbeat: c[1],
-                    version: c[2],
-                })
-                .collect::<Vec<_>>()
-                .into(),
-            request: request
-                .chunks_exact(4)
-                .zip(req_pos)
-                .map(|(c, position)| PositionEntry {
-                    position,
-                    known: Versions {
-                        generation: c[1],
-                        heartbeat: c[2],
-                        version: c[3],
-                    },
-                })
-                .collect(),
-            beats: beats
-                .chunks_exact(3)
-                .zip(beat_pos)
-                .map(|(c, position)| Beat {
-                    position,
-                    generation: c[1],
-                    heartbeat: c[2],
-                })
-                .collect(),
-        })
-    }
-}
-
-impl Positions {
-    /// Encoded size of the positional part.
+impl SignedRecord {
+    /// An upper bound of its encoded size inside a frame.
     pub fn wire_size(&self) -> usize {
-        size::array(4)
-            + size::uint(self.table)
-            + self.states_size()
-            + self.request_size()
-            + self.beats_size()
-    }
-
-    /// Encoded size of [`states`](Self::states).
-    pub(crate) fn states_size(&self) -> usize {
-        self.flat_states().size()
-    }
-
-    /// Encoded size of [`request`](Self::request).
-    pub(crate) fn request_size(&self) -> usize {
-        self.flat_request().size()
-    }
-
-    /// Encoded size of [`beats`](Self::beats).
-    pub(crate) fn beats_size(&self) -> usize {
-        self.flat_beats().size()
-    }
-
-    /// How [`states`](Self::states) is encoded: generation, heartbeat and
-    /// version per position.
-    fn flat_states(&self) -> Flat<'_, Versions> {
-        Flat {
-            items: &self.states,
-            width: 3,
-            each: |v, _| [v.generation, v.heartbeat, v.version, 0],
-            position: |_| 0,
-        }
-    }
-
-    /// How [`request`](Self::request) is encoded: the gap to the previous
-    /// position, then what the responder knows.
-    fn flat_request(&self) -> Flat<'_, PositionEntry> {
-        Flat {
-            items: &self.request,
-            width: 4,
-            each: |r, gap| {
-                [
-                    u64::from(gap),
-                    r.known.generation,
-                    r.known.heartbeat,
-                    r.known.version,
-                ]
-            },
-            position: |r| r.position,
-        }
-    }
-
-    /// How [`beats`](Self::beats) is encoded: the gap to the previous
-    /// position, generation and counter.
-    fn flat_beats(&self) -> Flat<'_, Beat> {
-        Flat {
-            items: &self.beats,
-            width: 3,
-            each: |b, gap| [u64::from(gap), b.generation, b.heartbeat, 0],
-            position: |b| b.position,
-        }
-    }
-
-    /// True when nothing is said by position (the fingerprint aside).
-    pub fn is_empty(&self) -> bool {
-        self.states.is_empty() && self.request.is_empty() && self.beats.is_empty()
+        1 + [&self.body, &self.signature, &self.credential]
+            .iter()
+            .map(|b| b.len() + 5)
+            .sum::<usize>()
     }
 }
 
-/// A list shared between copies: a node sends the same digest to every
-/// peer of a round, and the same full state (with its key/values) to many
-/// peers, so copies share one allocation. Reads go through `Deref` to the
-/// `Vec`; changes (`DerefMut`) copy it first if it is shared. Encoded
-/// exactly as a plain `Vec<T>`.
+/// One frame.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct SharedList<T>(Arc<Vec<T>>);
-
-/// The entries of a [`Digest`].
-pub type DigestEntries = SharedList<DigestEntry>;
-
-/// One key/value pair of a node's published metadata.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct KvEntry {
-    /// The key (1..=255 bytes).
-    pub key: String,
-    /// The value.
-    pub value: String,
-    /// The owner's metadata version when it was set: a receiver keeps the
-    /// value with the highest version, so old values never win.
-    pub version: u64,
+#[non_exhaustive]
+pub enum Frame {
+    /// A direct heartbeat (datagram).
+    Heartbeat(Heartbeat),
+    /// A table check (datagram).
+    Probe(Probe),
+    /// Bucket fingerprints (message).
+    Summary(Summary),
+    /// Versions of some buckets (message).
+    Digest(Digest),
+    /// Records and wanted records (message).
+    Records(Records),
 }
 
-/// A node's key/values in a [`NodeDelta`]. A full state carries every
-/// key/value of its node: the sender hands out its own list (no string is
-/// copied), and a receiver that admits the state keeps that list as it is.
-pub type KvEntries = SharedList<KvEntry>;
-
-impl<T> SharedList<T> {
-    /// True when `a` and `b` are the same shared list (not only equal).
-    pub fn ptr_eq(a: &Self, b: &Self) -> bool {
-        Arc::ptr_eq(&a.0, &b.0)
-    }
-}
-
-impl<T> Default for SharedList<T> {
-    fn default() -> Self {
-        SharedList(Arc::default())
-    }
-}
-
-impl<T> std::ops::Deref for SharedList<T> {
-    type Target = Vec<T>;
-    fn deref(&self) -> &Vec<T> {
-        &self.0
-    }
-}
-
-impl<T: Clone> std::ops::DerefMut for SharedList<T> {
-    fn deref_mut(&mut self) -> &mut Vec<T> {
-        Arc::make_mut(&mut self.0)
-    }
-}
-
-impl<'a, T> IntoIterator for &'a SharedList<T> {
-    type Item = &'a T;
-    type IntoIter = std::slice::Iter<'a, T>;
-    fn into_iter(self) -> Self::IntoIter {
-        self.0.iter()
-    }
-}
-
-impl<T> From<Vec<T>> for SharedList<T> {
-    fn from(v: Vec<T>) -> Self {
-        SharedList(Arc::new(v))
-    }
-}
-
-impl<T> FromIterator<T> for SharedList<T> {
-    fn from_iter<I: IntoIterator<Item = T>>(it: I) -> Self {
-        SharedList::from(it.into_iter().collect::<Vec<_>>())
-    }
-}
-
-impl<T: Serialize> Serialize for SharedList<T> {
-    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        self.0.serialize(s)
-    }
-}
-
-impl<'de, T: Deserialize<'de>> Deserialize<'de> for SharedList<T> {
-    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        Vec::deserialize(d).map(SharedList::from)
-    }
-}
-
-/// What a receiver lacks of one node's state.
-///
-/// The key/values are those with a version in `(from_version, version]`;
-/// `from_version == 0` means the full state (then `address` is present).
-/// The heartbeat and status always travel. A future origin signature
-/// would be one more field here.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct NodeDelta {
-    /// The node.
-    pub node_id: NodeId,
-    /// Its generation.
-    pub generation: u64,
-    /// Its heartbeat counter.
-    pub heartbeat: u64,
-    /// Its declared status.
-    pub status: Status,
-    /// The receiver's version this delta starts after.
-    pub from_version: u64,
-    /// The node's metadata version this delta brings the receiver to.
-    pub version: u64,
-    /// Its advertised address; present in a full state only (an address
-    /// never changes within a generation).
-    pub address: Option<String>,
-    /// Key/values newer than `from_version`, sorted by key.
-    pub kv: KvEntries,
-}
-
-/// One gossip message, as the core builds and consumes it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Message {
-    /// Step of the exchange.
-    pub kind: Kind,
-    /// The sender's cluster name.
-    #[serde(with = "shared_str")]
-    pub cluster: Arc<str>,
-    /// The sender, as it claims itself; checked against the certificate.
-    pub sender: NodeId,
-    /// SYN: the sender's digest. ACK: the request. ACK2: empty.
-    pub digest: Digest,
-    /// ACK and ACK2: node states the receiver lacks, sorted by node id.
-    pub delta: Vec<NodeDelta>,
-}
-
-/// Encoded size of an empty digest without a fingerprint: no range, no
-/// entries, empty positions.
-pub(crate) const EMPTY_DIGEST_SIZE: usize = size::array(4)
-    + 2 * size::NIL
-    + size::array(0)
-    + size::array(4)
-    + size::uint(0)
-    + 3 * size::array(0);
-
-/// Exact MessagePack sizes, mirroring rmp's compact encodings.
-pub mod size {
-    /// Encoded size of an unsigned integer.
-    pub const fn uint(v: u64) -> usize {
-        if v < 128 {
-            1
-        } else if v <= u8::MAX as u64 {
-            2
-        } else if v <= u16::MAX as u64 {
-            3
-        } else if v <= u32::MAX as u64 {
-            5
-        } else {
-            9
+impl Frame {
+    fn kind_byte(&self) -> u8 {
+        match self {
+            Frame::Heartbeat(_) => 1,
+            Frame::Probe(_) => 2,
+            Frame::Summary(_) => 3,
+            Frame::Digest(_) => 4,
+            Frame::Records(_) => 5,
         }
     }
 
-    /// Encoded size of a string of `len` bytes.
-    pub const fn str(len: usize) -> usize {
-        len + if len < 32 {
-            1
-        } else if len <= u8::MAX as usize {
-            2
-        } else if len <= u16::MAX as usize {
-            3
-        } else {
-            5
+    /// The frame's name in errors and metrics.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Frame::Heartbeat(_) => "heartbeat",
+            Frame::Probe(_) => "probe",
+            Frame::Summary(_) => "summary",
+            Frame::Digest(_) => "digest",
+            Frame::Records(_) => "records",
         }
     }
 
-    /// Encoded size of an array (or struct) header of `n` elements.
-    pub const fn array(n: usize) -> usize {
-        if n < 16 {
-            1
-        } else if n <= u16::MAX as usize {
-            3
-        } else {
-            5
+    /// The channel this frame travels on.
+    pub fn channel(&self) -> Channel {
+        match self {
+            Frame::Heartbeat(_) | Frame::Probe(_) => Channel::Datagram,
+            _ => Channel::Message,
         }
     }
 
-    /// Encoded size of an absent optional value.
-    pub const NIL: usize = 1;
-
-    /// Largest possible array header: what a budget reserves for a list
-    /// whose final length is not known yet.
-    pub const MAX_ARRAY_HEADER: usize = 5;
-}
-
-impl DigestEntry {
-    /// Encoded size of this entry.
-    pub fn wire_size(&self) -> usize {
-        digest_entry_size(
-            self.node_id.len(),
-            self.generation,
-            self.heartbeat,
-            self.version,
-        )
-    }
-}
-
-/// Encoded size of a digest entry with these fields.
-pub(crate) fn digest_entry_size(
-    id_len: usize,
-    generation: u64,
-    heartbeat: u64,
-    version: u64,
-) -> usize {
-    size::array(4)
-        + size::str(id_len)
-        + size::uint(generation)
-        + size::uint(heartbeat)
-        + size::uint(version)
-}
-
-impl Digest {
-    /// Encoded size of the digest apart from its entries' array and its
-    /// positions: the range bounds and the struct header.
-    fn head_size(&self) -> usize {
-        size::array(4) + opt_id_size(self.from.as_ref()) + opt_id_size(self.to.as_ref())
+    /// Encodes the frame. Encoding plain integers, vectors and byte
+    /// strings cannot fail; the fallback only keeps this total.
+    pub fn encode(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(64);
+        out.push(PROTOCOL_VERSION);
+        out.push(self.kind_byte());
+        let body = match self {
+            Frame::Heartbeat(b) => rmp_serde::encode::write(&mut out, b),
+            Frame::Probe(b) => rmp_serde::encode::write(&mut out, b),
+            Frame::Summary(b) => rmp_serde::encode::write(&mut out, b),
+            Frame::Digest(b) => rmp_serde::encode::write(&mut out, b),
+            Frame::Records(b) => rmp_serde::encode::write(&mut out, b),
+        };
+        debug_assert!(body.is_ok());
+        out
     }
 
-    /// Encoded size of this digest.
-    pub fn wire_size(&self) -> usize {
-        self.head_size()
-            + size::array(self.entries.len())
-            + self
-                .entries
-                .iter()
-                .map(DigestEntry::wire_size)
-                .sum::<usize>()
-            + self.positions.wire_size()
-    }
-}
-
-fn opt_id_size(id: Option<&NodeId>) -> usize {
-    id.map_or(size::NIL, |i| size::str(i.len()))
-}
-
-impl KvEntry {
-    /// Encoded size of this entry.
-    pub fn wire_size(&self) -> usize {
-        kv_entry_size(self.key.len(), self.value.len(), self.version)
-    }
-}
-
-/// Encoded size of a key/value entry with these fields.
-pub(crate) fn kv_entry_size(key_len: usize, value_len: usize, version: u64) -> usize {
-    size::array(3) + size::str(key_len) + size::str(value_len) + size::uint(version)
-}
-
-impl NodeDelta {
-    /// Encoded size of this delta.
-    pub fn wire_size(&self) -> usize {
-        node_delta_head_size(
-            self.node_id.len(),
-            self.generation,
-            self.heartbeat,
-            self.from_version,
-            self.version,
-            self.address.as_ref().map(String::len),
-        ) + size::array(self.kv.len())
-            + self.kv.iter().map(KvEntry::wire_size).sum::<usize>()
-    }
-}
-
-/// Encoded size of a node delta without its key/value array.
-pub(crate) fn node_delta_head_size(
-    id_len: usize,
-    generation: u64,
-    heartbeat: u64,
-    from_version: u64,
-    version: u64,
-    address_len: Option<usize>,
-) -> usize {
-    size::array(8)
-        + size::str(id_len)
-        + size::uint(generation)
-        + size::uint(heartbeat)
-        + 1 // status: a positive fixint
-        + size::uint(from_version)
-        + size::uint(version)
-        + address_len.map_or(size::NIL, size::str)
-}
-
-impl Message {
-    /// Encoded size of the frame of an empty message from `sender` in
-    /// `cluster` with table fingerprint `table` (version byte, header,
-    /// kind, names, empty digest with no range, empty delta).
-    pub(crate) fn empty_size(cluster_len: usize, sender_len: usize, table: u64) -> usize {
-        1 + size::array(5)
-            + 1 // kind
-            + size::str(cluster_len)
-            + size::str(sender_len)
-            + EMPTY_DIGEST_SIZE
-            + size::uint(table)
-            - size::uint(0)
-            + size::array(0) // empty delta
+    /// Its exact encoded length, without building the frame (the
+    /// simulator counts bytes this way).
+    pub fn encoded_len(&self) -> usize {
+        let mut count = Counter(2);
+        let _ = match self {
+            Frame::Heartbeat(b) => rmp_serde::encode::write(&mut count, b),
+            Frame::Probe(b) => rmp_serde::encode::write(&mut count, b),
+            Frame::Summary(b) => rmp_serde::encode::write(&mut count, b),
+            Frame::Digest(b) => rmp_serde::encode::write(&mut count, b),
+            Frame::Records(b) => rmp_serde::encode::write(&mut count, b),
+        };
+        count.0
     }
 
-    /// Exact length of [`encode`]'s output for this message, computed
-    /// without encoding.
-    pub fn wire_size(&self) -> usize {
-        1 + size::array(5)
-            + 1
-            + size::str(self.cluster.len())
-            + size::str(self.sender.len())
-            + self.digest.wire_size()
-            + size::array(self.delta.len())
-            + self.delta.iter().map(NodeDelta::wire_size).sum::<usize>()
+    /// Decodes and validates a frame received on `channel`, refusing
+    /// frames longer than `max` before decoding anything.
+    pub fn decode(bytes: &[u8], channel: Channel, max: usize) -> Result<Frame, WireError> {
+        let max = match channel {
+            Channel::Datagram => max.min(MAX_DATAGRAM_BYTES),
+            Channel::Message => max,
+        };
+        if bytes.len() > max {
+            return Err(WireError::TooLarge {
+                len: bytes.len(),
+                max,
+            });
+        }
+        let [version, kind, body @ ..] = bytes else {
+            return Err(WireError::Truncated { len: bytes.len() });
+        };
+        if *version != PROTOCOL_VERSION {
+            return Err(WireError::UnsupportedVersion { version: *version });
+        }
+        fn body_of<T: serde::de::DeserializeOwned>(
+            kind: &'static str,
+            body: &[u8],
+        ) -> Result<T, WireError> {
+            decode_exact(body).map_err(|reason| WireError::Malformed { kind, reason })
+        }
+        let frame = match kind {
+            1 => Frame::Heartbeat(body_of("heartbeat", body)?),
+            2 => Frame::Probe(body_of("probe", body)?),
+            3 => Frame::Summary(body_of("summary", body)?),
+            4 => Frame::Digest(body_of("digest", body)?),
+            5 => Frame::Records(body_of("records", body)?),
+            k => return Err(WireError::UnknownKind { kind: *k }),
+        };
+        if frame.channel() != channel {
+            return Err(WireError::Invalid {
+                kind: frame.kind(),
+                reason: format!("not allowed on the {channel:?} channel"),
+            });
+        }
+        frame.validate()?;
+        Ok(frame)
     }
 
-    /// Checks the rules a decoded message must follow beyond its shape:
-    /// valid ids, entries sorted and unique, digests within their range,
-    /// bounded fields, and the parts each kind may carry.
-    pub fn validate(&self) -> Result<(), GossipError> {
-        let invalid = |reason: String| Err(GossipError::Invalid { reason });
-        if !self.sender.is_valid() {
-            return invalid("sender id is empty or longer than 255 bytes".into());
-        }
-        let p = &self.digest.positions;
-        match self.kind {
-            Kind::Syn if !self.delta.is_empty() => return invalid("SYN carries a delta".into()),
-            Kind::Syn if !p.request.is_empty() || !p.beats.is_empty() => {
-                return invalid("SYN carries a positional request or beats".into());
+    /// Checks the rules a decoded frame must follow: bucket counts,
+    /// strict orders, per-record and per-frame bounds.
+    pub fn validate(&self) -> Result<(), WireError> {
+        let invalid = |reason: String| WireError::Invalid {
+            kind: self.kind(),
+            reason,
+        };
+        match self {
+            Frame::Heartbeat(h) if h.seq == 0 || h.generation == 0 => {
+                Err(invalid("generation and seq start at 1".into()))
             }
-            Kind::Syn
-                if !p.states.is_empty()
-                    && (!self.digest.entries.is_empty()
-                        || self.digest.from.is_some()
-                        || self.digest.to.is_some()) =>
-            {
-                return invalid("SYN mixes positional states with id-named entries".into());
-            }
-            Kind::Ack | Kind::Ack2 if !p.states.is_empty() => {
-                return invalid("only a SYN carries positional states".into());
-            }
-            Kind::Ack2 if !p.request.is_empty() => {
-                return invalid("ACK2 carries a positional request".into());
-            }
-            Kind::Ack2 if !self.digest.entries.is_empty() => {
-                return invalid("ACK2 carries a digest".into());
-            }
-            Kind::Ack | Kind::Ack2 if self.digest.from.is_some() || self.digest.to.is_some() => {
-                return invalid("only a SYN digest has a range".into());
-            }
-            _ => {}
-        }
-        if p.table == 0 && !p.is_empty() {
-            return invalid("positions without a table fingerprint".into());
-        }
-        if p.request.windows(2).any(|w| w[0].position >= w[1].position)
-            || p.beats.windows(2).any(|w| w[0].position >= w[1].position)
-        {
-            return invalid("positions not strictly ascending".into());
-        }
-        let d = &self.digest;
-        for bound in [&d.from, &d.to].into_iter().flatten() {
-            if !bound.is_valid() {
-                return invalid("digest range bound is not a valid id".into());
-            }
-        }
-        if let (Some(from), Some(to)) = (&d.from, &d.to) {
-            if from >= to {
-                return invalid(format!("empty digest range [{from}, {to})"));
-            }
-        }
-        // Order checks compare 8-byte prefixes first (`cmp_keyed`).
-        let mut prev: Option<(&NodeId, u64)> = None;
-        for e in &d.entries {
-            if !e.node_id.is_valid() {
-                return invalid("digest entry id is empty or longer than 255 bytes".into());
-            }
-            let key = e.node_id.prefix_key();
-            if prev.is_some_and(|(p, pk)| cmp_keyed(p, pk, &e.node_id, key).is_ge()) {
-                return invalid(format!(
-                    "digest entries not strictly ascending at {}",
-                    e.node_id
-                ));
-            }
-            if d.from.as_ref().is_some_and(|f| &e.node_id < f)
-                || d.to.as_ref().is_some_and(|t| &e.node_id >= t)
-            {
-                return invalid(format!(
-                    "digest entry {} outside the digest range",
-                    e.node_id
-                ));
-            }
-            prev = Some((&e.node_id, key));
-        }
-        let mut prev: Option<(&NodeId, u64)> = None;
-        for n in &self.delta {
-            if !n.node_id.is_valid() {
-                return invalid("delta id is empty or longer than 255 bytes".into());
-            }
-            let key = n.node_id.prefix_key();
-            if prev.is_some_and(|(p, pk)| cmp_keyed(p, pk, &n.node_id, key).is_ge()) {
-                return invalid(format!(
-                    "delta entries not strictly ascending at {}",
-                    n.node_id
-                ));
-            }
-            prev = Some((&n.node_id, key));
-            if n.from_version > n.version {
-                return invalid(format!("delta of {} starts after its end", n.node_id));
-            }
-            if n.address
-                .as_ref()
-                .is_some_and(|a| a.len() > MAX_ADDRESS_LEN)
-            {
-                return invalid(format!(
-                    "address of {} longer than {MAX_ADDRESS_LEN} bytes",
-                    n.node_id
-                ));
-            }
-            let mut prev_key: Option<&str> = None;
-            for kv in &n.kv {
-                if kv.key.is_empty() || kv.key.len() > MAX_KEY_LEN {
-                    return invalid(format!("key of {} is empty or too long", n.node_id));
+            Frame::Heartbeat(_) | Frame::Probe(_) => Ok(()),
+            Frame::Summary(s) if s.buckets.len() != BUCKETS => Err(invalid(format!(
+                "{} buckets instead of {BUCKETS}",
+                s.buckets.len()
+            ))),
+            Frame::Summary(_) => Ok(()),
+            Frame::Digest(d) => {
+                if !d.buckets.windows(2).all(|w| w[0] < w[1]) {
+                    return Err(invalid("buckets not strictly ascending".into()));
                 }
-                if prev_key.is_some_and(|p| p >= kv.key.as_str()) {
-                    return invalid(format!("keys of {} not strictly ascending", n.node_id));
+                if d.entries.len() > MAX_ENTRIES {
+                    return Err(invalid(format!("{} entries", d.entries.len())));
                 }
-                if kv.version <= n.from_version || kv.version > n.version {
-                    return invalid(format!(
-                        "key {:?} of {} has a version outside its delta",
-                        kv.key, n.node_id
-                    ));
+                if !d.entries.windows(2).all(|w| w[0].0 < w[1].0) {
+                    return Err(invalid("entries not strictly ascending".into()));
                 }
-                prev_key = Some(&kv.key);
+                let covered = |key: u64| d.buckets.binary_search(&((key >> 56) as u8)).is_ok();
+                if let Some(e) = d.entries.iter().find(|e| !covered(e.0)) {
+                    return Err(invalid(format!("entry {:#x} outside its buckets", e.0)));
+                }
+                Ok(())
+            }
+            Frame::Records(r) => {
+                if r.records.len() > MAX_RECORDS {
+                    return Err(invalid(format!("{} records", r.records.len())));
+                }
+                if r.want.len() > MAX_ENTRIES {
+                    return Err(invalid(format!("{} wanted", r.want.len())));
+                }
+                if !r.want.windows(2).all(|w| w[0] < w[1]) {
+                    return Err(invalid("wanted keys not strictly ascending".into()));
+                }
+                for s in &r.records {
+                    if s.body.len() > MAX_BODY_BYTES
+                        || s.signature.len() > MAX_SIGNATURE_BYTES
+                        || s.credential.len() > MAX_CREDENTIAL_BYTES
+                    {
+                        return Err(invalid(format!(
+                            "record of {}+{}+{} bytes exceeds the caps",
+                            s.body.len(),
+                            s.signature.len(),
+                            s.credential.len()
+                        )));
+                    }
+                }
+                Ok(())
             }
         }
+    }
+}
+
+/// Decodes a MessagePack value that must span all of `bytes`.
+pub(crate) fn decode_exact<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T, String> {
+    let mut de = rmp_serde::Deserializer::new(std::io::Cursor::new(bytes));
+    let v = T::deserialize(&mut de).map_err(|e| e.to_string())?;
+    let used = de.position();
+    if used != bytes.len() as u64 {
+        return Err(format!("{} trailing bytes", bytes.len() as u64 - used));
+    }
+    Ok(v)
+}
+
+/// Counts the bytes written to it.
+struct Counter(usize);
+
+impl std::io::Write for Counter {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0 += buf.len();
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
         Ok(())
     }
 }
 
-/// Encodes `msg` as a frame: the version byte, then the MessagePack body.
-pub fn encode(msg: &Message) -> Result<Vec<u8>, GossipError> {
-    let mut out = Vec::with_capacity(msg.wire_size());
-    out.push(PROTOCOL_VERSION);
-    rmp_serde::encode::write(&mut out, msg).map_err(|e| GossipError::Malformed {
-        reason: format!("cannot encode: {e}"),
-    })?;
-    Ok(out)
+/// Serde for `Arc<[u8]>` as a MessagePack byte string.
+mod shared_bytes {
+    use std::sync::Arc;
+
+    pub(crate) fn serialize<S: serde::Serializer>(v: &Arc<[u8]>, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_bytes(v)
+    }
+
+    pub(crate) fn deserialize<'de, D: serde::Deserializer<'de>>(
+        d: D,
+    ) -> Result<Arc<[u8]>, D::Error> {
+        struct V;
+        impl serde::de::Visitor<'_> for V {
+            type Value = Arc<[u8]>;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a byte string")
+            }
+            fn visit_bytes<E: serde::de::Error>(self, v: &[u8]) -> Result<Arc<[u8]>, E> {
+                Ok(Arc::from(v))
+            }
+        }
+        d.deserialize_bytes(V)
+    }
 }
 
-/// Decodes and validates a frame of at most `max_len` bytes. The length
-/// is checked before anything is read; decoding reads only from the
-/// frame, so no declared length can make it allocate more than the frame
-/// holds (plus serde's bounded pre-allocation). Never panics.
-pub fn decode(frame: &[u8], max_len: usize) -> Result<Message, GossipError> {
-    if frame.len() > max_len {
-        return Err(GossipError::TooLarge {
-            len: frame.len(),
-            max: max_len,
-        });
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn record(n: usize) -> SignedRecord {
+        SignedRecord {
+            body: Arc::from(vec![7u8; n]),
+            signature: Arc::from(vec![1u8; 64]),
+            credential: Arc::from(vec![2u8; 480]),
+        }
     }
-    let Some((&version, body)) = frame.split_first() else {
-        return Err(GossipError::Empty);
-    };
-    if version != PROTOCOL_VERSION {
-        return Err(GossipError::UnsupportedVersion {
-            version,
-            supported: PROTOCOL_VERSION,
-        });
+
+    fn frames() -> Vec<Frame> {
+        vec![
+            Frame::Heartbeat(Heartbeat {
+                generation: 1_700_000_000,
+                seq: 17,
+                fingerprint: u64::MAX,
+            }),
+            Frame::Probe(Probe {
+                fingerprint: 3,
+                members: 20,
+            }),
+            Frame::Summary(Summary {
+                fingerprint: 9,
+                members: 2,
+                buckets: (0..BUCKETS as u64).collect(),
+            }),
+            Frame::Digest(Digest {
+                buckets: vec![0, 5],
+                entries: vec![DigestEntry(1, 2, 3), DigestEntry(5 << 56, 1, 1)],
+            }),
+            Frame::Records(Records {
+                records: vec![record(100), record(0)],
+                want: vec![1, 2, u64::MAX],
+                relay: true,
+            }),
+        ]
     }
-    let mut de = rmp_serde::Deserializer::new(std::io::Cursor::new(body));
-    let msg = Message::deserialize(&mut de).map_err(|e| GossipError::Malformed {
-        reason: e.to_string(),
-    })?;
-    let used = de.position();
-    if used != body.len() as u64 {
-        return Err(GossipError::Malformed {
-            reason: format!("{} trailing bytes", body.len() as u64 - used),
+
+    #[test]
+    fn frames_round_trip_with_exact_lengths() {
+        for f in frames() {
+            let bytes = f.encode();
+            assert_eq!(bytes.len(), f.encoded_len(), "{f:?}");
+            assert_eq!(Frame::decode(&bytes, f.channel(), 1 << 20), Ok(f.clone()));
+            if f.channel() == Channel::Datagram {
+                assert!(bytes.len() < 64, "{} bytes", bytes.len());
+            }
+        }
+        // A record's size bound holds.
+        let r = Frame::Records(Records {
+            records: vec![record(300)],
+            want: vec![],
+            relay: false,
         });
+        assert!(r.encoded_len() <= 8 + record(300).wire_size());
     }
-    msg.validate()?;
-    Ok(msg)
+
+    #[test]
+    fn bad_frames_are_typed_errors() {
+        let hb = frames()[0].encode();
+        let dg = Channel::Datagram;
+        assert!(matches!(
+            Frame::decode(&hb, dg, 10),
+            Err(WireError::TooLarge { .. })
+        ));
+        assert_eq!(
+            Frame::decode(&hb[..1], dg, 100),
+            Err(WireError::Truncated { len: 1 })
+        );
+        let mut old = hb.clone();
+        old[0] = 2;
+        assert_eq!(
+            Frame::decode(&old, dg, 100),
+            Err(WireError::UnsupportedVersion { version: 2 })
+        );
+        let mut kind = hb.clone();
+        kind[1] = 99;
+        assert_eq!(
+            Frame::decode(&kind, dg, 100),
+            Err(WireError::UnknownKind { kind: 99 })
+        );
+        let mut trailing = hb.clone();
+        trailing.push(0);
+        assert!(matches!(
+            Frame::decode(&trailing, dg, 100),
+            Err(WireError::Malformed { .. })
+        ));
+        // A heartbeat on the message channel, a summary as a datagram.
+        assert!(matches!(
+            Frame::decode(&hb, Channel::Message, 100),
+            Err(WireError::Invalid { .. })
+        ));
+        let summary = frames()[2].encode();
+        assert!(Frame::decode(&summary, dg, 1 << 20).is_err());
+        // Rules.
+        let bad = [
+            Frame::Heartbeat(Heartbeat {
+                generation: 1,
+                seq: 0,
+                fingerprint: 0,
+            }),
+            Frame::Summary(Summary {
+                fingerprint: 0,
+                members: 0,
+                buckets: vec![0; 3],
+            }),
+            Frame::Digest(Digest {
+                buckets: vec![1, 1],
+                entries: vec![],
+            }),
+            Frame::Digest(Digest {
+                buckets: vec![0],
+                entries: vec![DigestEntry(2, 1, 1), DigestEntry(1, 1, 1)],
+            }),
+            Frame::Digest(Digest {
+                buckets: vec![0],
+                entries: vec![DigestEntry(1 << 56, 1, 1)],
+            }),
+            Frame::Records(Records {
+                records: vec![],
+                want: vec![2, 2],
+                relay: false,
+            }),
+            Frame::Records(Records {
+                records: vec![record(MAX_BODY_BYTES + 1)],
+                want: vec![],
+                relay: false,
+            }),
+        ];
+        for f in bad {
+            let e = Frame::decode(&f.encode(), f.channel(), 1 << 20);
+            assert!(matches!(e, Err(WireError::Invalid { .. })), "{f:?}: {e:?}");
+        }
+    }
 }
