@@ -208,6 +208,41 @@ struct Me {
     confirmed: u64,
 }
 
+/// A settled table to start many cores from at once (simulators): every
+/// record verified by the caller, every status decided once.
+#[derive(Debug)]
+pub struct Snapshot {
+    table: Table,
+}
+
+impl Snapshot {
+    /// A snapshot holding `records` (one per node, already verified), with
+    /// `observers` per node, decided as of `now`.
+    pub fn new(records: &[Arc<Record>], observers: usize, now: Timestamp) -> Option<Snapshot> {
+        let first = records.first()?.clone();
+        let mut table = Table::settled(first, records, observers, usize::MAX, now);
+        table.settle(now);
+        Some(Snapshot { table })
+    }
+
+    /// Each node's observers by ring position, for a simulator that
+    /// writes the records' verdicts: `(node, its subjects)`.
+    pub fn subjects(&self) -> Vec<(NodeId, Vec<NodeId>)> {
+        let e = self.table.entries();
+        (0..e.len())
+            .map(|i| {
+                let subjects = self
+                    .table
+                    .subjects_of(i)
+                    .into_iter()
+                    .map(|j| e[j].record.node().clone())
+                    .collect();
+                (e[i].record.node().clone(), subjects)
+            })
+            .collect()
+    }
+}
+
 /// Isolation bookkeeping.
 #[derive(Debug, Clone, Copy)]
 struct Isolation {
@@ -304,35 +339,39 @@ impl Gossip {
         now: Timestamp,
     ) -> Result<Gossip, GossipError> {
         Self::build(
-            config,
-            id,
-            address,
-            generation,
-            signer,
-            authority,
-            seed,
-            now,
-            &[],
+            config, id, address, generation, signer, authority, seed, now, None,
         )
     }
 
-    /// A core whose table already holds `records` (verified by the
-    /// caller): how a simulator starts a settled cluster of thousands of
-    /// nodes without each one joining. Every status is decided at once.
-    #[allow(clippy::too_many_arguments)]
-    pub fn with_members(
+    /// A core that starts from a [`Snapshot`] holding this node's own
+    /// record (`own`, signed by `signer`'s key) and everyone else's: how a
+    /// simulator starts a settled cluster of thousands of nodes without
+    /// each one joining and deciding every status again.
+    pub fn from_snapshot(
         config: GossipConfig,
-        id: NodeId,
-        address: impl Into<String>,
-        generation: u64,
+        own: &Arc<Record>,
         signer: Box<dyn Signer>,
         authority: Box<dyn Authority>,
         seed: u64,
         now: Timestamp,
-        records: &[Arc<Record>],
+        snapshot: &Snapshot,
     ) -> Result<Gossip, GossipError> {
+        let body = own.body();
+        let table = snapshot.table.for_node(own.key()).ok_or_else(|| {
+            GossipError::OwnRecord(RecordError::Invalid(
+                "own record not in the snapshot".into(),
+            ))
+        })?;
         Self::build(
-            config, id, address, generation, signer, authority, seed, now, records,
+            config,
+            body.node.clone(),
+            body.address.clone(),
+            body.generation,
+            signer,
+            authority,
+            seed,
+            now,
+            Some((own.clone(), table)),
         )
     }
 
@@ -346,7 +385,7 @@ impl Gossip {
         authority: Box<dyn Authority>,
         seed: u64,
         now: Timestamp,
-        records: &[Arc<Record>],
+        start: Option<(Arc<Record>, Table)>,
     ) -> Result<Gossip, GossipError> {
         let cfg = config.clamped();
         let address: Arc<str> = Arc::from(address.into());
@@ -363,11 +402,20 @@ impl Gossip {
         };
         body.check(cfg.max_kv_bytes)
             .map_err(GossipError::OwnRecord)?;
-        let record = Arc::new(Record::sign(body, signer.as_mut()).map_err(GossipError::OwnRecord)?);
-        let table = if records.is_empty() {
-            Table::new(record.clone(), cfg.observers, cfg.max_nodes, now)
-        } else {
-            Table::settled(record.clone(), records, cfg.observers, cfg.max_nodes, now)
+        // A snapshot start is warm: the cluster has been running.
+        let warm = start.is_some();
+        let (record, table) = match start {
+            Some((own, table)) => (own, table),
+            None => {
+                let record =
+                    Arc::new(Record::sign(body, signer.as_mut()).map_err(GossipError::OwnRecord)?);
+                let table = Table::new(record.clone(), cfg.observers, cfg.max_nodes, now);
+                (record, table)
+            }
+        };
+        let (version, kv, published) = {
+            let b = record.body();
+            (b.version, b.kv.clone(), b.verdicts.clone())
         };
         let mut rng = StdRng::seed_from_u64(seed);
         let interval = micros(cfg.interval).max(1);
@@ -395,11 +443,11 @@ impl Gossip {
                 id,
                 address,
                 generation,
-                version: 1,
+                version,
                 status: Declared::Alive,
-                kv: Vec::new(),
+                kv,
                 record,
-                confirmed: 1,
+                confirmed: version,
             },
             cfg,
             signer,
@@ -421,11 +469,28 @@ impl Gossip {
             force_own: false,
             leave: Leave::Staying,
             isolation: None,
-            published: Vec::new(),
+            published,
             last_refutation: None,
             seeds,
             seed_cursor: 0,
         };
+        if warm {
+            // A settled start: subjects are taken as heard from, so the
+            // verdicts already published stand until phi says otherwise.
+            let me = g.table.self_index();
+            let wanted = g
+                .table
+                .subjects_of(me)
+                .into_iter()
+                .map(|i| {
+                    let e = &g.table.entries()[i];
+                    (e.key, e.record.node().clone(), e.body().generation)
+                })
+                .collect();
+            g.monitor.set_subjects(wanted, now);
+            g.monitor.assume_heard();
+            g.monitor.take_changed();
+        }
         g.after_change(now);
         Ok(g)
     }

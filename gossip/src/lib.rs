@@ -45,7 +45,7 @@ pub mod wire;
 
 pub use crate::auth::{AuthError, Authority, SharedSecretAuthority, SharedSecretSigner, Signer};
 pub use crate::config::{DEFAULT_OBSERVERS, GossipConfig};
-pub use crate::core::{Event, Gossip, GossipStats, Peer, Transmit};
+pub use crate::core::{Event, Gossip, GossipStats, Peer, Snapshot, Transmit};
 pub use crate::error::GossipError;
 pub use crate::id_check::check as check_node_id;
 pub use crate::key::{BUCKETS, RingKey};

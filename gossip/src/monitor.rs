@@ -49,8 +49,12 @@ pub(crate) struct Subject {
     pub(crate) generation: u64,
     pub(crate) detector: PeerDetector,
     /// A heartbeat of `generation` arrived (before that the detector runs
-    /// on the prior, from when monitoring began).
+    /// on the prior, from when monitoring began, and no verdict is given).
     pub(crate) heard: bool,
+    /// The detector's last arrival is the pretend one of the prior start:
+    /// the next real heartbeat starts its history instead of adding an
+    /// interval.
+    pretend: bool,
     pub(crate) last_seq: u64,
     pub(crate) local: Local,
     /// When this node began observing it (this generation).
@@ -133,6 +137,7 @@ impl Subject {
             generation,
             detector,
             heard: false,
+            pretend: true,
             last_seq: 0,
             local: Local::Trusted,
             since: now,
@@ -260,10 +265,13 @@ impl Monitor {
         }
         s.last_seq = hb.seq;
         s.received += 1;
-        if !s.heard {
-            // The first heartbeat of this generation: the prior's pretend
-            // arrival is not an interval of the node's.
+        if s.pretend {
+            // The first heartbeat: the prior's pretend arrival is not an
+            // interval of the node's.
             s.detector.reset();
+            s.pretend = false;
+        }
+        if !s.heard {
             s.heard = true;
             self.changed = true;
         }
@@ -359,6 +367,15 @@ impl Monitor {
     /// Whether a published verdict may have changed since the last call.
     pub(crate) fn take_changed(&mut self) -> bool {
         std::mem::take(&mut self.changed)
+    }
+
+    /// Treats every subject as already heard from (a simulator's settled
+    /// start, whose records already carry alive verdicts): detectors
+    /// still start from the prior.
+    pub(crate) fn assume_heard(&mut self) {
+        for s in &mut self.subjects {
+            s.heard = true;
+        }
     }
 
     /// The earliest deadline of any subject.

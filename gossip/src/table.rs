@@ -79,9 +79,11 @@ pub(crate) struct Table {
     /// against queueing one twice.
     dirty: Vec<RingKey>,
     queued: HashSet<RingKey>,
-    /// Earliest time a non-alive entry may be forgotten (None: unknown,
-    /// scan at the next collection).
+    /// Earliest time a non-alive entry began its status (it may be
+    /// forgotten `grace` later); None when every entry is alive or unknown.
     gc_due: Option<Timestamp>,
+    /// Earliest expiry of a tombstone.
+    tomb_due: Option<Timestamp>,
 }
 
 impl Table {
@@ -98,6 +100,7 @@ impl Table {
             dirty: Vec::new(),
             queued: HashSet::new(),
             gc_due: None,
+            tomb_due: None,
         };
         t.entries.push(Entry {
             key,
@@ -470,20 +473,26 @@ impl Table {
         let e = self.entries.remove(i);
         self.sub_term(e.key, e.record.term());
         self.mark_verdict_subjects(e.record.body());
+        let until = now + grace;
         self.tombs.insert(
             e.key,
             Tomb {
                 version: e.record.version(),
-                until: now + grace,
+                until,
             },
         );
+        self.tomb_due = Some(self.tomb_due.map_or(until, |t| t.min(until)));
     }
 
     /// Forgets every node that has been suspected, leaving or left for
     /// `grace`, and tombstones older than `grace`. Returns the forgotten
     /// ids.
     pub(crate) fn collect(&mut self, now: Timestamp, grace: Duration) -> Vec<NodeId> {
-        if self.gc_due.is_some_and(|t| t + grace > now) {
+        if self.tomb_due.is_some_and(|t| t <= now) {
+            self.tombs.retain(|_, t| t.until > now);
+            self.tomb_due = self.tombs.values().map(|t| t.until).min();
+        }
+        if self.gc_due.is_none_or(|t| t + grace > now) {
             return Vec::new();
         }
         let mut gone = Vec::new();
@@ -504,13 +513,39 @@ impl Table {
             }
         }
         self.gc_due = due;
-        self.tombs.retain(|_, t| t.until > now);
         gone
     }
 
     /// When [`collect`](Self::collect) has work next.
     pub(crate) fn next_collection(&self, grace: Duration) -> Option<Timestamp> {
-        self.gc_due.map(|t| t + grace)
+        match (self.gc_due.map(|t| t + grace), self.tomb_due) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+
+    /// This table as seen by the node at `key` (which must be in it):
+    /// how a simulator hands one settled table to every node.
+    pub(crate) fn for_node(&self, key: RingKey) -> Option<Table> {
+        self.find(key).ok()?;
+        let mut t = Table {
+            entries: self.entries.clone(),
+            buckets: self.buckets.clone(),
+            fingerprint: self.fingerprint,
+            tombs: HashMap::new(),
+            self_key: key,
+            k: self.k,
+            max_nodes: self.max_nodes,
+            dirty: Vec::new(),
+            queued: HashSet::new(),
+            gc_due: self.gc_due,
+            tomb_due: None,
+        };
+        // Its own entry is alive in its own eyes whatever the others say.
+        if let Ok(i) = t.find(key) {
+            t.entries[i].status = Status::Alive;
+        }
+        Some(t)
     }
 }
 
