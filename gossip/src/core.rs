@@ -174,6 +174,18 @@ pub struct GossipStats {
     pub own_records: u64,
 }
 
+/// A record to push on.
+#[derive(Debug, Clone)]
+pub(crate) struct Push {
+    pub(crate) record: Arc<Record>,
+    /// The node it came from (never pushed back there).
+    pub(crate) from: Option<NodeId>,
+    /// Its credential is the one of the previous version of the same
+    /// generation, which every node holding that version has: it is sent
+    /// without it.
+    pub(crate) lean: bool,
+}
+
 /// How far this node is in leaving.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Leave {
@@ -290,8 +302,8 @@ pub struct Gossip {
     seq: u64,
     round: u64,
     pub(crate) last_sync: HashMap<NodeId, Timestamp>,
-    /// Records new to this node, to push on, with the node they came from.
-    pub(crate) pushes: Vec<(Arc<Record>, Option<NodeId>)>,
+    /// Records new to this node, to push on.
+    pub(crate) pushes: Vec<Push>,
     /// The ring near this node may have changed: recompute subjects and
     /// targets.
     pub(crate) ring_dirty: bool,
@@ -1103,11 +1115,17 @@ impl Gossip {
             }
         };
         self.stats.own_records += 1;
+        let previous = std::mem::replace(&mut self.me.record, record.clone());
+        let lean = previous.body().generation == record.body().generation
+            && previous.signed().credential == record.signed().credential;
         self.me.version = version;
-        self.me.record = record.clone();
         self.published = verdicts;
         self.table.put(record.clone(), now);
-        self.pushes.push((record, None));
+        self.pushes.push(Push {
+            record,
+            from: None,
+            lean,
+        });
         true
     }
 

@@ -2,7 +2,7 @@
 //! acceptance of received records.
 
 use crate::NodeId;
-use crate::core::{Event, Gossip, Peer, Transmit};
+use crate::core::{Event, Gossip, Peer, Push, Transmit};
 use crate::key::{BUCKETS, RingKey};
 use crate::record::{Record, RecordBody};
 use crate::table::Offer;
@@ -140,9 +140,13 @@ impl Gossip {
     /// peer pushed it, answer what it wants.
     pub(crate) fn on_records(&mut self, now: Timestamp, from: &NodeId, r: Records) {
         for signed in r.records {
-            if let Some(rec) = self.accept(now, signed) {
+            if let Some((record, lean)) = self.accept(now, signed) {
                 if r.relay {
-                    self.pushes.push((rec, Some(from.clone())));
+                    self.pushes.push(Push {
+                        record,
+                        from: Some(from.clone()),
+                        lean,
+                    });
                 }
             }
         }
@@ -163,8 +167,19 @@ impl Gossip {
 
     /// Accepts one received record if it is valid, signed by the node it
     /// names and newer than what the table holds. Returns it when it was
-    /// news. Every refusal is counted by reason.
-    pub(crate) fn accept(&mut self, now: Timestamp, signed: SignedRecord) -> Option<Arc<Record>> {
+    /// news, and whether it may be pushed on without its credential (the
+    /// previous version of its generation has the same one). Every
+    /// refusal is counted by reason.
+    ///
+    /// A record without a credential uses the one of the version this
+    /// node holds of the same generation; with none held it is refused
+    /// (`credential_missing`) and comes whole with the next
+    /// reconciliation.
+    pub(crate) fn accept(
+        &mut self,
+        now: Timestamp,
+        mut signed: SignedRecord,
+    ) -> Option<(Arc<Record>, bool)> {
         let body = match RecordBody::decode(&signed.body, &self.cfg.cluster, self.cfg.max_kv_bytes)
         {
             Ok(b) => b,
@@ -188,6 +203,20 @@ impl Gossip {
             return None;
         }
         let key = RingKey::of(&body.node);
+        if signed.credential.is_empty() {
+            let held = self
+                .table
+                .get(key)
+                .filter(|e| e.record.node() == &body.node && e.body().generation == body.generation)
+                .map(|e| e.record.signed().credential.clone());
+            match held {
+                Some(c) => signed.credential = c,
+                None => {
+                    self.reject("credential_missing");
+                    return None;
+                }
+            }
+        }
         match self.table.offer(&body, key) {
             Offer::Stale => {
                 self.stats.records_known += 1;
@@ -217,6 +246,10 @@ impl Gossip {
         self.stats.records_accepted += 1;
         let old = self.table.put(record.clone(), now);
         let body = record.body();
+        let lean = old.as_ref().is_some_and(|o| {
+            o.body().generation == body.generation
+                && o.signed().credential == record.signed().credential
+        });
         match old {
             None => {
                 self.ring_dirty = true;
@@ -239,7 +272,7 @@ impl Gossip {
             }
             Some(_) => {}
         }
-        Some(record)
+        Some((record, lean))
     }
 
     fn reject(&mut self, reason: &'static str) {
@@ -312,10 +345,17 @@ impl Gossip {
         for p in peers {
             let records: Vec<SignedRecord> = pushes
                 .iter()
-                .filter(|(r, from)| {
-                    from.as_ref() != p.node.as_ref() && Some(r.node()) != p.node.as_ref()
+                .filter(|push| {
+                    push.from.as_ref() != p.node.as_ref()
+                        && Some(push.record.node()) != p.node.as_ref()
                 })
-                .map(|(r, _)| r.signed().clone())
+                .map(|push| {
+                    let mut s = push.record.signed().clone();
+                    if push.lean {
+                        s.credential = Arc::from(&[][..]);
+                    }
+                    s
+                })
                 .collect();
             if !records.is_empty() {
                 self.send_records(&p, records, Vec::new(), true);

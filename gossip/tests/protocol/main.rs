@@ -299,3 +299,63 @@ fn no_member_can_speak_for_another() {
     );
     assert!(h.node(0).member(&NodeId::from("invented-1")).is_none());
 }
+
+/// A newer version of a record of the same generation travels without
+/// its credential in a push; a receiver that holds no version of that
+/// generation refuses it (and gets it whole by reconciliation).
+#[test]
+fn pushes_of_a_known_generation_omit_the_credential() {
+    let mut h = settled(6, cfg());
+    h.reset_traffic();
+    let node = 2;
+    h.node_mut(node).set_kv("role", "db").unwrap();
+    let now = h.now;
+    h.node_mut(node).handle_timeout(now);
+    h.drain(node);
+    h.run_for(secs(3));
+    assert!(h.settled());
+    for i in 0..6 {
+        assert_eq!(
+            h.node(i).member(&h.ids[node]).unwrap().kv_get("role"),
+            Some("db"),
+            "node {i}"
+        );
+    }
+    let (records, bytes) = h.traffic.by_kind["records"];
+    assert!(
+        bytes / records < 400,
+        "{bytes} bytes in {records} pushes: credentials were sent"
+    );
+    // A credential-less record of a generation the receiver does not hold.
+    let stripped = {
+        let mut s = h
+            .node(0)
+            .member(&h.ids[node])
+            .unwrap()
+            .record()
+            .signed()
+            .clone();
+        s.credential = std::sync::Arc::from(&[][..]);
+        s
+    };
+    let mut lone = Harness::new(2, cfg());
+    let now = lone.now;
+    lone.node_mut(1)
+        .handle_frame(
+            now,
+            &NodeId::from("n0"),
+            Frame::Records(Records {
+                records: vec![stripped],
+                want: vec![],
+                relay: true,
+            }),
+        )
+        .unwrap();
+    assert_eq!(
+        lone.node(1)
+            .stats()
+            .records_rejected
+            .get("credential_missing"),
+        Some(&1)
+    );
+}
