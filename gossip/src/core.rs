@@ -3,7 +3,7 @@
 use crate::auth::{Authority, Signer};
 use crate::key::RingKey;
 use crate::monitor::{Arrival, Judgement, Monitor, VerdictChange};
-use crate::record::{Declared, KeyValue, MAX_KEY_LEN, Record, RecordBody, RecordError, Verdict};
+use crate::record::{Declared, KeyValue, MAX_KEY_LEN, Record, RecordBody, RecordError};
 use crate::table::{Change, Table};
 use crate::wire::{Channel, Frame, Heartbeat, Probe, Records};
 use crate::{GossipConfig, GossipError, NodeId, Status};
@@ -312,8 +312,8 @@ pub struct Gossip {
     force_own: bool,
     leave: Leave,
     isolation: Option<Isolation>,
-    /// Verdicts published in the own record.
-    published: Vec<Verdict>,
+    /// When a lonely suspicion next counts towards isolation.
+    isolation_due: Option<Timestamp>,
     last_refutation: Option<Timestamp>,
     seeds: Vec<Arc<str>>,
     seed_cursor: usize,
@@ -425,9 +425,9 @@ impl Gossip {
                 (record, table)
             }
         };
-        let (version, kv, published) = {
+        let (version, kv) = {
             let b = record.body();
-            (b.version, b.kv.clone(), b.verdicts.clone())
+            (b.version, b.kv.clone())
         };
         let mut rng = StdRng::seed_from_u64(seed);
         let interval = micros(cfg.interval).max(1);
@@ -481,7 +481,7 @@ impl Gossip {
             force_own: false,
             leave: Leave::Staying,
             isolation: None,
-            published,
+            isolation_due: None,
             last_refutation: None,
             seeds,
             seed_cursor: 0,
@@ -703,6 +703,7 @@ impl Gossip {
             }
         };
         earliest(self.monitor.next_deadline());
+        earliest(self.isolation_due);
         earliest(self.table.next_collection(self.cfg.dead_grace));
         if let Leave::Leaving(since) = self.leave {
             earliest(Some(since + self.cfg.interval * LEAVE_LINGER));
@@ -730,6 +731,13 @@ impl Gossip {
     /// The settings in force (after clamping).
     pub fn config(&self) -> &GossipConfig {
         &self.cfg
+    }
+
+    /// Counts every change of a record in the table (a new node, a newer
+    /// version, a node forgotten): readers that derive something from the
+    /// records (who pages about a suspect) redo it when this moves.
+    pub fn table_changes(&self) -> u64 {
+        self.table.changes()
     }
 
     /// The table's fingerprint.
@@ -935,7 +943,7 @@ impl Gossip {
             }
             let verdicts = self.monitor.judge(now, false);
             if !verdicts.is_empty() {
-                self.on_verdicts(now, verdicts);
+                self.on_verdicts(verdicts);
             }
             if self.monitor.take_changed() {
                 self.own_dirty = true;
@@ -944,6 +952,8 @@ impl Gossip {
                 break;
             }
         }
+        self.check_isolation(now);
+        self.isolation_due = self.next_isolation_check(now);
         self.flush_pushes();
     }
 
@@ -1019,7 +1029,7 @@ impl Gossip {
         }
     }
 
-    fn on_verdicts(&mut self, now: Timestamp, changes: Vec<VerdictChange>) {
+    fn on_verdicts(&mut self, changes: Vec<VerdictChange>) {
         for c in changes {
             self.events.push_back(Event::Verdict {
                 subject: c.subject,
@@ -1029,25 +1039,48 @@ impl Gossip {
             });
         }
         self.own_dirty = true;
-        self.check_isolation(now);
+    }
+
+    /// Subjects this node suspects while the fleet does not (no quorum of
+    /// their observers in this node's table): the silence this node sees
+    /// alone. With the time each suspicion began.
+    fn lonely_suspicions(&self) -> impl Iterator<Item = Timestamp> + '_ {
+        self.monitor.subjects.iter().filter_map(|s| match s.local {
+            crate::monitor::Local::Suspected { since } => {
+                let confirmed = self
+                    .table
+                    .get(s.key)
+                    .is_some_and(|e| e.status == Status::Suspected);
+                (!confirmed).then_some(since)
+            }
+            _ => None,
+        })
+    }
+
+    /// How long a suspicion must stay this node's alone before it counts
+    /// towards isolation: the time the other observers' verdicts need to
+    /// arrive when the subject really died.
+    fn lonely_after(&self) -> Duration {
+        self.cfg.interval * 2
     }
 
     /// Isolation: more than half of this node's subjects (at least two)
-    /// suspected within `isolation_window` means this node, not they, lost
-    /// contact. While isolated its verdicts are held back: they would say
-    /// more about this node than about its subjects.
+    /// went silent within `isolation_window`, and the fleet confirms none
+    /// of those suspicions after a while — this node, not they, lost
+    /// contact. The event names the version of this node's record its
+    /// peers last confirmed (a fingerprint equal to its own): the version
+    /// they hold of it, which names the fleet's incident about it.
     fn check_isolation(&mut self, now: Timestamp) {
-        let window = self.cfg.isolation_window;
         let total = self.monitor.subjects.len();
-        let recent = self
-            .monitor
-            .subjects
-            .iter()
-            .filter(|s| {
-                matches!(s.local, crate::monitor::Local::Suspected { since } if since + window >= now)
-            })
-            .count();
-        let (suspected, _) = self.monitor.suspected_count();
+        let (window, after) = (self.cfg.isolation_window, self.lonely_after());
+        let mut lonely = 0;
+        let mut recent = 0;
+        for since in self.lonely_suspicions() {
+            lonely += 1;
+            if since + window >= now && since + after <= now {
+                recent += 1;
+            }
+        }
         match self.isolation {
             None if total >= 2 && recent * 2 > total => {
                 let iso = Isolation {
@@ -1061,7 +1094,7 @@ impl Gossip {
                     version: iso.version,
                 });
             }
-            Some(iso) if suspected * 2 <= total => {
+            Some(iso) if lonely * 2 <= total => {
                 self.isolation = None;
                 self.events.push_back(Event::Isolation {
                     isolated: false,
@@ -1073,6 +1106,19 @@ impl Gossip {
         }
     }
 
+    /// When a suspicion of this node's alone is old enough to count
+    /// towards isolation.
+    fn next_isolation_check(&self, now: Timestamp) -> Option<Timestamp> {
+        if self.isolation.is_some() {
+            return None;
+        }
+        let after = self.lonely_after();
+        self.lonely_suspicions()
+            .map(|since| since + after)
+            .filter(|t| *t > now)
+            .min()
+    }
+
     /// Signs and spreads a new version of this node's record if anything
     /// it states changed. Returns whether it did.
     fn publish_own(&mut self, now: Timestamp) -> bool {
@@ -1080,11 +1126,7 @@ impl Gossip {
             return false;
         }
         self.own_dirty = false;
-        let verdicts = if self.isolation.is_some() {
-            self.published.clone()
-        } else {
-            self.monitor.verdicts()
-        };
+        let verdicts = self.monitor.verdicts();
         let current = self.me.record.body();
         if !std::mem::take(&mut self.force_own)
             && current.generation == self.me.generation
@@ -1119,7 +1161,6 @@ impl Gossip {
         let lean = previous.body().generation == record.body().generation
             && previous.signed().credential == record.signed().credential;
         self.me.version = version;
-        self.published = verdicts;
         self.table.put(record.clone(), now);
         self.pushes.push(Push {
             record,

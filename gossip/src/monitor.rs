@@ -399,16 +399,6 @@ impl Monitor {
         v.sort_by(|a, b| a.subject.cmp(&b.subject));
         v
     }
-
-    /// How many subjects are locally suspected, and how many there are.
-    pub(crate) fn suspected_count(&self) -> (usize, usize) {
-        let n = self
-            .subjects
-            .iter()
-            .filter(|s| matches!(s.local, Local::Suspected { .. }))
-            .count();
-        (n, self.subjects.len())
-    }
 }
 
 #[cfg(test)]

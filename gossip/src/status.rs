@@ -22,7 +22,8 @@ pub enum Status {
     /// majority of them suspects it.
     Alive,
     /// A majority of its observers suspect it: phi crossed the threshold
-    /// at each of them.
+    /// at each of them. It stays suspected until one of its observers
+    /// hears it again (or it restarts, or is forgotten).
     Suspected,
     /// It announced a graceful shutdown (not monitored, never paged).
     Leaving,

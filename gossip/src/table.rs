@@ -84,6 +84,8 @@ pub(crate) struct Table {
     gc_due: Option<Timestamp>,
     /// Earliest expiry of a tombstone.
     tomb_due: Option<Timestamp>,
+    /// Counts every change of a record (put or removed).
+    changes: u64,
 }
 
 impl Table {
@@ -101,6 +103,7 @@ impl Table {
             queued: HashSet::new(),
             gc_due: None,
             tomb_due: None,
+            changes: 0,
         };
         t.entries.push(Entry {
             key,
@@ -154,6 +157,11 @@ impl Table {
 
     pub(crate) fn entries(&self) -> &[Entry] {
         &self.entries
+    }
+
+    /// Counts the changes of records so far.
+    pub(crate) fn changes(&self) -> u64 {
+        self.changes
     }
 
     pub(crate) fn fingerprint(&self) -> u64 {
@@ -331,6 +339,11 @@ impl Table {
             Status::Suspected
         } else if alive > 0 {
             Status::Alive
+        } else if e.status == Status::Suspected {
+            // No observer vouches for it: verdicts that vanished (an
+            // observer forgot it, a new observer has not heard it yet)
+            // are no evidence of life.
+            Status::Suspected
         } else {
             Status::Unknown
         }
@@ -430,6 +443,7 @@ impl Table {
     /// was `New` or `Newer`) and queues the decisions it affects. Returns
     /// the record it replaced.
     pub(crate) fn put(&mut self, record: Arc<Record>, now: Timestamp) -> Option<Arc<Record>> {
+        self.changes += 1;
         let key = record.key();
         self.tombs.remove(&key);
         self.add_term(key, record.term());
@@ -469,6 +483,7 @@ impl Table {
 
     /// Forgets entry `i`, remembering its version for `grace`.
     fn remove(&mut self, i: usize, now: Timestamp, grace: Duration) {
+        self.changes += 1;
         self.mark_watchers_of(i);
         let e = self.entries.remove(i);
         self.sub_term(e.key, e.record.term());
@@ -540,6 +555,7 @@ impl Table {
             queued: HashSet::new(),
             gc_due: self.gc_due,
             tomb_due: None,
+            changes: 0,
         };
         // Its own entry is alive in its own eyes whatever the others say.
         if let Ok(i) = t.find(key) {

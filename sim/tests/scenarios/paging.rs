@@ -1,0 +1,149 @@
+//! Pages: one per incident fleet-wide.
+
+use super::{config, joined, secs};
+use phimon_gossip::Status;
+use phimon_node::{AlertEvent, EventKind, Scope};
+use phimon_sim::Cluster;
+use std::collections::BTreeSet;
+
+fn alerts(c: &Cluster) -> Vec<AlertEvent> {
+    c.alerts().into_iter().map(|(_, _, a)| a.clone()).collect()
+}
+
+fn distinct<'a>(
+    alerts: impl Iterator<Item = &'a AlertEvent>,
+    f: fn(&AlertEvent) -> &str,
+) -> BTreeSet<String> {
+    alerts.map(|a| f(a).to_owned()).collect()
+}
+
+#[test]
+fn a_crash_pages_once_and_its_restart_closes_the_incident() {
+    let mut c = joined(8, config());
+    c.crash(3);
+    c.run_until(secs(60), |c| c.all_see(3, Status::Suspected))
+        .expect("suspected");
+    c.run_for(secs(5));
+    let subject = c.id(3).to_string();
+    let a = alerts(&c);
+    let suspected: Vec<&AlertEvent> = a
+        .iter()
+        .filter(|a| a.kind == EventKind::Suspected && a.subject == subject)
+        .collect();
+    assert_eq!(suspected.len(), 1, "{a:#?}");
+    assert_eq!(suspected[0].scope, Scope::Node);
+    // Paged by one of its observers.
+    let pager = &suspected[0].observer;
+    let observers = c
+        .node(0)
+        .unwrap()
+        .gossip()
+        .member(c.id(3))
+        .unwrap()
+        .observers()
+        .into_iter()
+        .map(|o| o.observer.to_string())
+        .collect::<Vec<_>>();
+    assert!(observers.contains(pager), "{pager} not in {observers:?}");
+    let incident = suspected[0].incident_id.clone();
+    c.start(3);
+    c.run_until(secs(30), |c| c.all_see(3, Status::Alive))
+        .expect("back");
+    c.run_for(secs(5));
+    let a = alerts(&c);
+    let closing: Vec<&AlertEvent> = a
+        .iter()
+        .filter(|a| a.kind != EventKind::Suspected && a.subject == subject)
+        .collect();
+    assert_eq!(closing.len(), 1, "{a:#?}");
+    assert_eq!(closing[0].kind, EventKind::Restarted);
+    assert_eq!(closing[0].incident_id, incident);
+    assert_eq!(a.len(), 2, "nothing else paged: {a:#?}");
+}
+
+#[test]
+fn a_partition_of_one_node_is_one_incident() {
+    let mut c = joined(4, config());
+    c.run_for(secs(30));
+    c.partition(&[3], &[0, 1, 2]);
+    c.run_for(secs(30));
+    c.heal();
+    c.run_until(secs(60), |c| (0..4).all(|x| c.all_see(x, Status::Alive)))
+        .expect("healed");
+    c.run_for(secs(10));
+    let a = alerts(&c);
+    let incidents = distinct(a.iter(), |a| &a.incident_id);
+    assert_eq!(incidents.len(), 1, "{a:#?}");
+    // The fleet's page about node 3 and node 3's own partition page are
+    // the same event to a receiver (same webhook-id), and so are their
+    // recoveries.
+    let events = distinct(a.iter(), |a| &a.event_id);
+    assert_eq!(events.len(), 2, "{a:#?}");
+    assert!(
+        a.iter()
+            .any(|a| a.scope == Scope::Partition && a.observer == c.id(3).as_str())
+    );
+    assert!(
+        a.iter()
+            .any(|a| a.scope == Scope::Node && a.subject == c.id(3).as_str())
+    );
+}
+
+#[test]
+fn a_stalled_node_is_paged_about_and_pages_no_one() {
+    let mut c = joined(5, config());
+    c.run_for(secs(40));
+    c.stall(1, secs(25));
+    c.run_for(secs(60));
+    let a = alerts(&c);
+    let about: BTreeSet<&str> = a.iter().map(|a| a.subject.as_str()).collect();
+    assert_eq!(about, BTreeSet::from([c.id(1).as_str()]), "{a:#?}");
+    assert!(a.iter().all(|a| a.observer != c.id(1).as_str()), "{a:#?}");
+    assert_eq!(distinct(a.iter(), |a| &a.event_id).len(), 2, "{a:#?}");
+    assert!(c.all_see(1, Status::Alive));
+}
+
+#[test]
+fn a_graceful_leave_pages_no_one() {
+    let mut c = joined(5, config());
+    let now = c.now();
+    c.node_mut(2).unwrap().leave(now);
+    c.flush(2);
+    c.run_until(secs(10), |c| c.node(2).unwrap().leave_complete())
+        .expect("left");
+    c.crash(2);
+    c.run_for(secs(60));
+    assert!(alerts(&c).is_empty(), "{:#?}", alerts(&c));
+}
+
+#[test]
+fn nodes_failing_together_are_one_group_page() {
+    let mut c = joined(16, config());
+    c.run_for(secs(30));
+    for v in [2, 5, 9, 13] {
+        c.crash(v);
+    }
+    c.run_until(secs(60), |c| {
+        [2, 5, 9, 13]
+            .iter()
+            .all(|&v| c.all_see(v, Status::Suspected))
+    })
+    .expect("suspected");
+    c.run_for(secs(5));
+    let a = alerts(&c);
+    let suspected: Vec<&AlertEvent> = a
+        .iter()
+        .filter(|a| a.kind == EventKind::Suspected)
+        .collect();
+    assert!(!suspected.is_empty());
+    assert!(
+        suspected.iter().all(|a| a.scope == Scope::Group),
+        "{suspected:#?}"
+    );
+    let last = suspected.last().unwrap();
+    assert_eq!(last.nodes.len(), 4, "{suspected:#?}");
+    assert_eq!(
+        distinct(suspected.iter().copied(), |a| &a.incident_id).len(),
+        1
+    );
+}
