@@ -1,6 +1,6 @@
 //! Membership and heartbeat dissemination for phimon: a sans-IO protocol
-//! core, the QUIC transport that drives it, and the deterministic cluster
-//! simulator.
+//! core and the deterministic cluster simulator. The QUIC transport that
+//! carries its frames is the `phimon-transport` crate.
 //!
 //! - [`Gossip`]: the protocol core for one node. Scuttlebutt push-pull
 //!   anti-entropy (SYN digest → ACK delta + request → ACK2 delta) over a
@@ -34,9 +34,6 @@ pub use crate::config::GossipConfig;
 pub use crate::core::{Event, Gossip, GossipStats, MAX_GENERATION_JUMP, Transmit, TypedTransmit};
 pub use crate::error::GossipError;
 pub use crate::member::{Member, MemberStatus};
-pub use crate::node_id::NodeId;
+pub use crate::node_id::{InvalidNodeId, NodeId};
 pub use crate::wire::Status;
 pub use phimon_detector::Timestamp;
-
-pub mod tls;
-pub mod transport;

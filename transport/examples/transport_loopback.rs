@@ -7,15 +7,15 @@
 //! small messages per second per node; the transport should sustain orders
 //! of magnitude more and connect in well under the 1 s gossip interval.
 //!
-//! Run: `cargo run -p phimon-gossip --release --example transport_loopback`
+//! Run: `cargo run -p phimon-transport --release --example transport_loopback`
 
 #![allow(clippy::unwrap_used)] // A measurement tool: failing loudly is fine.
 
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use phimon_gossip::tls::generate_dev_certs;
-use phimon_gossip::transport::{Received, Transport, TransportConfig};
+use phimon_transport::tls::generate_dev_certs;
+use phimon_transport::{Peer, Received, Transport, TransportConfig};
 use tokio::sync::mpsc;
 
 fn config(dir: &Path, id: &str) -> TransportConfig {
@@ -27,7 +27,7 @@ fn config(dir: &Path, id: &str) -> TransportConfig {
         cluster_name: "bench".into(),
         node_id: Some(id.into()),
         // Throughput runs queue far more than gossip ever would.
-        send_queue_len: 1 << 20,
+        dial_queue_len: 1 << 10,
         receive_queue_len: 1 << 20,
         ..TransportConfig::default()
     }
@@ -69,14 +69,17 @@ async fn main() {
     let mut first = Vec::new();
     let mut warm = Vec::new();
     for (server, rx) in &mut servers {
-        let addr = server.local_addr().to_string();
+        let addr = Peer {
+            node_id: None,
+            addr: server.local_addr().to_string(),
+        };
         let t = Instant::now();
-        client.send(&addr, None, vec![1; 64]).unwrap();
+        client.send_message(&addr, vec![1; 64]).unwrap();
         recv(rx).await;
         first.push(t.elapsed());
         for _ in 0..10 {
             let t = Instant::now();
-            client.send(&addr, None, vec![2; 64]).unwrap();
+            client.send_message(&addr, vec![2; 64]).unwrap();
             recv(rx).await;
             warm.push(t.elapsed());
         }
@@ -98,13 +101,16 @@ async fn main() {
     );
 
     let (server, rx) = &mut servers[0];
-    let addr = server.local_addr().to_string();
+    let addr = Peer {
+        node_id: None,
+        addr: server.local_addr().to_string(),
+    };
     for size in [256usize, 16 * 1024] {
-        let n = if size <= 256 { 50_000 } else { 10_000 };
+        let n = if size <= 256 { 20_000 } else { 5_000 };
         let before = client.stats().snapshot();
         let t = Instant::now();
         for _ in 0..n {
-            client.send(&addr, None, vec![3; size]).unwrap();
+            client.send_message(&addr, vec![3; size]).unwrap();
         }
         for _ in 0..n {
             recv(rx).await;

@@ -19,6 +19,8 @@ use rcgen::{
 
 use rustls::pki_types::pem::PemObject;
 
+use phimon_gossip::NodeId;
+
 use super::cluster_uri;
 
 /// Validity of a newly created CA: never shorter than this, so re-issuing
@@ -108,39 +110,28 @@ fn generate_err(what: impl Into<String>) -> impl FnOnce(rcgen::Error) -> CertGen
     move |source| CertGenError::Generate { what, source }
 }
 
-/// Checks that `id` can be a node id: a valid DNS name (it becomes the DNS
-/// SAN) of letters, digits, `-`, `_` and `.`, not an IP address, and not
-/// `ca` (whose files would collide with the CA's).
+/// Checks that `id` can be a node id: the rule of [`NodeId::check`]
+/// (ASCII letters, digits, `-`, `_`, `.`; 1..=253 bytes; no `.` or `-` at
+/// either end), not an IP address (it becomes the DNS SAN), and not `ca`
+/// (whose files would collide with the CA's).
 pub fn validate_node_id(id: &str) -> Result<(), CertGenError> {
-    let bad = |reason: &str| CertGenError::InvalidNodeId {
+    let bad = |reason: String| CertGenError::InvalidNodeId {
         id: id.to_owned(),
-        reason: reason.to_owned(),
+        reason,
     };
-    if id.is_empty() {
-        return Err(bad("empty"));
-    }
-    if id.len() > 253 {
-        return Err(bad("longer than 253 characters"));
-    }
-    if !id
-        .chars()
-        .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
-    {
-        return Err(bad("only letters, digits, '-', '_' and '.' are allowed"));
-    }
-    if id.starts_with(['.', '-']) || id.ends_with(['.', '-']) {
-        return Err(bad("must not start or end with '.' or '-'"));
-    }
+    NodeId::check(id).map_err(|e| bad(e.to_string()))?;
     if id.parse::<std::net::IpAddr>().is_ok() {
         return Err(bad(
-            "an IP address cannot be a node id (it must be a DNS name)",
+            "an IP address cannot be a node id (it must be a DNS name)".into(),
         ));
     }
     if rustls::pki_types::DnsName::try_from(id).is_err() {
-        return Err(bad("not a valid DNS name"));
+        return Err(bad("not a valid DNS name".into()));
     }
     if id.eq_ignore_ascii_case("ca") {
-        return Err(bad("reserved: its files would overwrite ca.pem/ca.key"));
+        return Err(bad(
+            "reserved: its files would overwrite ca.pem/ca.key".into()
+        ));
     }
     Ok(())
 }
@@ -534,6 +525,7 @@ mod tests {
             ca: dir.join("ca.pem"),
             cert: dir.join(format!("{id}.pem")),
             key: dir.join(format!("{id}.key")),
+            crl: None,
         }
     }
 

@@ -1,17 +1,21 @@
-//! Mutual TLS for the QUIC transport: loading a node's certificate, key and
-//! cluster CA, the rustls configurations both sides use, the identity rules,
-//! and development certificates ([`generate_dev_certs`], `phimon certs`).
+//! Mutual TLS for the QUIC transport: loading a node's certificate, key,
+//! cluster CA and optional CRL, the rustls configurations both sides use,
+//! the identity rules, and development certificates ([`generate_dev_certs`],
+//! `phimon certs`).
 //!
 //! # Identity model
 //!
 //! Every node holds one certificate signed by the cluster CA. Both sides of
 //! every connection present theirs (mutual TLS, TLS 1.3 only, ALPN
-//! [`ALPN`]) and both verify the other's chain against the CA bundle.
+//! [`ALPN`]) and both verify the other's chain against the CA bundle and,
+//! when one is configured, the CA's certificate revocation list.
 //!
 //! - **Node id** = the certificate's DNS subject alternative name. When the
 //!   certificate carries several DNS names, the one named by its
 //!   `phimon://<cluster>/<node-id>` URI SAN is the node id; a certificate
-//!   with several DNS names and no such URI is ambiguous and refused.
+//!   with several DNS names and no such URI is ambiguous and refused. The
+//!   id must follow [`NodeId::check`] (ASCII letters, digits, `-`, `_`,
+//!   `.`): any other name is refused, never sliced or panicked on.
 //! - **Cluster** = the `<cluster>` of the URI SAN. A peer whose certificate
 //!   names another cluster is refused during the handshake, so one CA can
 //!   serve several clusters without them merging. Certificates without the
@@ -30,22 +34,24 @@
 //! first handshake.
 //!
 //! TLS session resumption and 0-RTT are disabled: every connection verifies
-//! the full chain against the CA bundle loaded *now*, so a reload that drops
-//! a CA takes effect for every new connection.
+//! the full chain against the trust material loaded *now*; a reload
+//! re-verifies established connections too (see the transport).
 
 use std::fmt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
+use phimon_gossip::NodeId;
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::crypto::{CryptoProvider, WebPkiSupportedAlgorithms};
 use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
+use rustls::pki_types::{
+    CertificateDer, CertificateRevocationListDer, PrivateKeyDer, ServerName, UnixTime,
+};
 use rustls::server::danger::{ClientCertVerified, ClientCertVerifier};
-use rustls::server::{ParsedCertificate, WebPkiClientVerifier};
 use rustls::{CertificateError, DigitallySignedStruct, DistinguishedName, RootCertStore};
-use rustls::{SignatureScheme, client::verify_server_cert_signed_by_trust_anchor};
+use rustls::{OtherError, SignatureScheme};
 
 mod devcerts;
 
@@ -54,9 +60,12 @@ pub use devcerts::{
     validate_node_id,
 };
 
-/// ALPN protocol id of phimon's gossip over QUIC. A peer that does not offer
-/// it fails the handshake, so a future incompatible wire can take `phimon/2`.
-pub const ALPN: &[u8] = b"phimon/1";
+/// ALPN protocol id of phimon's wire over QUIC; the number is the wire
+/// version. A peer that offers no matching protocol fails the handshake
+/// with a `no_application_protocol` alert, counted on both sides as
+/// [`AuthFailure::Version`]: nodes of different wire versions refuse each
+/// other loudly instead of exchanging frames neither can read.
+pub const ALPN: &[u8] = b"phimon/3";
 
 /// Scheme of the URI subject alternative name that names a node's cluster:
 /// `phimon://<cluster>/<node-id>`.
@@ -72,7 +81,8 @@ pub fn crypto_provider() -> Arc<CryptoProvider> {
 /// Who a verified certificate says its holder is.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PeerIdentity {
-    /// Node id: the certificate's DNS subject alternative name.
+    /// Node id: the certificate's DNS subject alternative name, checked by
+    /// [`NodeId::check`].
     pub node_id: String,
     /// Cluster named by the `phimon://` URI SAN, if the certificate has one.
     pub cluster: Option<String>,
@@ -100,11 +110,13 @@ pub enum IdentityError {
         /// The DNS names found.
         names: Vec<String>,
     },
-    /// A DNS name that cannot be a node id (not a valid DNS name).
-    #[error("certificate DNS name {name:?} is not a valid node id")]
+    /// The node id breaks the character rule of [`NodeId::check`].
+    #[error("certificate names node {name:?}, which is not a valid node id: {reason}")]
     InvalidNodeId {
-        /// The offending name.
+        /// The offending name (escaped when printed).
         name: String,
+        /// The rule it breaks.
+        reason: phimon_gossip::InvalidNodeId,
     },
     /// A `phimon://` URI SAN that is not `phimon://<cluster>/<node-id>`,
     /// or more than one of them.
@@ -146,7 +158,7 @@ impl IdentityError {
     /// `access_denied` and name problems to `bad_certificate`, so the peer
     /// and the counters (see [`AuthFailure::from_alert`]) can tell them
     /// apart.
-    fn to_rustls(&self) -> rustls::Error {
+    pub(crate) fn to_rustls(&self) -> rustls::Error {
         let e = match self {
             IdentityError::WrongCluster { .. } | IdentityError::MissingCluster { .. } => {
                 CertificateError::ApplicationVerificationFailure
@@ -160,6 +172,7 @@ impl IdentityError {
 
 /// Reads the identity out of a DER certificate by the rules of the module
 /// docs, without checking the cluster (see [`IdentityPolicy::check`]).
+/// Total: any input gets an answer, never a panic.
 pub fn identity_from_cert(der: &[u8]) -> Result<PeerIdentity, IdentityError> {
     use x509_parser::extensions::GeneralName;
     let (_, cert) =
@@ -203,8 +216,11 @@ pub fn identity_from_cert(der: &[u8]) -> Result<PeerIdentity, IdentityError> {
         (None, [one]) => one.clone(),
         (None, _) => return Err(IdentityError::AmbiguousNodeId { names: dns }),
     };
-    if rustls::pki_types::DnsName::try_from(node_id.as_str()).is_err() {
-        return Err(IdentityError::InvalidNodeId { name: node_id });
+    if let Err(reason) = NodeId::check(&node_id) {
+        return Err(IdentityError::InvalidNodeId {
+            name: node_id,
+            reason,
+        });
     }
     Ok(PeerIdentity {
         node_id,
@@ -212,10 +228,14 @@ pub fn identity_from_cert(der: &[u8]) -> Result<PeerIdentity, IdentityError> {
     })
 }
 
+/// Whether `u` starts with `phimon://` (scheme case-insensitive). Compares
+/// bytes, so a URI with multi-byte characters anywhere is simply not a
+/// match, never a slice across a character.
 fn is_phimon_uri(u: &str) -> bool {
-    u.len() > URI_SAN_SCHEME.len() + 3
-        && u[..URI_SAN_SCHEME.len()].eq_ignore_ascii_case(URI_SAN_SCHEME)
-        && u[URI_SAN_SCHEME.len()..].starts_with("://")
+    let (b, scheme) = (u.as_bytes(), URI_SAN_SCHEME.as_bytes());
+    b.len() > scheme.len() + 3
+        && b[..scheme.len()].eq_ignore_ascii_case(scheme)
+        && b[scheme.len()..].starts_with(b"://")
 }
 
 /// `phimon://<cluster>/<node>` → `(cluster, node)`.
@@ -291,19 +311,25 @@ pub enum AuthFailure {
     /// The authenticated node id is not the one the caller expected at
     /// that address.
     IdentityMismatch,
-    /// Any other TLS handshake refusal (wrong ALPN, key usage, signature).
+    /// The peer speaks another wire version (no common ALPN).
+    Version,
+    /// The certificate is on the CA's revocation list.
+    Revoked,
+    /// Any other TLS handshake refusal (key usage, signature).
     Other,
 }
 
 impl AuthFailure {
     /// Every reason, in a fixed order (for counters and metric labels).
-    pub const ALL: [AuthFailure; 7] = [
+    pub const ALL: [AuthFailure; 9] = [
         AuthFailure::NoCertificate,
         AuthFailure::UnknownCa,
         AuthFailure::Expired,
         AuthFailure::WrongCluster,
         AuthFailure::BadCertificate,
         AuthFailure::IdentityMismatch,
+        AuthFailure::Version,
+        AuthFailure::Revoked,
         AuthFailure::Other,
     ];
 
@@ -316,6 +342,8 @@ impl AuthFailure {
             AuthFailure::WrongCluster => "wrong_cluster",
             AuthFailure::BadCertificate => "bad_certificate",
             AuthFailure::IdentityMismatch => "identity_mismatch",
+            AuthFailure::Version => "version",
+            AuthFailure::Revoked => "revoked",
             AuthFailure::Other => "other",
         }
     }
@@ -329,13 +357,15 @@ impl AuthFailure {
             AuthFailure::WrongCluster => 3,
             AuthFailure::BadCertificate => 4,
             AuthFailure::IdentityMismatch => 5,
-            AuthFailure::Other => 6,
+            AuthFailure::Version => 6,
+            AuthFailure::Revoked => 7,
+            AuthFailure::Other => 8,
         }
     }
 
-    /// Classifies the TLS alert this side sent when it refused the peer.
-    /// QUIC carries it as transport error code `0x100 + alert` (RFC 9001
-    /// §4.8), which is all quinn reports of a handshake failure.
+    /// Classifies a TLS alert of a refused handshake. QUIC carries it as
+    /// transport error code `0x100 + alert` (RFC 9001 §4.8), which is all
+    /// quinn reports of a handshake failure.
     pub fn from_alert(alert: u8) -> AuthFailure {
         match alert {
             116 => AuthFailure::NoCertificate, // certificate_required
@@ -343,6 +373,19 @@ impl AuthFailure {
             45 => AuthFailure::Expired,        // certificate_expired
             49 => AuthFailure::WrongCluster,   // access_denied (IdentityError::to_rustls)
             42 => AuthFailure::BadCertificate, // bad_certificate
+            120 => AuthFailure::Version,       // no_application_protocol
+            44 => AuthFailure::Revoked,        // certificate_revoked
+            _ => AuthFailure::Other,
+        }
+    }
+
+    /// The reason for a verification error of a peer's chain.
+    pub(crate) fn from_rustls(e: &rustls::Error) -> AuthFailure {
+        match e {
+            rustls::Error::InvalidCertificate(c) => {
+                AuthFailure::from_alert(u8::from(rustls::AlertDescription::from(c.clone())))
+            }
+            rustls::Error::NoCertificatesPresented => AuthFailure::NoCertificate,
             _ => AuthFailure::Other,
         }
     }
@@ -365,6 +408,9 @@ pub struct TlsFiles {
     pub cert: PathBuf,
     /// PEM private key of this node (PKCS#8, SEC1 or PKCS#1).
     pub key: PathBuf,
+    /// Optional certificate revocation lists (PEM, one or more `X509 CRL`
+    /// blocks, or a single DER CRL) of the CA(s).
+    pub crl: Option<PathBuf>,
 }
 
 /// Errors loading or using a node's TLS material.
@@ -374,7 +420,7 @@ pub enum TlsError {
     /// A file could not be read.
     #[error("cannot read {what} file {path}: {source}")]
     Read {
-        /// Which file ("CA", "certificate", "key").
+        /// Which file ("CA", "certificate", "key", "CRL").
         what: &'static str,
         /// Its path.
         path: PathBuf,
@@ -397,6 +443,14 @@ pub enum TlsError {
         /// Its path.
         path: PathBuf,
         /// Why the certificates in it were rejected, if any were there.
+        reason: String,
+    },
+    /// The CRL file holds no parseable revocation list.
+    #[error("CRL file {path} is not usable: {reason}")]
+    BadCrl {
+        /// Its path.
+        path: PathBuf,
+        /// What is wrong.
         reason: String,
     },
     /// The node's own certificate does not pass the checks peers apply.
@@ -437,16 +491,156 @@ pub enum TlsError {
     Quic(String),
 }
 
-/// A node's loaded and checked TLS material: CA roots, own chain and key,
-/// and the identity its certificate carries. Cheap to turn into rustls
+/// What peers' certificates are checked against: the CA roots, the CRLs,
+/// the identity policy and the signature algorithms. Immutable; a reload
+/// builds a new one. Used by both TLS directions, by the re-verification
+/// of established connections after a reload, and by
+/// [`CredentialVerifier`](crate::CredentialVerifier).
+pub struct TrustMaterial {
+    roots: RootCertStore,
+    crls: Vec<webpki::CertRevocationList<'static>>,
+    policy: IdentityPolicy,
+    algs: WebPkiSupportedAlgorithms,
+}
+
+impl fmt::Debug for TrustMaterial {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("TrustMaterial")
+            .field("roots", &self.roots.len())
+            .field("crls", &self.crls.len())
+            .field("policy", &self.policy)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Which extended key usage a chain is verified for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Usage {
+    /// The peer acts as a QUIC server (we dialled it).
+    Server,
+    /// The peer acts as a QUIC client, or signs a record: the node's
+    /// identity.
+    Client,
+}
+
+impl TrustMaterial {
+    /// Trust material from PEM contents: a CA bundle and optional CRLs
+    /// (PEM blocks or one DER list). `ca_path`/`crl_path` only name the
+    /// files in errors.
+    pub fn from_pem(
+        ca_pem: &[u8],
+        crl: Option<&[u8]>,
+        policy: IdentityPolicy,
+        ca_path: &Path,
+        crl_path: Option<&Path>,
+    ) -> Result<TrustMaterial, TlsError> {
+        let cas = parse_certs("CA", ca_path, ca_pem)?;
+        let mut roots = RootCertStore::empty();
+        let (added, ignored) = roots.add_parsable_certificates(cas);
+        if added == 0 {
+            return Err(TlsError::NoCa {
+                path: ca_path.to_owned(),
+                reason: format!("{ignored} certificate(s) could not be used as trust anchors"),
+            });
+        }
+        let crls = match crl {
+            None => Vec::new(),
+            Some(bytes) => parse_crls(bytes, crl_path.unwrap_or(Path::new("CRL")))?,
+        };
+        Ok(TrustMaterial {
+            roots,
+            crls,
+            policy,
+            algs: rustls::crypto::ring::default_provider().signature_verification_algorithms,
+        })
+    }
+
+    /// The identity policy peers are checked against.
+    pub fn policy(&self) -> &IdentityPolicy {
+        &self.policy
+    }
+
+    /// Number of revocation lists in force.
+    pub fn crl_count(&self) -> usize {
+        self.crls.len()
+    }
+
+    /// Verifies `end_entity` (with `intermediates`) against the roots and
+    /// the CRLs at `now` for `usage`, then the identity policy. Returns the
+    /// identity; errors are rustls errors so the handshake sends the
+    /// matching alert.
+    pub(crate) fn verify(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        now: UnixTime,
+        usage: Usage,
+    ) -> Result<PeerIdentity, rustls::Error> {
+        let cert = webpki::EndEntityCert::try_from(end_entity).map_err(pki_error)?;
+        let crls: Vec<&webpki::CertRevocationList<'_>> = self.crls.iter().collect();
+        let revocation = match webpki::RevocationOptionsBuilder::new(&crls) {
+            // Only the end entity is checked (our PKIs issue node
+            // certificates straight from the CA), and a certificate the
+            // lists say nothing about — one of another CA during a rotation
+            // — is not refused for that.
+            Ok(b) => Some(
+                b.with_depth(webpki::RevocationCheckDepth::EndEntity)
+                    .with_status_policy(webpki::UnknownStatusPolicy::Allow)
+                    .build(),
+            ),
+            Err(_) => None,
+        };
+        let eku = match usage {
+            Usage::Server => webpki::KeyUsage::server_auth(),
+            Usage::Client => webpki::KeyUsage::client_auth(),
+        };
+        cert.verify_for_usage(
+            self.algs.all,
+            &self.roots.roots,
+            intermediates,
+            now,
+            eku,
+            revocation,
+            None,
+        )
+        .map_err(pki_error)?;
+        self.policy.check(end_entity).map_err(|e| {
+            tracing::debug!(error = %e, "certificate refused by identity policy");
+            e.to_rustls()
+        })
+    }
+
+    pub(crate) fn algorithms(&self) -> &WebPkiSupportedAlgorithms {
+        &self.algs
+    }
+}
+
+/// webpki's verdict as the rustls error whose alert names it.
+fn pki_error(e: webpki::Error) -> rustls::Error {
+    use webpki::Error as E;
+    let c = match e {
+        E::BadDer | E::BadDerTime | E::TrailingData(_) => CertificateError::BadEncoding,
+        E::CertNotValidYet { .. } => CertificateError::NotValidYet,
+        E::CertExpired { .. } | E::InvalidCertValidity => CertificateError::Expired,
+        E::UnknownIssuer => CertificateError::UnknownIssuer,
+        E::CertRevoked => CertificateError::Revoked,
+        E::UnknownRevocationStatus => CertificateError::UnknownRevocationStatus,
+        E::InvalidSignatureForPublicKey => CertificateError::BadSignature,
+        E::RequiredEkuNotFoundContext(_) => CertificateError::InvalidPurpose,
+        other => CertificateError::Other(OtherError(Arc::new(other))),
+    };
+    rustls::Error::InvalidCertificate(c)
+}
+
+/// A node's loaded and checked TLS material: trust material, own chain and
+/// key, and the identity its certificate carries. Cheap to turn into rustls
 /// configurations; load a new one to rotate certificates.
 pub struct NodeTls {
-    roots: Arc<RootCertStore>,
+    trust: Arc<TrustMaterial>,
     chain: Vec<CertificateDer<'static>>,
     key: PrivateKeyDer<'static>,
     identity: PeerIdentity,
     not_after: SystemTime,
-    policy: IdentityPolicy,
     provider: Arc<CryptoProvider>,
 }
 
@@ -457,7 +651,7 @@ impl fmt::Debug for NodeTls {
             .field("identity", &self.identity)
             .field("not_after", &self.not_after)
             .field("chain_len", &self.chain.len())
-            .field("roots", &self.roots.len())
+            .field("trust", &self.trust)
             .finish_non_exhaustive()
     }
 }
@@ -492,7 +686,34 @@ fn parse_certs(
     Ok(certs)
 }
 
-/// The raw contents of a node's three TLS files, compared to tell whether a
+/// PEM `X509 CRL` blocks, or one DER list when the file is not PEM.
+fn parse_crls(
+    bytes: &[u8],
+    path: &Path,
+) -> Result<Vec<webpki::CertRevocationList<'static>>, TlsError> {
+    let bad = |reason: String| TlsError::BadCrl {
+        path: path.to_owned(),
+        reason,
+    };
+    let ders: Vec<CertificateRevocationListDer<'static>> =
+        match CertificateRevocationListDer::pem_slice_iter(bytes).collect::<Result<Vec<_>, _>>() {
+            Ok(v) if !v.is_empty() => v,
+            Ok(_) if bytes.first() == Some(&0x30) => {
+                vec![CertificateRevocationListDer::from(bytes.to_vec())]
+            }
+            Ok(_) => return Err(bad("no X509 CRL block".into())),
+            Err(e) => return Err(bad(e.to_string())),
+        };
+    ders.iter()
+        .map(|der| {
+            webpki::OwnedCertRevocationList::from_der(der.as_ref())
+                .map(webpki::CertRevocationList::from)
+                .map_err(|e| bad(e.to_string()))
+        })
+        .collect()
+}
+
+/// The raw contents of a node's TLS files, compared to tell whether a
 /// reload has anything new.
 #[derive(Clone, PartialEq, Eq)]
 pub struct TlsPems {
@@ -502,6 +723,8 @@ pub struct TlsPems {
     pub cert: Vec<u8>,
     /// Private key (PEM).
     pub key: Vec<u8>,
+    /// Revocation lists, when configured.
+    pub crl: Option<Vec<u8>>,
 }
 
 impl fmt::Debug for TlsPems {
@@ -511,21 +734,26 @@ impl fmt::Debug for TlsPems {
 }
 
 impl TlsFiles {
-    /// Reads the three files.
+    /// Reads the files.
     pub fn read(&self) -> Result<TlsPems, TlsError> {
         Ok(TlsPems {
             ca: read_file("CA", &self.ca)?,
             cert: read_file("certificate", &self.cert)?,
             key: read_file("key", &self.key)?,
+            crl: self
+                .crl
+                .as_deref()
+                .map(|p| read_file("CRL", p))
+                .transpose()?,
         })
     }
 }
 
 impl NodeTls {
-    /// Reads and checks the CA bundle, certificate chain and key of
-    /// `files`: the chain must verify against the bundle now (as both
-    /// server and client certificate), the key must match, and the identity
-    /// must satisfy `policy` (and equal `node_id` when given).
+    /// Reads and checks the CA bundle, CRL, certificate chain and key of
+    /// `files`: the chain must verify against the bundle and the CRL now
+    /// (as both server and client certificate), the key must match, and
+    /// the identity must satisfy `policy` (and equal `node_id` when given).
     pub fn load(
         files: &TlsFiles,
         policy: &IdentityPolicy,
@@ -542,16 +770,13 @@ impl NodeTls {
         policy: &IdentityPolicy,
         node_id: Option<&str>,
     ) -> Result<NodeTls, TlsError> {
-        let cas = parse_certs("CA", &files.ca, &pems.ca)?;
-        let mut roots = RootCertStore::empty();
-        let (added, ignored) = roots.add_parsable_certificates(cas);
-        if added == 0 {
-            return Err(TlsError::NoCa {
-                path: files.ca.clone(),
-                reason: format!("{ignored} certificate(s) could not be used as trust anchors"),
-            });
-        }
-        let roots = Arc::new(roots);
+        let trust = Arc::new(TrustMaterial::from_pem(
+            &pems.ca,
+            pems.crl.as_deref(),
+            policy.clone(),
+            &files.ca,
+            files.crl.as_deref(),
+        )?);
         let chain = parse_certs("certificate", &files.cert, &pems.cert)?;
         let key = PrivateKeyDer::from_pem_slice(&pems.key).map_err(|e| TlsError::Pem {
             what: "key",
@@ -568,22 +793,25 @@ impl NodeTls {
             path: files.cert.clone(),
             reason,
         };
-        let parsed = ParsedCertificate::try_from(leaf).map_err(|e| own_err(e.to_string()))?;
-        verify_server_cert_signed_by_trust_anchor(
-            &parsed,
-            &roots,
-            &chain[1..],
-            UnixTime::now(),
-            provider.signature_verification_algorithms.all,
-        )
-        .map_err(|e| own_err(format!("as a server certificate: {e}")))?;
-        let client_verifier =
-            WebPkiClientVerifier::builder_with_provider(roots.clone(), provider.clone())
-                .build()
-                .map_err(|e| own_err(e.to_string()))?;
-        client_verifier
-            .verify_client_cert(leaf, &chain[1..], UnixTime::now())
-            .map_err(|e| own_err(format!("as a client certificate: {e}")))?;
+        let now = UnixTime::now();
+        for (usage, what) in [
+            (Usage::Server, "as a server certificate"),
+            (Usage::Client, "as a client certificate"),
+        ] {
+            if let Err(e) = trust.verify(leaf, &chain[1..], now, usage) {
+                // Identity problems get their own, more precise error below.
+                if matches!(
+                    e,
+                    rustls::Error::InvalidCertificate(
+                        CertificateError::NotValidForName
+                            | CertificateError::ApplicationVerificationFailure
+                    )
+                ) {
+                    break;
+                }
+                return Err(own_err(format!("{what}: {e}")));
+            }
+        }
         let identity = policy.check(leaf).map_err(|source| TlsError::OwnIdentity {
             path: files.cert.clone(),
             source,
@@ -599,12 +827,11 @@ impl NodeTls {
         }
         let not_after = not_after(leaf).map_err(own_err)?;
         let tls = NodeTls {
-            roots,
+            trust,
             chain,
             key,
             identity,
             not_after,
-            policy: policy.clone(),
             provider,
         };
         // Building the server config makes rustls check that the key
@@ -625,7 +852,22 @@ impl NodeTls {
 
     /// The identity policy peers are checked against.
     pub fn policy(&self) -> &IdentityPolicy {
-        &self.policy
+        &self.trust.policy
+    }
+
+    /// The trust material peers are checked against.
+    pub fn trust(&self) -> &Arc<TrustMaterial> {
+        &self.trust
+    }
+
+    /// Our certificate chain, leaf first.
+    pub fn chain(&self) -> &[CertificateDer<'static>] {
+        &self.chain
+    }
+
+    /// The private key (for [`RecordSigner`](crate::RecordSigner)).
+    pub(crate) fn key(&self) -> &PrivateKeyDer<'static> {
+        &self.key
     }
 
     /// The private key's DER bytes, from which the transport derives its
@@ -634,20 +876,12 @@ impl NodeTls {
         self.key.secret_der()
     }
 
-    /// rustls server configuration: TLS 1.3, ALPN `phimon/1`, client
-    /// certificate required and checked against the CA and the policy,
-    /// no resumption.
+    /// rustls server configuration: TLS 1.3, ALPN [`ALPN`], client
+    /// certificate required and checked against the trust material, no
+    /// resumption.
     pub fn server_config(&self) -> Result<rustls::ServerConfig, TlsError> {
-        let webpki =
-            WebPkiClientVerifier::builder_with_provider(self.roots.clone(), self.provider.clone())
-                .build()
-                .map_err(|e| TlsError::OwnCertificate {
-                    path: PathBuf::new(),
-                    reason: e.to_string(),
-                })?;
         let verifier = Arc::new(ClusterClientVerifier {
-            inner: webpki,
-            policy: self.policy.clone(),
+            trust: self.trust.clone(),
         });
         let mut cfg = rustls::ServerConfig::builder_with_provider(self.provider.clone())
             .with_protocol_versions(&[&rustls::version::TLS13])?
@@ -655,20 +889,18 @@ impl NodeTls {
             .with_single_cert(self.chain.clone(), self.key.clone_key())?;
         cfg.alpn_protocols = vec![ALPN.to_vec()];
         // Resumption would skip verifying the client's chain on later
-        // connections; a full handshake is cheap at gossip rates.
+        // connections; a full handshake is cheap at the rate nodes connect.
         cfg.session_storage = Arc::new(rustls::server::NoServerSessionStorage {});
         cfg.send_tls13_tickets = 0;
         Ok(cfg)
     }
 
-    /// rustls client configuration: TLS 1.3, ALPN `phimon/1`, our
-    /// certificate offered, the server verified against the CA and the
-    /// policy but **not** against a host name (see the module docs).
+    /// rustls client configuration: TLS 1.3, ALPN [`ALPN`], our
+    /// certificate offered, the server verified against the trust material
+    /// but **not** against a host name (see the module docs).
     pub fn client_config(&self) -> Result<rustls::ClientConfig, TlsError> {
         let verifier = Arc::new(ClusterServerVerifier {
-            roots: self.roots.clone(),
-            algs: self.provider.signature_verification_algorithms,
-            policy: self.policy.clone(),
+            trust: self.trust.clone(),
         });
         let mut cfg = rustls::ClientConfig::builder_with_provider(self.provider.clone())
             .with_protocol_versions(&[&rustls::version::TLS13])?
@@ -682,7 +914,8 @@ impl NodeTls {
     }
 }
 
-fn not_after(der: &[u8]) -> Result<SystemTime, String> {
+/// The certificate's notAfter.
+pub(crate) fn not_after(der: &[u8]) -> Result<SystemTime, String> {
     let (_, cert) = x509_parser::parse_x509_certificate(der).map_err(|e| e.to_string())?;
     let ts = cert.validity().not_after.timestamp();
     Ok(if ts >= 0 {
@@ -692,12 +925,11 @@ fn not_after(der: &[u8]) -> Result<SystemTime, String> {
     })
 }
 
-/// Server side: the WebPKI client verifier (chain to the CA, `clientAuth`,
-/// validity) followed by the cluster/identity policy.
+/// Server side: the client's chain against the trust material
+/// (`clientAuth`, validity, revocation), then the identity policy.
 #[derive(Debug)]
 struct ClusterClientVerifier {
-    inner: Arc<dyn ClientCertVerifier>,
-    policy: IdentityPolicy,
+    trust: Arc<TrustMaterial>,
 }
 
 impl ClientCertVerifier for ClusterClientVerifier {
@@ -710,7 +942,9 @@ impl ClientCertVerifier for ClusterClientVerifier {
     }
 
     fn root_hint_subjects(&self) -> &[DistinguishedName] {
-        self.inner.root_hint_subjects()
+        // Every node holds exactly one certificate: hints would only make
+        // the first flight larger.
+        &[]
     }
 
     fn verify_client_cert(
@@ -719,12 +953,8 @@ impl ClientCertVerifier for ClusterClientVerifier {
         intermediates: &[CertificateDer<'_>],
         now: UnixTime,
     ) -> Result<ClientCertVerified, rustls::Error> {
-        self.inner
-            .verify_client_cert(end_entity, intermediates, now)?;
-        self.policy.check(end_entity).map_err(|e| {
-            tracing::debug!(error = %e, "client certificate refused by identity policy");
-            e.to_rustls()
-        })?;
+        self.trust
+            .verify(end_entity, intermediates, now, Usage::Client)?;
         Ok(ClientCertVerified::assertion())
     }
 
@@ -734,7 +964,7 @@ impl ClientCertVerifier for ClusterClientVerifier {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        self.inner.verify_tls12_signature(message, cert, dss)
+        rustls::crypto::verify_tls12_signature(message, cert, dss, self.trust.algorithms())
     }
 
     fn verify_tls13_signature(
@@ -743,22 +973,21 @@ impl ClientCertVerifier for ClusterClientVerifier {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        self.inner.verify_tls13_signature(message, cert, dss)
+        rustls::crypto::verify_tls13_signature(message, cert, dss, self.trust.algorithms())
     }
 
     fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.inner.supported_verify_schemes()
+        self.trust.algorithms().supported_schemes()
     }
 }
 
-/// Client side: chain to the CA with `serverAuth` and validity, then the
-/// cluster/identity policy. The server name is deliberately ignored: seeds
-/// are addresses, and the node id is compared by the transport.
+/// Client side: the server's chain against the trust material
+/// (`serverAuth`, validity, revocation), then the identity policy. The
+/// server name is deliberately ignored: seeds are addresses, and the node
+/// id is compared by the transport.
 #[derive(Debug)]
 struct ClusterServerVerifier {
-    roots: Arc<RootCertStore>,
-    algs: WebPkiSupportedAlgorithms,
-    policy: IdentityPolicy,
+    trust: Arc<TrustMaterial>,
 }
 
 impl ServerCertVerifier for ClusterServerVerifier {
@@ -770,18 +999,8 @@ impl ServerCertVerifier for ClusterServerVerifier {
         _ocsp_response: &[u8],
         now: UnixTime,
     ) -> Result<ServerCertVerified, rustls::Error> {
-        let cert = ParsedCertificate::try_from(end_entity)?;
-        verify_server_cert_signed_by_trust_anchor(
-            &cert,
-            &self.roots,
-            intermediates,
-            now,
-            self.algs.all,
-        )?;
-        self.policy.check(end_entity).map_err(|e| {
-            tracing::debug!(error = %e, "server certificate refused by identity policy");
-            e.to_rustls()
-        })?;
+        self.trust
+            .verify(end_entity, intermediates, now, Usage::Server)?;
         Ok(ServerCertVerified::assertion())
     }
 
@@ -791,7 +1010,7 @@ impl ServerCertVerifier for ClusterServerVerifier {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls12_signature(message, cert, dss, &self.algs)
+        rustls::crypto::verify_tls12_signature(message, cert, dss, self.trust.algorithms())
     }
 
     fn verify_tls13_signature(
@@ -800,11 +1019,11 @@ impl ServerCertVerifier for ClusterServerVerifier {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls13_signature(message, cert, dss, &self.algs)
+        rustls::crypto::verify_tls13_signature(message, cert, dss, self.trust.algorithms())
     }
 
     fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.algs.supported_schemes()
+        self.trust.algorithms().supported_schemes()
     }
 }
 
