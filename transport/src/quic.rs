@@ -33,10 +33,10 @@ pub(crate) mod codes {
 const DATAGRAM_BUFFER: usize = 64 * 1024;
 
 /// Largest datagram payload that always fits one packet: the 1200-byte
-/// minimum QUIC path MTU less the short header (1 + 8-byte connection id
-/// + up to 4-byte packet number), the AEAD tag (16) and the DATAGRAM frame
-/// header (1 + 2-byte length), with a margin for an ACK frame sharing the
-/// packet. MTU discovery is off, so this never shrinks.
+/// minimum QUIC path MTU less the short header (1 byte, an 8-byte
+/// connection id, up to 4 bytes of packet number), the AEAD tag (16 bytes)
+/// and the DATAGRAM frame header (3 bytes), with a margin for an ACK frame
+/// sharing the packet. MTU discovery is off, so this never shrinks.
 pub const MAX_DATAGRAM: usize = 1100;
 
 /// QUIC transport parameters shared by both directions.

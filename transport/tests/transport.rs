@@ -30,7 +30,7 @@ async fn datagrams_and_messages_flow_both_ways_on_one_connection() {
     a.send_datagram(&peer("node-b", &b), b"beat-1").unwrap();
     a.send_message(&peer("node-b", &b), b"syn".to_vec())
         .unwrap();
-    let mut got = vec![
+    let mut got = [
         recv(&mut b_rx, Duration::from_secs(5)).await,
         recv(&mut b_rx, Duration::from_secs(5)).await,
     ];
@@ -53,7 +53,7 @@ async fn datagrams_and_messages_flow_both_ways_on_one_connection() {
     b.send_datagram(&by_id("node-a"), b"beat-b").unwrap();
     b.send_message(&peer("node-a", &a), b"ack".to_vec())
         .unwrap();
-    let mut back = vec![
+    let mut back = [
         recv(&mut a_rx, Duration::from_secs(5)).await,
         recv(&mut a_rx, Duration::from_secs(5)).await,
     ];
