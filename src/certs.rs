@@ -1,10 +1,10 @@
 //! `phimon certs`: a development CA and one certificate/key per node, so a
 //! secure cluster starts with one command. The work is done by
-//! [`phimon_gossip::tls::generate_dev_certs`]; this is the CLI around it.
+//! [`phimon_transport::tls::generate_dev_certs`]; this is the CLI around it.
 
 use std::path::PathBuf;
 
-use phimon_gossip::tls::{CertGenError, generate_dev_certs};
+use phimon_transport::tls::{CertGenError, generate_dev_certs};
 
 use crate::UsageError;
 

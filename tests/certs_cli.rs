@@ -6,7 +6,7 @@
 mod common;
 
 use common::{phimon, succeed};
-use phimon_gossip::tls::{IdentityPolicy, NodeTls, TlsFiles};
+use phimon_transport::tls::{IdentityPolicy, NodeTls, TlsFiles};
 use std::path::Path;
 use std::process::Command;
 
@@ -22,6 +22,7 @@ fn files(dir: &Path, id: &str) -> TlsFiles {
         ca: dir.join("ca.pem"),
         cert: dir.join(format!("{id}.pem")),
         key: dir.join(format!("{id}.key")),
+        crl: None,
     }
 }
 

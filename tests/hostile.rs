@@ -18,10 +18,10 @@ mod common;
 use common::{bin, converged, paging, sink};
 use phimon::local_cluster::metric;
 use phimon::local_cluster::{ClusterSpec, LocalCluster, PeerInfo};
-use phimon_gossip::tls;
-use phimon_gossip::transport::{Received, Transport, TransportConfig};
 use phimon_gossip::wire::{self, Digest, Kind, KvEntry, Message, NodeDelta};
 use phimon_gossip::{NodeId, Status};
+use phimon_transport::tls;
+use phimon_transport::{Peer, Received, Transport, TransportConfig};
 use rand::rngs::StdRng;
 use rand::{Rng, RngCore, SeedableRng};
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
@@ -374,7 +374,7 @@ impl Mallory {
             node_id: Some("mallory".into()),
             max_message_bytes: 64 * 1024,
             // The flood phase sends more than the default queue holds.
-            send_queue_len: 1024,
+            dial_queue_len: 1024,
             ..TransportConfig::default()
         })
         .unwrap();
@@ -399,9 +399,11 @@ impl Mallory {
         let frame = wire::encode(msg).unwrap();
         assert!(frame.len() <= 60 * 1024, "{} bytes", frame.len());
         let n = &c.nodes[i];
-        self.transport
-            .send(&n.gossip.to_string(), Some(&n.id), frame)
-            .unwrap();
+        let peer = Peer {
+            node_id: Some(NodeId::from(n.id.as_str())),
+            addr: n.gossip.to_string(),
+        };
+        self.transport.send_message(&peer, frame).unwrap();
     }
 
     /// Every node state node `i` holds, asked for the way any member
@@ -415,7 +417,7 @@ impl Mallory {
                 .await
                 .expect("no ACK from the node")
                 .unwrap();
-            if got.node_id != c.nodes[i].id {
+            if got.node_id.as_str() != c.nodes[i].id {
                 continue;
             }
             let msg = wire::decode(&got.payload, 64 * 1024).unwrap();

@@ -32,7 +32,6 @@ mod auth;
 mod config;
 mod core;
 mod error;
-mod id_check;
 mod key;
 mod monitor;
 mod node_id;
@@ -47,10 +46,9 @@ pub use crate::auth::{AuthError, Authority, SharedSecretAuthority, SharedSecretS
 pub use crate::config::{DEFAULT_OBSERVERS, GossipConfig};
 pub use crate::core::{Event, Gossip, GossipStats, Peer, Snapshot, Transmit};
 pub use crate::error::GossipError;
-pub use crate::id_check::check as check_node_id;
 pub use crate::key::{BUCKETS, RingKey};
 pub use crate::monitor::Local;
-pub use crate::node_id::NodeId;
+pub use crate::node_id::{InvalidNodeId, NodeId};
 pub use crate::record::{
     Declared, KeyValue, MAX_VERDICTS, Record, RecordBody, RecordError, SIGN_DOMAIN, Verdict,
 };

@@ -80,6 +80,66 @@ impl NodeId {
     pub fn is_valid(&self) -> bool {
         !self.is_empty() && self.len() <= Self::MAX_LEN
     }
+
+    /// Longest id a certificate may carry, in bytes: the longest DNS name.
+    pub const MAX_CERT_LEN: usize = 253;
+
+    /// The character rule every node id must follow where it enters the
+    /// system (a certificate loaded or verified, the configuration): 1 to
+    /// [`MAX_CERT_LEN`](Self::MAX_CERT_LEN) bytes of ASCII letters, digits,
+    /// `-`, `_` and `.`, neither starting nor ending with `.` or `-`.
+    ///
+    /// Ids end up in logs, metric labels, webhook text and file names; this
+    /// set needs no escaping in any of them and cannot smuggle markup
+    /// (`<!channel>`), newlines or path separators. It is a superset of
+    /// host names, so a certificate's DNS name is usually the id as is.
+    pub fn check(id: &str) -> Result<(), InvalidNodeId> {
+        if id.is_empty() {
+            return Err(InvalidNodeId::Empty);
+        }
+        if id.len() > Self::MAX_CERT_LEN {
+            return Err(InvalidNodeId::TooLong { len: id.len() });
+        }
+        if let Some((at, ch)) = id
+            .char_indices()
+            .find(|(_, c)| !(c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.')))
+        {
+            return Err(InvalidNodeId::BadChar { ch, at });
+        }
+        if id.starts_with(['.', '-']) || id.ends_with(['.', '-']) {
+            return Err(InvalidNodeId::BadEdge);
+        }
+        Ok(())
+    }
+}
+
+/// Why a string is not an acceptable node id (see [`NodeId::check`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum InvalidNodeId {
+    /// The id is empty.
+    #[error("node id is empty")]
+    Empty,
+    /// The id is longer than [`NodeId::MAX_CERT_LEN`] bytes.
+    #[error("node id is {len} bytes long, at most 253 are allowed")]
+    TooLong {
+        /// Its length in bytes.
+        len: usize,
+    },
+    /// The id holds a character outside ASCII letters, digits, `-`, `_`
+    /// and `.`.
+    #[error(
+        "node id holds {ch:?} at byte {at}: only ASCII letters, digits, '-', '_' and '.' are allowed"
+    )]
+    BadChar {
+        /// The first offending character.
+        ch: char,
+        /// Its byte offset.
+        at: usize,
+    },
+    /// The id starts or ends with `.` or `-`.
+    #[error("node id must not start or end with '.' or '-'")]
+    BadEdge,
 }
 
 /// The first 8 inline bytes as a big-endian word.
@@ -236,6 +296,49 @@ mod tests {
             let c = NodeId::from(y2.as_str());
             prop_assert_eq!(a.cmp(&c), x.as_bytes().cmp(y2.as_bytes()));
             prop_assert_eq!(c.cmp(&a), y2.as_bytes().cmp(x.as_bytes()));
+        }
+    }
+
+    #[test]
+    fn check_accepts_the_documented_set_only() {
+        for ok in [
+            "a",
+            "node-a",
+            "n_1",
+            "node-a.prod.internal",
+            "A9",
+            &"x".repeat(253),
+        ] {
+            assert_eq!(NodeId::check(ok), Ok(()), "{ok:?}");
+        }
+        assert_eq!(NodeId::check(""), Err(InvalidNodeId::Empty));
+        assert_eq!(
+            NodeId::check(&"x".repeat(254)),
+            Err(InvalidNodeId::TooLong { len: 254 })
+        );
+        assert_eq!(
+            NodeId::check("phimoé"),
+            Err(InvalidNodeId::BadChar { ch: 'é', at: 5 })
+        );
+        for bad in ["a b", "a/b", "<!channel>", "a\nb", "a:b", "a@b"] {
+            assert!(
+                matches!(NodeId::check(bad), Err(InvalidNodeId::BadChar { .. })),
+                "{bad:?}"
+            );
+        }
+        for bad in [".a", "a.", "-a", "a-", "."] {
+            assert_eq!(NodeId::check(bad), Err(InvalidNodeId::BadEdge), "{bad:?}");
+        }
+    }
+
+    proptest! {
+        /// The check is total: any string gets an answer, never a panic,
+        /// and an accepted id is plain ASCII of bounded length.
+        #[test]
+        fn check_is_total(s in "\\PC{0,300}") {
+            if NodeId::check(&s).is_ok() {
+                prop_assert!(s.is_ascii() && !s.is_empty() && s.len() <= 253);
+            }
         }
     }
 

@@ -3,7 +3,7 @@
 use crate::auth::{AuthError, Authority, Signer};
 use crate::key::{RingKey, term};
 use crate::wire::{MAX_BODY_BYTES, SignedRecord, decode_exact};
-use crate::{NodeId, id_check};
+use crate::NodeId;
 use serde::{Deserialize, Serialize};
 use std::sync::Arc;
 
@@ -173,7 +173,7 @@ impl RecordBody {
     /// The rules every body follows, whoever made it.
     pub fn check(&self, max_kv_bytes: usize) -> Result<(), RecordError> {
         let bad = |r: String| Err(RecordError::Invalid(r));
-        if let Err(e) = id_check::check(self.node.as_str()) {
+        if let Err(e) = NodeId::check(self.node.as_str()) {
             return bad(format!("node id: {e}"));
         }
         if self.generation == 0 || self.version == 0 {
@@ -201,7 +201,7 @@ impl RecordBody {
             return bad(format!("{} verdicts", self.verdicts.len()));
         }
         for (i, v) in self.verdicts.iter().enumerate() {
-            if id_check::check(v.subject.as_str()).is_err() || v.subject == self.node {
+            if NodeId::check(v.subject.as_str()).is_err() || v.subject == self.node {
                 return bad(format!("verdict on {:?}", v.subject));
             }
             if v.generation == 0 {

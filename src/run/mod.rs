@@ -23,8 +23,8 @@ use phimon_exporter::{
     Metrics, NodeSnapshot, Outbox, OutboxLimits, PeerSnapshot, SUSPICIONS_KEY, SharedSnapshot,
     Webhook, decode_suspicions,
 };
-use phimon_gossip::transport::{Received, Transport};
 use phimon_gossip::{Event, Gossip, NodeId};
+use phimon_transport::{Peer, Received, Transport};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -341,7 +341,7 @@ impl Sidecar {
     }
 
     fn on_message(&mut self, at: Timestamp, msg: Received) {
-        let from = NodeId::new(msg.node_id);
+        let from = msg.node_id;
         if let Err(e) = self.core.handle_message(at, &from, &msg.payload) {
             if matches!(e, phimon_gossip::GossipError::SenderMismatch { .. }) {
                 self.metrics.auth_failures.inc();
@@ -357,12 +357,12 @@ impl Sidecar {
         while let Some(t) = self.core.poll_transmit() {
             // An empty address means "on that node's existing connection":
             // the transport handles it.
-            if let Err(e) = self.transport.send(
-                &t.to_addr,
-                t.to_node.as_ref().map(|n| n.as_str()),
-                t.payload,
-            ) {
-                tracing::debug!("send to {:?} refused: {e}", t.to_addr);
+            let peer = Peer {
+                node_id: t.to_node,
+                addr: t.to_addr,
+            };
+            if let Err(e) = self.transport.send_message(&peer, t.payload) {
+                tracing::debug!("send to {:?} refused: {e}", peer.addr);
             }
         }
         while let Some(event) = self.core.poll_event() {

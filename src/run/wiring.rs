@@ -3,8 +3,8 @@
 
 use phimon_config::{Config, WebhookSection};
 use phimon_exporter::{AlertConfig, ExportConfig, MemberStatus, Metrics, WebhookConfig};
-use phimon_gossip::transport::{StatsSnapshot, TransportConfig};
 use phimon_gossip::{GossipConfig, GossipStats};
+use phimon_transport::{StatsSnapshot, TransportConfig};
 use prometheus::IntGauge;
 use std::net::{IpAddr, SocketAddr, UdpSocket};
 
