@@ -272,6 +272,19 @@ impl Adaptive {
         self.pending = 0;
     }
 
+    /// The fitted parameters, as phi reads them.
+    pub(crate) fn fit(&self) -> crate::peer::Fit {
+        let events = self.tail_slope / LOG10_E;
+        crate::peer::Fit::Adaptive {
+            expected_micros: self.mu,
+            jitter_micros: self.sigma,
+            late_from_micros: self.late_start,
+            late_fraction: 10f64.powf(-self.tail_level),
+            late_events: self.tail_events,
+            late_mean_excess_micros: 1.0 / (self.inv_tail_scale * events),
+        }
+    }
+
     /// See [`PeerDetector::warm`](crate::PeerDetector::warm).
     pub(crate) fn warm(&self) -> u64 {
         self.mu.to_bits()
