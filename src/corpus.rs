@@ -16,6 +16,10 @@ pub enum SetArg {
     /// New scenario variants (other intervals, pauses, loss), never
     /// committed.
     Variants,
+    /// Direct heartbeats (wire version 3): a clean LAN with 40 s of
+    /// history, 1 % and 20 % loss, sender pauses of 2-3 s, never
+    /// committed.
+    Direct,
     /// `--count` scenarios drawn at random (from `--seed`) over broad
     /// ranges of every hostile condition: networks nobody wrote down.
     Random,
@@ -45,6 +49,7 @@ pub fn run(args: CorpusArgs) -> anyhow::Result<()> {
         SetArg::Corpus => CorpusSet::Corpus.render(),
         SetArg::HeldOut => CorpusSet::HeldOut.render(),
         SetArg::Variants => CorpusSet::Variants.render(),
+        SetArg::Direct => CorpusSet::Direct.render(),
         SetArg::Random => random_scenarios(args.seed, args.count as usize)
             .into_iter()
             .map(|(name, s)| (format!("{name}.trace"), s.generate().to_text()))

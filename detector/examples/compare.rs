@@ -4,8 +4,8 @@
 //! Per-trace columns are at zero mistakes, or at the hourly budget with
 //! `HOURLY=1`; `PEAKS=1` adds the highest phi of a live sender
 //! per trace for every model (the trace that sets a threshold).
-//! `SETS=corpus,held-out,variants` chooses the sets (default: the first
-//! two). `FIXED=4,5,8` adds, for phimon's default model at each of these
+//! `SETS=corpus,held-out,variants,direct` chooses the sets (default: the
+//! first two; `random:SEED:COUNT` draws a random set). `FIXED=4,5,8` adds, for phimon's default model at each of these
 //! thresholds, the mean detection time and the mistakes per alive hour.
 
 use phimon_detector::DetectorConfig;
@@ -39,6 +39,7 @@ fn main() {
                 "corpus" => CorpusSet::Corpus,
                 "held-out" => CorpusSet::HeldOut,
                 "variants" => CorpusSet::Variants,
+                "direct" => CorpusSet::Direct,
                 _ => continue,
             };
             named

@@ -61,6 +61,37 @@ fn young(n: u64) -> f64 {
     best
 }
 
+/// What a runtime does per direct heartbeat: record it with its sequence
+/// number, then re-arm the peer's timer at `when_phi_reaches(8)`.
+fn record_seq_and_timer(n: u64) -> f64 {
+    let mut d = PeerDetector::new(&DetectorConfig::default());
+    let mut t = 0u64;
+    let mut seq = 0u64;
+    for i in 0..2000u64 {
+        t += 1_000_000 + (i * 7919 % 50_000);
+        seq += 1;
+        d.record_seq(Timestamp::from_micros(t), seq);
+    }
+    let mut best = f64::INFINITY;
+    let mut i = 0u64;
+    for _ in 0..7 {
+        let start = Instant::now();
+        let mut acc = 0u64;
+        for _ in 0..n / 8 {
+            i += 1;
+            t += 1_000_000 + (i * 7919 % 50_000);
+            seq += 1;
+            d.record_seq(Timestamp::from_micros(black_box(t)), seq);
+            acc ^= d
+                .when_phi_reaches(black_box(8.0))
+                .map_or(0, Timestamp::as_micros);
+        }
+        black_box(acc);
+        best = best.min(start.elapsed().as_nanos() as f64 / (n / 8) as f64);
+    }
+    best
+}
+
 fn sweep(rounds: u32) -> f64 {
     let mut r: Registry<u32> = Registry::new(DetectorConfig::default());
     for p in 0..10_000u32 {
@@ -91,7 +122,7 @@ fn main() {
         .nth(1)
         .and_then(|s| s.parse().ok())
         .unwrap_or(2_000_000);
-    // `HOTPATH_ONLY=adaptive|normal|exponential|young|memory|sweep` runs one workload
+    // `HOTPATH_ONLY=adaptive|normal|exponential|timer|young|memory|sweep` runs one workload
     // (to count instructions: run it under callgrind with two values of N
     // and divide the difference by 7 x the difference of N).
     let only = std::env::var("HOTPATH_ONLY").ok();
@@ -101,6 +132,12 @@ fn main() {
             "record+phi {:<12} {:>7.1} ns",
             d.as_str(),
             record_and_phi(d, n)
+        );
+    }
+    if wanted("timer") {
+        println!(
+            "record_seq+when_phi_reaches(8) {:>7.1} ns",
+            record_seq_and_timer(n)
         );
     }
     if wanted("young") {

@@ -25,33 +25,38 @@
 //! - **sigma** is a running mean absolute deviation of on-time intervals
 //!   (times 1.25, the normal ratio of standard to mean absolute
 //!   deviation), floored at `min(min_std_dev, mu / 8)`.
-//! - **q**, the late fraction, is the rule of succession over about
-//!   `window` intervals: [`PRIOR_LATE`] late intervals among
-//!   [`PRIOR_SAMPLES`] as the prior, so a clean peer still has a small,
-//!   non-zero chance of a late heartbeat (about 1 in 2,200 after 1000
-//!   clean ones) and a young peer is judged with caution. Late means
-//!   beyond `L = mu + max(4 sigma, mu / 2)`.
-//! - **A, B**: how late a late heartbeat is (its excess over `L`, the
-//!   point where lateness starts) is modelled as exponential with an
-//!   unknown rate, with a Gamma prior worth [`TAIL_PRIOR_EVENTS`] late
-//!   heartbeats of `sqrt(`[`TAIL_PRIOR_SCALE_MICROS`]` · mu)` each. The
-//!   predictive tail is then `(1 + x / B)^-A` (a Lomax law) with `A` =
-//!   prior events + late heartbeats seen and `B` = prior excess + their
-//!   excess: heavy while little is known, close to the fitted exponential
-//!   once many late heartbeats were seen. Measuring the excess from `L`,
-//!   not from `mu`, keeps the fit honest: every late heartbeat is at least
-//!   `L - mu` late, and counting that floor as excess would make the
-//!   fitted tail several times too heavy on jittery paths. The prior's
-//!   scale is the geometric mean of an absolute stall (a paused sender or
-//!   network lasts a fraction of a second to seconds whatever the
-//!   heartbeat rate) and the interval (a run of lost heartbeats lasts
-//!   whole intervals): on random hostile networks either alone leaves one
-//!   kind of peer badly calibrated (`phimon corpus --set random`). Each
-//!   excess counts at most [`EXCESS_CAP_MICROS`] (or
-//!   two intervals, if longer), so that one partition does not make a
-//!   peer's tail heavy for good, and the statistics fade over
-//!   [`TAIL_MEMORY_WINDOWS`] windows: rare events need a longer memory
-//!   than the jitter band.
+//! - **L**, where lateness starts, is `mu + max(3.5 sigma, 0.3 mu)`:
+//!   1.35 s on a clean 1 s link (sigma at its 100 ms floor). Direct
+//!   heartbeats arrive within milliseconds of their due time, so one a
+//!   third of an interval overdue is late.
+//! - **q**, the late fraction, is the fraction of late intervals over
+//!   about `window` intervals with [`PRIOR_SAMPLES`] on-time ones as the
+//!   prior, but never below [`LATE_FLOOR`] (1 in 1,800): a clean peer is
+//!   judged the same from its first heartbeat as after an hour, and one
+//!   late heartbeat among its first 40 raises q to 1 in 140. (The previous
+//!   rule of succession gave a young clean peer q = 1 in 280, which took
+//!   a 40 s-old clean 1 s link 12 s of silence to reach phi 8.)
+//! - **A, B**: how late a late heartbeat is (its excess over `L`) is
+//!   modelled as exponential with an unknown rate, with a Gamma prior
+//!   worth [`TAIL_PRIOR_EVENTS`] late heartbeats of
+//!   [`TAIL_PRIOR_SCALE_MICROS`] each. The predictive tail is then
+//!   `(1 + x / B)^-A` (a Lomax law) with `A` = prior events + late
+//!   heartbeats seen and `B` = prior excess + their excess: a little
+//!   heavier than exponential while little is known, close to the fitted
+//!   exponential once many late heartbeats were seen. Measuring the excess
+//!   from `L`, not from `mu`, keeps the fit honest: every late heartbeat is
+//!   at least `L - mu` late, and counting that floor as excess would make
+//!   the fitted tail several times too heavy on jittery paths. The prior's
+//!   scale is absolute, not a fraction of the interval: what a live peer's
+//!   first long silence is, on direct heartbeats, is a stall of its
+//!   process or host (a collector, a SIGSTOP, steal time), which lasts the
+//!   same seconds whatever the heartbeat rate. It is set so that a clean
+//!   1 s link reaches phi 8 4.8 s after its last heartbeat with 40 s of
+//!   history, while the first 2.8 s silence of a 500 ms peer paused 8 s
+//!   after its start scores 6.5 (`phimon corpus --set direct`). Each excess counts at most
+//!   [`EXCESS_CAP_MICROS`] (or two intervals, if longer), so that one
+//!   partition does not make a peer's tail heavy for good, and the
+//!   statistics fade over [`TAIL_MEMORY_WINDOWS`] windows.
 //!
 //! phi is continuous, non-decreasing in `t`, finite, and keeps growing
 //! (logarithmically far out) for as long as the peer stays silent. Record
@@ -64,23 +69,28 @@ use std::f64::consts::{LOG10_2, LOG10_E};
 
 /// Intervals the location is the median of (odd).
 pub const RECENT: usize = 9;
-/// Prior late intervals of the late fraction.
-pub const PRIOR_LATE: f64 = 0.5;
-/// Prior intervals (late or not) of the late fraction: a new peer starts
-/// at q = 0.5 %, about one late heartbeat in 200.
+/// Prior on-time intervals of the late fraction: a peer's first late
+/// heartbeat counts as one in this many more than it has seen.
 pub const PRIOR_SAMPLES: f64 = 100.0;
+/// Smallest late fraction: a clean peer's chance that its next heartbeat
+/// is late, at any age.
+pub const LATE_FLOOR: f64 = 1.0 / 1800.0;
+/// Late threshold: lateness starts this many jitter bands beyond the
+/// expected interval ...
+pub const LATE_BANDS: f64 = 3.5;
+/// ... or this fraction of it beyond, whichever is later.
+pub const LATE_FRACTION: f64 = 0.3;
 /// Weight of the prior on the lateness of late heartbeats, in late
 /// heartbeats.
-pub const TAIL_PRIOR_EVENTS: f64 = 30.0;
-/// Absolute part of the prior mean excess of a late heartbeat beyond the
-/// late threshold, microseconds: the prior mean is the geometric mean of
-/// this and the expected interval.
-pub const TAIL_PRIOR_SCALE_MICROS: f64 = 500_000.0;
+pub const TAIL_PRIOR_EVENTS: f64 = 25.0;
+/// Prior mean excess of a late heartbeat beyond the late threshold,
+/// microseconds, whatever the interval.
+pub const TAIL_PRIOR_SCALE_MICROS: f64 = 250_000.0;
 /// Largest excess one late heartbeat contributes, microseconds (unless two
 /// heartbeat intervals are longer).
-pub const EXCESS_CAP_MICROS: f64 = 4_000_000.0;
+pub const EXCESS_CAP_MICROS: f64 = 3_000_000.0;
 /// The late-heartbeat statistics fade over this many windows of intervals.
-pub const TAIL_MEMORY_WINDOWS: f64 = 8.0;
+pub const TAIL_MEMORY_WINDOWS: f64 = 2.0;
 
 /// A settled peer's jitter band and late-heartbeat law are refreshed every
 /// this many on-time heartbeats (see [`Adaptive::push`]).
@@ -272,6 +282,19 @@ impl Adaptive {
         self.pending = 0;
     }
 
+    /// The fitted parameters, as phi reads them.
+    pub(crate) fn fit(&self) -> crate::peer::Fit {
+        let events = self.tail_slope / LOG10_E;
+        crate::peer::Fit::Adaptive {
+            expected_micros: self.mu,
+            jitter_micros: self.sigma,
+            late_from_micros: self.late_start,
+            late_fraction: 10f64.powf(-self.tail_level),
+            late_events: self.tail_events,
+            late_mean_excess_micros: 1.0 / (self.inv_tail_scale * events),
+        }
+    }
+
     /// See [`PeerDetector::warm`](crate::PeerDetector::warm).
     pub(crate) fn warm(&self) -> u64 {
         self.mu.to_bits()
@@ -281,7 +304,7 @@ impl Adaptive {
 
     /// Threshold beyond which an interval is late.
     fn late_from(&self) -> f64 {
-        self.mu + (4.0 * self.sigma).max(0.5 * self.mu)
+        self.mu + (LATE_BANDS * self.sigma).max(LATE_FRACTION * self.mu)
     }
 
     /// After the location moved up (the heartbeat interval grew), the
@@ -380,11 +403,11 @@ impl Adaptive {
     #[inline(never)]
     fn refresh_tail(&mut self) {
         self.refreshed_mu = self.mu;
-        let q = (self.late + PRIOR_LATE) / (self.n + PRIOR_SAMPLES);
-        self.tail_level = -q.clamp(1e-12, 0.5).log10();
+        let q = self.late / (self.n + PRIOR_SAMPLES);
+        self.tail_level = -q.clamp(LATE_FLOOR, 0.5).log10();
         self.tail_slope = (TAIL_PRIOR_EVENTS + self.tail_events) * LOG10_E;
-        let prior_scale = (TAIL_PRIOR_SCALE_MICROS * self.mu).sqrt();
-        self.inv_tail_scale = 1.0 / (TAIL_PRIOR_EVENTS * prior_scale + self.tail_excess);
+        self.inv_tail_scale =
+            1.0 / (TAIL_PRIOR_EVENTS * TAIL_PRIOR_SCALE_MICROS + self.tail_excess);
         self.late_start = self.late_from();
     }
 
@@ -559,16 +582,24 @@ mod tests {
     #[test]
     fn a_clean_peer_has_the_prior_tail() {
         let a = fed(std::iter::repeat_n(1_000_000, 3000));
-        // q = 0.5 / (n + 100) with n = 1000 (1 - 0.999^3000) ~ 950: phi
-        // past the jitter band is ~3.3 up to the late threshold L = 1.5 s,
-        // then the prior's Lomax tail (A = 30, B = 30 x sqrt(0.5 s x 1 s)).
+        // q at its floor: phi past the jitter band is 3.26 up to the late
+        // threshold L = 1 s + 3.5 x 100 ms, then the prior's Lomax tail
+        // (A = 25, B = 25 x 0.25 s).
         let at = |s: f64| a.phi(s * 1e6);
-        let n = 1000.0 * (1.0 - 0.999f64.powi(3000));
-        let level = -(0.5 / (n + 100.0)).log10();
-        let b = TAIL_PRIOR_EVENTS * (TAIL_PRIOR_SCALE_MICROS * 1e6).sqrt() / 1e6;
-        let want = level + TAIL_PRIOR_EVENTS * (1.0 + 0.8 / b).log10();
+        let level = -LATE_FLOOR.log10();
+        let b = TAIL_PRIOR_EVENTS * TAIL_PRIOR_SCALE_MICROS / 1e6;
+        let want = level + TAIL_PRIOR_EVENTS * (1.0 + 0.95 / b).log10();
         assert!((at(2.3) - want).abs() < 0.01, "{} vs {want}", at(2.3));
-        assert!((at(1.4) - level).abs() < 1e-3, "{} vs {level}", at(1.4));
+        assert!((at(1.345) - level).abs() < 1e-3, "{} vs {level}", at(1.345));
+        // The same from the first heartbeats on: a young clean peer is
+        // judged like a settled one (phi 8 within 5 s of silence).
+        let young = fed(std::iter::repeat_n(1_000_000, 40));
+        assert!(
+            (young.phi(2.3e6) - want).abs() < 0.01,
+            "{}",
+            young.phi(2.3e6)
+        );
+        assert!(young.phi(4.9e6) >= 8.0, "{}", young.phi(4.9e6));
         assert_eq!(at(0.1), 0.0);
         // Continuous and non-decreasing through the switch of explanation.
         let mut prev = 0.0;
@@ -595,8 +626,8 @@ mod tests {
             at(&lossy),
             at(&clean)
         );
-        // After many tail memories (8 windows) of clean heartbeats the peer
-        // is clean again.
+        // After many tail memories (2 windows each) of clean heartbeats the
+        // peer is clean again.
         let mut healed = lossy.clone();
         for _ in 0..60_000 {
             healed.push(1_000_000);

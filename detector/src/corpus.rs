@@ -106,6 +106,14 @@ pub struct Scenario {
     pub interval_change: Option<(f64, f64)>,
     /// Every heartbeat is lost during: (start s, duration s).
     pub partition: Option<(f64, f64)>,
+    /// The first sender pause starts at this time, s, instead of at a
+    /// random one (later pauses follow the [`Pauses`] process): a pause
+    /// early in a peer's life, when its detector knows little.
+    pub first_pause_s: Option<f64>,
+    /// [`loss`](Self::loss) applies only to heartbeats sent from this
+    /// time on, s (0: from the start): a link that turns lossy after a
+    /// clean start.
+    pub loss_from_s: f64,
 }
 
 impl Scenario {
@@ -125,6 +133,8 @@ impl Scenario {
             pauses: None,
             interval_change: None,
             partition: None,
+            first_pause_s: None,
+            loss_from_s: 0.0,
         }
     }
 
@@ -141,7 +151,10 @@ impl Scenario {
         // Pause windows, drawn up front from their own process.
         let mut pauses: Vec<(f64, f64)> = Vec::new();
         if let Some(p) = self.pauses {
-            let mut t = exponential(&mut rng, p.mean_gap_s * 1000.0);
+            let mut t = match self.first_pause_s {
+                Some(first) => first * 1000.0,
+                None => exponential(&mut rng, p.mean_gap_s * 1000.0),
+            };
             while t < crash_ms {
                 let len = p.median_ms * libm::exp(p.sigma * normal(&mut rng));
                 pauses.push((t, t + len));
@@ -180,7 +193,12 @@ impl Scenario {
         let mut bad = false;
         let mut arrivals: Vec<f64> = Vec::with_capacity(sends.len());
         for &s in &sends {
-            let lost = match self.loss {
+            let loss = if s >= self.loss_from_s * 1000.0 {
+                self.loss
+            } else {
+                Loss::None
+            };
+            let lost = match loss {
                 Loss::None => false,
                 Loss::Bernoulli(p) => uniform(&mut rng) < p,
                 Loss::GilbertElliott {
@@ -511,6 +529,80 @@ pub const VARIANTS: &[Scenario] = &[
     },
 ];
 
+/// Direct heartbeats (wire version 3): each node sends its heartbeat
+/// datagram straight to its observers, so arrivals are the sender's timer
+/// plus one network delay. What the default threshold is chosen on,
+/// besides the committed corpus: a clean LAN with only 40 s of history
+/// before the crash (a fresh cluster, the live test), a clean LAN with an
+/// hour, 1 % loss, 20 % loss with 50 ± 30 ms of delay on 500 ms
+/// heartbeats that starts once the link is up (the end-to-end loss test),
+/// and sender pauses of 2–3 s (a garbage collector, a SIGSTOP), the first
+/// one early in the peer's life. Not committed; generate it with
+/// `phimon corpus --set direct --out DIR`.
+pub const DIRECT: &[Scenario] = &[
+    lan("direct-lan-40s-a", 401, 1000.0, 40.0),
+    lan("direct-lan-40s-b", 402, 1000.0, 40.0),
+    lan("direct-lan-40s-c", 403, 1000.0, 40.0),
+    lan("direct-lan-40s-500ms", 404, 500.0, 40.0),
+    lan("direct-lan-1h", 405, 1000.0, 3600.0),
+    Scenario {
+        loss: Loss::Bernoulli(0.01),
+        ..lan("direct-loss-1pct", 406, 1000.0, 3600.0)
+    },
+    Scenario {
+        loss: Loss::Bernoulli(0.01),
+        ..lan("direct-loss-1pct-40s", 407, 1000.0, 40.0)
+    },
+    Scenario {
+        base_delay_ms: 50.0,
+        jitter: Jitter::Normal(30.0),
+        loss: Loss::Bernoulli(0.2),
+        loss_from_s: 10.0,
+        ..lan("direct-loss-20pct-500ms-a", 408, 500.0, 160.0)
+    },
+    Scenario {
+        base_delay_ms: 50.0,
+        jitter: Jitter::Normal(30.0),
+        loss: Loss::Bernoulli(0.2),
+        loss_from_s: 10.0,
+        ..lan("direct-loss-20pct-500ms-b", 409, 500.0, 160.0)
+    },
+    Scenario {
+        base_delay_ms: 50.0,
+        jitter: Jitter::Normal(30.0),
+        loss: Loss::Bernoulli(0.2),
+        loss_from_s: 10.0,
+        ..lan("direct-loss-20pct-500ms-1h", 410, 500.0, 3600.0)
+    },
+    Scenario {
+        pauses: Some(Pauses {
+            mean_gap_s: 300.0,
+            median_ms: 2500.0,
+            sigma: 0.1,
+        }),
+        first_pause_s: Some(40.98),
+        ..lan("direct-pause-1s", 411, 1000.0, 1200.0)
+    },
+    Scenario {
+        pauses: Some(Pauses {
+            mean_gap_s: 300.0,
+            median_ms: 2500.0,
+            sigma: 0.1,
+        }),
+        first_pause_s: Some(10.98),
+        ..lan("direct-pause-1s-young", 412, 1000.0, 600.0)
+    },
+    Scenario {
+        pauses: Some(Pauses {
+            mean_gap_s: 120.0,
+            median_ms: 2500.0,
+            sigma: 0.1,
+        }),
+        first_pause_s: Some(8.48),
+        ..lan("direct-pause-500ms", 413, 500.0, 600.0)
+    },
+];
+
 /// A named set of scenarios.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum CorpusSet {
@@ -520,6 +612,8 @@ pub enum CorpusSet {
     HeldOut,
     /// [`VARIANTS`].
     Variants,
+    /// [`DIRECT`].
+    Direct,
 }
 
 impl CorpusSet {
@@ -529,6 +623,7 @@ impl CorpusSet {
             CorpusSet::Corpus => CORPUS,
             CorpusSet::HeldOut => HELD_OUT,
             CorpusSet::Variants => VARIANTS,
+            CorpusSet::Direct => DIRECT,
         }
     }
 

@@ -9,7 +9,12 @@
 //!   configured [`Distribution`]: `adaptive` (the default: robust
 //!   location, bursts folded, a Bayesian late-heartbeat tail learned per
 //!   peer), `normal` or `exponential`.
-//!   O(1), allocation-free `record` and `phi`.
+//!   O(1), allocation-free `record` and `phi`; `record_seq` filters
+//!   duplicate and reordered heartbeats by sequence number and counts
+//!   losses ([`HeartbeatCounts`]); `when_phi_reaches` says when phi will
+//!   cross a threshold (the runtime's one timer per peer); `started_at`
+//!   starts an observer hand-over on the prior; [`Fit`] and
+//!   `recent_intervals` are the evidence a page quotes.
 //! - [`Registry`]: the detectors of every peer, keyed by node id, reset
 //!   when a peer's generation changes.
 //! - [`tail`]: the normal upper tail in log space, accurate and finite for
@@ -40,7 +45,10 @@ mod time;
 pub mod trace;
 
 pub use config::{DetectorConfig, Distribution};
-pub use peer::{COLD_START_SAMPLES, Estimate, IntervalWindow, MAX_INTERVAL_MICROS, PeerDetector};
+pub use peer::{
+    COLD_START_SAMPLES, Estimate, Fit, HeartbeatCounts, IntervalWindow, MAX_INTERVAL_MICROS,
+    PeerDetector,
+};
 pub use registry::{Observation, PeerState, Registry};
 pub use time::Timestamp;
 

@@ -5,6 +5,7 @@ use crate::config::{DetectorConfig, Distribution};
 use crate::tail::phi_normal;
 use crate::time::{Timestamp, duration_micros};
 use std::f64::consts::LN_10;
+use std::time::Duration;
 
 /// Intervals longer than this (about 71 minutes) are stored as this. Such
 /// a gap is an outage, not jitter; clamping keeps a slot at 4 bytes and
@@ -120,6 +121,13 @@ impl IntervalWindow {
         older.iter().chain(newer).copied()
     }
 
+    /// The last `count` intervals held (fewer if the window holds fewer),
+    /// oldest first, in microseconds. No allocation: what a page quotes
+    /// as evidence.
+    pub fn recent(&self, count: usize) -> impl Iterator<Item = u32> + '_ {
+        self.iter().skip(self.slots.len().saturating_sub(count))
+    }
+
     /// Mean and population variance in microseconds (and square
     /// microseconds), computed exactly in integers before the one rounding
     /// to `f64`. `None` when empty.
@@ -154,12 +162,85 @@ pub struct Estimate {
     pub std_dev_micros: f64,
 }
 
+/// What a detector was told about a peer's heartbeats, for metrics and
+/// for the evidence of a page.
+///
+/// Sequence numbers come with [`PeerDetector::record_seq`]: a gap is
+/// counted as lost heartbeats, a heartbeat whose sequence number is not
+/// above the highest seen is not recorded and is counted as reordered (it
+/// fills a gap of the last 64, which is then no longer counted as lost)
+/// or duplicate.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize))]
+pub struct HeartbeatCounts {
+    /// Heartbeats recorded (with or without a sequence number).
+    pub received: u64,
+    /// Heartbeats missing from the sequence and not (yet) arrived.
+    pub lost: u64,
+    /// Heartbeats that arrived after a later one: not recorded.
+    pub reordered: u64,
+    /// Heartbeats whose sequence number was already seen (or is too old
+    /// to tell): not recorded.
+    pub duplicate: u64,
+}
+
+/// The model a detector judges silence with and its fitted parameters,
+/// as of the last heartbeat: the evidence a page can quote.
+#[derive(Debug, Clone, Copy, PartialEq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize))]
+#[non_exhaustive]
+pub enum Fit {
+    /// The `adaptive` model (see `docs/detection.md`).
+    Adaptive {
+        /// Expected interval (median of the last intervals), microseconds.
+        expected_micros: f64,
+        /// Jitter band, microseconds.
+        jitter_micros: f64,
+        /// Silence beyond which a heartbeat counts as late, microseconds.
+        late_from_micros: f64,
+        /// Probability that a heartbeat is late.
+        late_fraction: f64,
+        /// Late heartbeats learned (faded), prior excluded.
+        late_events: f64,
+        /// Mean lateness beyond `late_from_micros` of a late heartbeat,
+        /// prior included, microseconds.
+        late_mean_excess_micros: f64,
+    },
+    /// The `normal` model.
+    Normal {
+        /// Mean interval plus the acceptable pause, microseconds.
+        mean_micros: f64,
+        /// Standard deviation after the floor, microseconds.
+        std_dev_micros: f64,
+    },
+    /// The `exponential` model.
+    Exponential {
+        /// Mean interval, microseconds.
+        mean_micros: f64,
+    },
+}
+
 /// The heartbeat history of one peer and its suspicion level.
 ///
-/// Call [`record`](Self::record) with the local monotonic time of every
-/// heartbeat received from the peer, and [`phi`](Self::phi) with any later
-/// time to read the suspicion level. Both are O(1) and allocation-free;
-/// the ring buffer is allocated once in [`new`](Self::new).
+/// - Create it with [`new`](Self::new), or with
+///   [`started_at`](Self::started_at) for a peer that is already running
+///   (an observer hand-over).
+/// - Feed it every heartbeat received from the peer with
+///   [`record_seq`](Self::record_seq) (the sender's sequence number:
+///   duplicates and reordered heartbeats are filtered and counted) or
+///   [`record`](Self::record) (arrival times only, as in a trace), at the
+///   local monotonic time of reception.
+/// - Read the suspicion level at any later time with [`phi`](Self::phi),
+///   or ask [`when_phi_reaches`](Self::when_phi_reaches) when it will
+///   cross a threshold if nothing arrives (the one timer to arm).
+/// - Tell it [`observer_resumed`](Self::observer_resumed) after the
+///   observer itself stalled, [`reset`](Self::reset) on a new generation.
+/// - Evidence: [`counts`](Self::counts),
+///   [`recent_intervals`](Self::recent_intervals), [`fit`](Self::fit),
+///   [`estimate`](Self::estimate).
+///
+/// Record and phi are O(1) and allocation-free (the ring buffer grows to
+/// its capacity over the first heartbeats, then never again).
 #[derive(Debug, Clone)]
 pub struct PeerDetector {
     window: IntervalWindow,
@@ -176,6 +257,12 @@ pub struct PeerDetector {
     prior_mean_micros: f64,
     /// State of the adaptive model (learned only when it is selected).
     adaptive: Adaptive,
+    /// Highest sequence number recorded, if any came with one.
+    last_seq: Option<u64>,
+    /// Bit `i` set: heartbeat `last_seq - 1 - i` arrived (64 before the
+    /// highest), so a late one can be told from a duplicate.
+    seen: u64,
+    counts: HeartbeatCounts,
 }
 
 impl PeerDetector {
@@ -200,15 +287,81 @@ impl PeerDetector {
                 (duration_micros(config.min_std_dev) as f64).max(STD_FLOOR_MICROS),
                 config.window.clamp(1, DetectorConfig::MAX_WINDOW),
             ),
+            last_seq: None,
+            seen: 0,
+            counts: HeartbeatCounts::default(),
         };
         d.refresh_estimate();
         d
+    }
+
+    /// A detector for a peer that is already running, as if a heartbeat
+    /// had arrived at `at`: see [`start_at`](Self::start_at).
+    pub fn started_at(config: &DetectorConfig, at: Timestamp) -> Self {
+        let mut d = PeerDetector::new(config);
+        d.start_at(at);
+        d
+    }
+
+    /// Starts watching a peer that is already running (an observer
+    /// hand-over) as if a heartbeat had arrived at `at`: phi rises from
+    /// `at` on the configured interval prior, so a peer that died during
+    /// the hand-over is still suspected, and one that lives is judged from
+    /// its first heartbeat on like a new peer. The span from `at` to the
+    /// first real heartbeat is not an interval of the peer and is not
+    /// recorded. Does nothing once a heartbeat was recorded.
+    pub fn start_at(&mut self, at: Timestamp) {
+        if self.last.is_none() {
+            self.last = Some(at);
+            self.skip_next = true;
+        }
+    }
+
+    /// Records heartbeat number `seq` (the sender's counter, one per
+    /// heartbeat interval), received at `at`. A heartbeat whose number is
+    /// not above the highest recorded one (a duplicate, or one overtaken
+    /// by a later one) is counted and otherwise ignored: it is never an
+    /// interval. Numbers skipped are counted as lost. Returns whether the
+    /// heartbeat was recorded. O(1), no allocation.
+    pub fn record_seq(&mut self, at: Timestamp, seq: u64) -> bool {
+        match self.last_seq {
+            Some(last) if seq <= last => {
+                let back = last - seq;
+                if (1..=64).contains(&back) && self.seen & (1 << (back - 1)) == 0 {
+                    self.seen |= 1 << (back - 1);
+                    self.counts.reordered += 1;
+                    self.counts.lost = self.counts.lost.saturating_sub(1);
+                } else {
+                    self.counts.duplicate += 1;
+                }
+                false
+            }
+            Some(last) => {
+                let gap = seq - last - 1;
+                self.counts.lost = self.counts.lost.saturating_add(gap);
+                // Shift in the previous highest (arrived) and the gap
+                // (missing).
+                let shift = u32::try_from(gap).unwrap_or(u32::MAX);
+                self.seen = self.seen.checked_shl(shift.saturating_add(1)).unwrap_or(0)
+                    | 1u64.checked_shl(shift).unwrap_or(0);
+                self.last_seq = Some(seq);
+                self.record(at);
+                true
+            }
+            None => {
+                self.last_seq = Some(seq);
+                self.seen = 0;
+                self.record(at);
+                true
+            }
+        }
     }
 
     /// Records a heartbeat that arrived at `at`. An arrival earlier than
     /// the previous one (a caller bug or clock mix-up) counts as a zero
     /// interval and does not move the last arrival back.
     pub fn record(&mut self, at: Timestamp) {
+        self.counts.received += 1;
         match self.last {
             None => self.last = Some(at),
             Some(last) => {
@@ -292,7 +445,82 @@ impl PeerDetector {
         self.last = None;
         self.skip_next = false;
         self.adaptive.reset();
+        self.last_seq = None;
+        self.seen = 0;
+        self.counts = HeartbeatCounts::default();
         self.refresh_estimate();
+    }
+
+    /// The earliest time, at or after the last heartbeat, at which phi
+    /// reaches `threshold` if no heartbeat comes before: the one timer a
+    /// runtime needs per peer instead of polling phi. Exact to the
+    /// microsecond (phi is non-decreasing in silence, so this is a search
+    /// over it: about 40 evaluations of phi). `None` before the first
+    /// heartbeat (phi stays 0), for a NaN threshold, or when phi never
+    /// gets there (an infinite threshold).
+    pub fn when_phi_reaches(&self, threshold: f64) -> Option<Timestamp> {
+        let last = self.last?;
+        if threshold.is_nan() {
+            return None;
+        }
+        let reached = |elapsed: u64| self.phi_after(elapsed as f64) >= threshold;
+        if reached(0) {
+            return Some(last);
+        }
+        // Bracket: the first power of two (from the expected interval) at
+        // which phi has reached it; phi grows without bound, so only an
+        // infinite threshold fails, at the end of the clock.
+        let room = u64::MAX - last.as_micros();
+        let mut hi = (self.prior_mean_micros as u64).clamp(1, room);
+        while !reached(hi) {
+            if hi == room {
+                return None;
+            }
+            hi = hi.saturating_mul(2).min(room);
+        }
+        // Invariant: phi at `lo` is below the threshold, at `hi` it is not.
+        let mut lo = 0u64;
+        while hi - lo > 1 {
+            let mid = lo + (hi - lo) / 2;
+            if reached(mid) {
+                hi = mid;
+            } else {
+                lo = mid;
+            }
+        }
+        Some(Timestamp::from_micros(last.as_micros() + hi))
+    }
+
+    /// Heartbeats received, lost, reordered and duplicated so far.
+    pub fn counts(&self) -> HeartbeatCounts {
+        self.counts
+    }
+
+    /// Highest sequence number recorded by [`record_seq`](Self::record_seq).
+    pub fn last_seq(&self) -> Option<u64> {
+        self.last_seq
+    }
+
+    /// The last `count` intervals recorded (at most the window), oldest
+    /// first: see [`IntervalWindow::recent`].
+    pub fn recent_intervals(&self, count: usize) -> impl Iterator<Item = Duration> + '_ {
+        self.window
+            .recent(count)
+            .map(|us| Duration::from_micros(u64::from(us)))
+    }
+
+    /// The model and its fitted parameters, as phi uses them now.
+    pub fn fit(&self) -> Fit {
+        match self.distribution {
+            Distribution::Adaptive => self.adaptive.fit(),
+            Distribution::Normal => Fit::Normal {
+                mean_micros: self.estimate.mean_micros,
+                std_dev_micros: self.estimate.std_dev_micros,
+            },
+            Distribution::Exponential => Fit::Exponential {
+                mean_micros: self.raw_mean_micros,
+            },
+        }
     }
 
     /// Time of the last recorded heartbeat (or of the end of an observer
@@ -477,6 +705,128 @@ mod tests {
         d.record(ms(31_050));
         assert_eq!(d.window().len(), 10);
         assert_eq!(d.estimate().mean_micros, 1_000_000.0);
+    }
+
+    #[test]
+    fn sequence_numbers_filter_duplicates_and_count_losses() {
+        let mut d = PeerDetector::new(&DetectorConfig::default());
+        assert!(d.record_seq(ms(0), 10));
+        assert!(d.record_seq(ms(1000), 11));
+        // 12 and 13 lost, 14 arrives; then 13 turns up late, 11 again.
+        assert!(d.record_seq(ms(3000), 14));
+        assert_eq!(d.counts().lost, 2);
+        assert!(!d.record_seq(ms(3001), 13));
+        assert!(!d.record_seq(ms(3002), 11));
+        assert!(!d.record_seq(ms(3003), 13));
+        assert!(d.record_seq(ms(4000), 15));
+        let c = d.counts();
+        assert_eq!(
+            c,
+            HeartbeatCounts {
+                received: 4,
+                lost: 1,
+                reordered: 1,
+                duplicate: 2,
+            }
+        );
+        // Only the three recorded intervals; nothing of ~0 ms.
+        let recent: Vec<_> = d.recent_intervals(32).collect();
+        assert_eq!(
+            recent,
+            [1000, 2000, 1000].map(Duration::from_millis).to_vec()
+        );
+        assert_eq!(d.last_seq(), Some(15));
+        assert_eq!(d.last_arrival(), Some(ms(4000)));
+        d.reset();
+        assert_eq!(d.counts(), HeartbeatCounts::default());
+        assert!(d.record_seq(ms(5000), 0), "a new generation starts over");
+    }
+
+    #[test]
+    fn recent_intervals_are_the_newest_oldest_first() {
+        let mut d = PeerDetector::new(&DetectorConfig {
+            window: 50,
+            ..DetectorConfig::default()
+        });
+        let mut t = 0;
+        for i in 0..120u64 {
+            t += 1000 + i;
+            d.record(ms(t));
+        }
+        let last: Vec<_> = d.recent_intervals(32).collect();
+        assert_eq!(last.len(), 32);
+        assert_eq!(last[0], Duration::from_millis(1000 + 119 - 31));
+        assert_eq!(last[31], Duration::from_millis(1000 + 119));
+        assert_eq!(d.recent_intervals(500).count(), 50);
+        assert_eq!(
+            PeerDetector::new(&DetectorConfig::default())
+                .recent_intervals(32)
+                .count(),
+            0
+        );
+    }
+
+    #[test]
+    fn a_hand_over_starts_from_the_prior_and_still_detects() {
+        let cfg = DetectorConfig::default();
+        let mut d = PeerDetector::started_at(&cfg, ms(100_000));
+        assert_eq!(d.last_arrival(), Some(ms(100_000)));
+        assert!(d.phi(ms(100_500)) < 0.5, "{}", d.phi(ms(100_500)));
+        // No heartbeat ever comes: suspected like a silent new peer.
+        let at = d.when_phi_reaches(8.0).unwrap();
+        assert!(at > ms(102_000) && at < ms(115_000), "{at:?}");
+        // A heartbeat comes: the span since the hand-over is no interval.
+        d.record(ms(100_700));
+        assert_eq!(d.window().len(), 0);
+        d.record(ms(101_700));
+        assert_eq!(d.window().len(), 1);
+        // Once heartbeats were recorded, start_at changes nothing.
+        d.start_at(ms(200_000));
+        assert_eq!(d.last_arrival(), Some(ms(101_700)));
+    }
+
+    #[test]
+    fn when_phi_reaches_matches_phi() {
+        for distribution in Distribution::ALL.iter().copied() {
+            let mut d = PeerDetector::new(&DetectorConfig {
+                distribution,
+                ..DetectorConfig::default()
+            });
+            assert_eq!(d.when_phi_reaches(8.0), None);
+            for i in 0..100 {
+                d.record(ms(i * 1000));
+            }
+            let last = d.last_arrival().unwrap();
+            assert_eq!(d.when_phi_reaches(0.0), Some(last));
+            for th in [0.5, 3.0, 8.0, 30.0] {
+                let at = d.when_phi_reaches(th).unwrap();
+                assert!(d.phi(at) >= th, "{distribution}: {th}");
+                let before = Timestamp::from_micros(at.as_micros() - 1);
+                assert!(d.phi(before) < th, "{distribution}: {th}");
+            }
+        }
+    }
+
+    #[test]
+    fn the_fit_reads_the_model() {
+        let mut d = PeerDetector::new(&DetectorConfig::default());
+        for i in 0..200 {
+            d.record(ms(i * 1000));
+        }
+        let Fit::Adaptive {
+            expected_micros,
+            late_from_micros,
+            late_fraction,
+            late_mean_excess_micros,
+            ..
+        } = d.fit()
+        else {
+            panic!("{:?}", d.fit());
+        };
+        assert_eq!(expected_micros, 1e6);
+        assert!(late_from_micros > 1e6 && late_from_micros < 2e6);
+        assert!(late_fraction > 0.0 && late_fraction < 0.01);
+        assert!(late_mean_excess_micros > 1e4 && late_mean_excess_micros < 2e6);
     }
 
     #[test]

@@ -127,6 +127,84 @@ proptest! {
     }
 }
 
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(300))]
+
+    /// The runtime's one timer per peer: `when_phi_reaches` is the
+    /// earliest microsecond at or after the last heartbeat at which phi
+    /// reaches the threshold, for every model, history and threshold.
+    #[test]
+    fn when_phi_reaches_is_the_first_microsecond_phi_does(
+        cfg in config(),
+        ivs in intervals(),
+        thresholds in prop::collection::vec(prop_oneof![0.0f64..2.0, 0.0f64..60.0, 1e3f64..1e6], 1..8),
+        started in prop::option::of(0u64..10_000_000),
+    ) {
+        let mut d = PeerDetector::new(&cfg);
+        prop_assert_eq!(d.when_phi_reaches(1.0), None, "no heartbeat yet");
+        if let Some(at) = started {
+            d.start_at(Timestamp::from_micros(at));
+        }
+        let mut t = 20_000_000u64;
+        for (i, &iv) in ivs.iter().enumerate().take(60) {
+            t = t.saturating_add(iv);
+            d.record(Timestamp::from_micros(t));
+            if i % 7 != 0 {
+                continue;
+            }
+            let last = d.last_arrival().unwrap().as_micros();
+            for &th in &thresholds {
+                let Some(at) = d.when_phi_reaches(th) else {
+                    // Only a threshold beyond phi at the end of the clock
+                    // (the adaptive model grows logarithmically far out).
+                    let end = d.phi(Timestamp::from_micros(u64::MAX));
+                    prop_assert!(end < th, "None for {th} after interval {i}, but phi reaches {end}");
+                    continue;
+                };
+                let at = at.as_micros();
+                let phi = d.phi(Timestamp::from_micros(at));
+                prop_assert!(at >= last, "{at} before the last heartbeat {last}");
+                prop_assert!(phi >= th, "phi {phi} < {th} at the time returned, +{} us", at - last);
+                if at > last {
+                    let before = d.phi(Timestamp::from_micros(at - 1));
+                    prop_assert!(before < th, "phi {before} >= {th} already 1 us before +{} us", at - last);
+                }
+            }
+        }
+        prop_assert_eq!(d.when_phi_reaches(f64::NAN), None);
+        prop_assert_eq!(d.when_phi_reaches(f64::INFINITY), None);
+    }
+
+    /// Duplicates and reordered heartbeats never become intervals, and the
+    /// counts add up whatever the order of arrival.
+    #[test]
+    fn sequence_numbers_count_and_filter(
+        seqs in prop::collection::vec(0u64..200, 1..300),
+    ) {
+        let mut d = PeerDetector::new(&DetectorConfig::default());
+        let mut highest: Option<u64> = None;
+        let mut recorded = 0u64;
+        for (i, &seq) in seqs.iter().enumerate() {
+            let at = Timestamp::from_micros(1_000_000 * (i as u64 + 1));
+            let fresh = highest.is_none_or(|h| seq > h);
+            prop_assert_eq!(d.record_seq(at, seq), fresh);
+            if fresh {
+                highest = Some(seq);
+                recorded += 1;
+            }
+        }
+        let c = d.counts();
+        prop_assert_eq!(c.received, recorded);
+        prop_assert_eq!(d.window().len() as u64, recorded - 1);
+        prop_assert_eq!(c.received + c.reordered + c.duplicate, seqs.len() as u64);
+        // Every number up to the highest is received, lost or filled in
+        // later; only numbers below the first can be reordered too.
+        let first = seqs[0];
+        let span = highest.unwrap() - first + 1;
+        prop_assert!(c.received + c.lost <= span + c.reordered, "{c:?}, span {span}");
+    }
+}
+
 fn feed(d: &mut PeerDetector, t: &mut u64, step: u64, n: usize) {
     for _ in 0..n {
         *t += step;

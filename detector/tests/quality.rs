@@ -1,13 +1,16 @@
 //! Detection quality guards: the default model against the baselines on
-//! generated hostile networks, one threshold per detector at zero
-//! mistakes (what `phimon eval --compare` reports). The bounds leave room
-//! for noise but fail if the default loses its advantage.
+//! generated hostile networks, one threshold per detector (what `phimon
+//! eval --compare` reports), and the default threshold on direct
+//! heartbeats: fast on a clean link, no false suspicion on the corpus.
+//! The bounds leave room for noise but fail if the default loses its
+//! advantage.
 #![cfg(feature = "corpus")]
 
-use phimon_detector::DetectorConfig;
+use phimon_detector::compare::alive_peaks;
 use phimon_detector::compare::{Comparison, compare, default_contenders};
 use phimon_detector::corpus::{CorpusSet, random_scenarios};
 use phimon_detector::trace::Trace;
+use phimon_detector::{DetectorConfig, PeerDetector, Timestamp};
 
 /// Mean detection of the default model over that of the best baseline.
 fn ratio(corpus: &[(String, Trace)]) -> (f64, Comparison) {
@@ -51,26 +54,81 @@ fn random_scenarios_are_reproducible_and_varied() {
     }
 }
 
+/// The threshold of `phimon run` (`detector.threshold`).
+const DEFAULT_THRESHOLD: f64 = 8.0;
+
 #[test]
-fn the_default_beats_the_best_baseline_on_random_hostile_networks() {
+fn the_default_stays_ahead_on_random_hostile_networks_within_a_budget() {
     let corpus: Vec<_> = random_scenarios(7, 30)
         .into_iter()
         .map(|(n, s)| (n, s.generate()))
         .collect();
-    let (r, _) = ratio(&corpus);
-    // Measured 0.75.
-    assert!(r < 0.9, "ratio {r:.2}");
+    let (_, c) = ratio(&corpus);
+    let ours = c.contenders[0]
+        .hourly
+        .mean_detection_ms
+        .unwrap_or(f64::INFINITY);
+    let best = c
+        .best_baseline(|x| &x.hourly)
+        .map_or(f64::INFINITY, |b| b.1);
+    // Measured 0.93 at one mistake per alive hour. (At zero mistakes the
+    // default is 1.07x the best baseline here: its prior is steep enough
+    // to page a clean 1 s link within 5 s, so the first multi-second
+    // stall of these senders sets the threshold; see docs/detection.md.)
+    assert!(ours / best < 1.0, "ratio {:.2}", ours / best);
+}
+
+fn generated(set: CorpusSet) -> Vec<(String, Trace)> {
+    set.scenarios()
+        .iter()
+        .map(|s| (s.name.to_string(), s.generate()))
+        .collect()
+}
+
+#[test]
+fn the_default_threshold_makes_no_mistake_on_the_corpus_and_direct_sets() {
+    let model = phimon_detector::compare::Model::Phimon(DetectorConfig::default());
+    for set in [CorpusSet::Corpus, CorpusSet::Direct] {
+        for (name, t) in generated(set) {
+            let peak = alive_peaks(model.build(&t, f64::INFINITY), &t)
+                .into_iter()
+                .fold(0.0f64, f64::max);
+            // Measured: at most 7.67 (bursty-loss), 6.67 on the direct set.
+            assert!(
+                peak < DEFAULT_THRESHOLD - 0.2,
+                "{name}: a live sender reached phi {peak:.2}"
+            );
+        }
+    }
+}
+
+#[test]
+fn the_default_threshold_pages_a_clean_direct_link_within_5_s() {
+    // 40 s of 1 s heartbeats on a LAN (the live test's warm-up), then
+    // silence: the last heartbeat was 0-1 s before the crash, so a crash
+    // is detected 0-1 s sooner than this.
+    for history in [40u64, 3600] {
+        let mut d = PeerDetector::new(&DetectorConfig::default());
+        for i in 0..=history {
+            d.record(Timestamp::from_micros(i * 1_000_000 + (i * 7919) % 1000));
+        }
+        let last = d.last_arrival().unwrap();
+        let at = d.when_phi_reaches(DEFAULT_THRESHOLD).unwrap();
+        let silence = (at.as_micros() - last.as_micros()) as f64 / 1e6;
+        // Measured 4.78 s after 40 s.
+        assert!(
+            silence < 5.0 && silence > 3.5,
+            "{history} s of history: phi 8 after {silence:.2} s"
+        );
+    }
 }
 
 #[test]
 fn the_default_beats_the_best_baseline_on_the_committed_corpus() {
-    let corpus: Vec<_> = CorpusSet::Corpus
-        .scenarios()
-        .iter()
-        .map(|s| (s.name.to_string(), s.generate()))
-        .collect();
+    let corpus = generated(CorpusSet::Corpus);
     let (r, c) = ratio(&corpus);
-    // Measured 0.87; every crash is detected.
+    // Measured 0.80 (0.87 before direct heartbeats); every crash is
+    // detected.
     assert!(r < 0.95, "ratio {r:.2}");
     assert_eq!(c.contenders[0].zero_mistakes.undetected, 0);
 }
