@@ -19,8 +19,9 @@ pub struct GossipConfig {
     /// Heartbeat period (default 1 s): every interval a node sends a
     /// heartbeat to each of its observers and probes one random peer.
     pub interval: Duration,
-    /// Peers a new record is pushed to at once (default 3). Larger values
-    /// spread news in fewer hops at a cost in messages per change.
+    /// Peers a new record is pushed to at once (default 3; at least
+    /// ln N + 1 in a fleet of N). Larger values spread news in fewer hops
+    /// at a cost in messages per change.
     pub fanout: usize,
     /// Observers per node, `k` (default 3): the live members that follow a
     /// node on the ring receive its heartbeats, and a majority of them

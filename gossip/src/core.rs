@@ -158,8 +158,6 @@ pub struct GossipStats {
     pub heartbeats_stale: u64,
     /// Heartbeats repeated or out of order.
     pub heartbeats_reordered: u64,
-    /// Heartbeats missing from the sequence (lost in transit).
-    pub heartbeats_lost: u64,
     /// Reconciliations this node started.
     pub syncs: u64,
     /// Reconciliations not started because one with that peer started

@@ -5,7 +5,7 @@ use crate::NodeId;
 use crate::key::RingKey;
 use crate::record::Verdict;
 use crate::wire::Heartbeat;
-use phimon_detector::{DetectorConfig, PeerDetector, Timestamp};
+use phimon_detector::{DetectorConfig, HeartbeatCounts, PeerDetector, Timestamp};
 use std::time::Duration;
 
 /// The settings of local judgement.
@@ -51,20 +51,14 @@ pub(crate) struct Subject {
     /// A heartbeat of `generation` arrived (before that the detector runs
     /// on the prior, from when monitoring began, and no verdict is given).
     pub(crate) heard: bool,
-    /// The detector's last arrival is the pretend one of the prior start:
-    /// the next real heartbeat starts its history instead of adding an
-    /// interval.
-    pretend: bool,
-    pub(crate) last_seq: u64,
     pub(crate) local: Local,
     /// When this node began observing it (this generation).
     pub(crate) since: Timestamp,
     /// When phi must next be compared with the thresholds.
     pub(crate) deadline: Option<Timestamp>,
-    /// Heartbeats recorded, seq gaps (lost), repeats or steps back.
-    pub(crate) received: u64,
-    pub(crate) lost: u64,
-    pub(crate) reordered: u64,
+    /// Heartbeat counts of earlier generations (the detector counts the
+    /// current one).
+    carried: HeartbeatCounts,
 }
 
 /// What a heartbeat was.
@@ -92,66 +86,41 @@ pub(crate) struct VerdictChange {
     pub(crate) phi: f64,
 }
 
-/// The earliest time at which `d`'s phi reaches `threshold`, to within a
-/// millisecond (never before it): phi is non-decreasing in the silence,
-/// so a bisection over the silence finds it.
-pub(crate) fn when_phi_reaches(d: &PeerDetector, threshold: f64) -> Option<Timestamp> {
-    let last = d.last_arrival()?;
-    if d.phi_after(0.0) >= threshold {
-        return Some(last);
-    }
-    // Beyond ~3 years of silence the peer is forgotten long before.
-    const LIMIT: f64 = 1e14;
-    let mut hi = 1_000.0;
-    while d.phi_after(hi) < threshold {
-        hi *= 2.0;
-        if hi > LIMIT {
-            return None;
-        }
-    }
-    let mut lo = hi / 2.0;
-    while hi - lo > 1_000.0 {
-        let mid = (lo + hi) / 2.0;
-        if d.phi_after(mid) >= threshold {
-            hi = mid;
-        } else {
-            lo = mid;
-        }
-    }
-    Some(Timestamp::from_micros(
-        last.as_micros().saturating_add(hi.ceil() as u64),
-    ))
-}
-
 impl Subject {
     fn new(id: NodeId, key: RingKey, generation: u64, cfg: &Judgement, now: Timestamp) -> Self {
-        let mut detector = PeerDetector::new(&cfg.detector);
         // A hand-over starts from the configured-interval prior as if a
         // heartbeat had just arrived: phi rises normally if none ever
         // comes (a node that died meanwhile is still detected), and not
         // before the node has had time to learn of its new observer.
-        detector.record(now);
         Subject {
             id,
             key,
             generation,
-            detector,
+            detector: PeerDetector::started_at(&cfg.detector, now),
             heard: false,
-            pretend: true,
-            last_seq: 0,
             local: Local::Trusted,
             since: now,
             deadline: None,
-            received: 0,
-            lost: 0,
-            reordered: 0,
+            carried: HeartbeatCounts::default(),
         }
     }
 
     fn restart(&mut self, generation: u64, cfg: &Judgement, now: Timestamp) {
-        let (received, lost, reordered) = (self.received, self.lost, self.reordered);
+        let carried = self.counts();
         *self = Subject::new(self.id.clone(), self.key, generation, cfg, now);
-        (self.received, self.lost, self.reordered) = (received, lost, reordered);
+        self.carried = carried;
+    }
+
+    /// Heartbeats received, lost, reordered and duplicated, all
+    /// generations.
+    pub(crate) fn counts(&self) -> HeartbeatCounts {
+        let c = self.detector.counts();
+        HeartbeatCounts {
+            received: self.carried.received + c.received,
+            lost: self.carried.lost + c.lost,
+            reordered: self.carried.reordered + c.reordered,
+            duplicate: self.carried.duplicate + c.duplicate,
+        }
     }
 
     /// The verdict this node publishes, if any.
@@ -256,26 +225,13 @@ impl Monitor {
             outcome = Arrival::Restarted;
             self.changed = true;
         }
-        if hb.seq <= s.last_seq {
-            s.reordered += 1;
+        if !s.detector.record_seq(at, hb.seq) {
             return Arrival::Reordered;
-        }
-        if s.last_seq > 0 {
-            s.lost += hb.seq - s.last_seq - 1;
-        }
-        s.last_seq = hb.seq;
-        s.received += 1;
-        if s.pretend {
-            // The first heartbeat: the prior's pretend arrival is not an
-            // interval of the node's.
-            s.detector.reset();
-            s.pretend = false;
         }
         if !s.heard {
             s.heard = true;
             self.changed = true;
         }
-        s.detector.record(at);
         self.reschedule(i, at);
         outcome
     }
@@ -348,7 +304,7 @@ impl Monitor {
         s.deadline = match s.local {
             Local::Suspected { .. } => None,
             Local::Pending { since } => Some(since + self.cfg.for_),
-            Local::Trusted => when_phi_reaches(&s.detector, self.cfg.threshold).map(|t| {
+            Local::Trusted => s.detector.when_phi_reaches(self.cfg.threshold).map(|t| {
                 let t = t.max(now);
                 match self.degraded_until {
                     Some(d) if d > t => d,
@@ -428,21 +384,6 @@ mod tests {
     }
 
     #[test]
-    fn when_phi_reaches_is_the_crossing() {
-        let mut d = PeerDetector::new(&DetectorConfig::default());
-        for i in 0..50 {
-            d.record(ms(i * 1000));
-        }
-        for th in [1.0, 3.0, 8.0, 20.0] {
-            let t = when_phi_reaches(&d, th).unwrap();
-            assert!(d.phi(t) >= th, "{th}: phi {} at {t:?}", d.phi(t));
-            let before = Timestamp::from_micros(t.as_micros() - 1_000);
-            assert!(d.phi(before) < th, "{th}: crossed earlier");
-        }
-        assert!(when_phi_reaches(&PeerDetector::new(&DetectorConfig::default()), 8.0).is_none());
-    }
-
-    #[test]
     fn a_silent_subject_is_suspected_once_and_cleared_by_a_heartbeat() {
         let mut m = Monitor::new(cfg());
         let (id, key) = (NodeId::from("x"), RingKey(7));
@@ -482,8 +423,8 @@ mod tests {
         let c = m.judge(due + Duration::from_secs(11), false);
         assert_eq!(c.len(), 1);
         assert!(!c[0].suspected);
-        let s = m.get(key).unwrap();
-        assert_eq!((s.received, s.lost, s.reordered), (41, 19, 1));
+        let c = m.get(key).unwrap().counts();
+        assert_eq!((c.received, c.lost, c.reordered + c.duplicate), (41, 19, 1));
     }
 
     #[test]
@@ -497,7 +438,7 @@ mod tests {
         assert_eq!(m.verdicts()[0].generation, 2);
         // The record of generation 2 arriving later changes nothing more.
         m.set_subjects(vec![(key, NodeId::from("x"), 2)], ms(2200));
-        assert_eq!(m.get(key).unwrap().received, 2);
+        assert_eq!(m.get(key).unwrap().counts().received, 2);
     }
 
     #[test]

@@ -321,8 +321,9 @@ impl Gossip {
         }
     }
 
-    /// Pushes the records that were news to this node to `fanout` random
-    /// live peers (never back to the node each came from), once: each node
+    /// Pushes the records that were news to this node to `fanout` (at
+    /// least ln N + 1) random live peers (never back to the node each came
+    /// from), once: each node
     /// pushes a record version the first time it learns it, so news
     /// reaches almost every node in a few message delays, and the
     /// reconciliations find the few it missed.
@@ -331,9 +332,14 @@ impl Gossip {
             return;
         }
         let pushes = std::mem::take(&mut self.pushes);
+        // ln(N) + 1 pushes per node leave about 1/(e N) of the fleet
+        // unreached (the reconciliations then find them): news reaches
+        // every node in a few message delays, not a heartbeat later.
+        let n = self.table.len() as f64;
+        let fanout = self.cfg.fanout.max(n.ln().ceil() as usize + 1);
         let mut peers: Vec<Peer> = Vec::new();
-        for _ in 0..self.cfg.fanout * 3 {
-            if peers.len() >= self.cfg.fanout {
+        for _ in 0..fanout * 3 {
+            if peers.len() >= fanout {
                 break;
             }
             if let Some(p) = self.random_live_peer(None) {

@@ -203,9 +203,10 @@ impl<'a> Observed<'a> {
         self.s.detector.last_arrival()
     }
 
-    /// Heartbeats recorded, lost (sequence gaps) and repeated or reordered.
-    pub fn counts(&self) -> (u64, u64, u64) {
-        (self.s.received, self.s.lost, self.s.reordered)
+    /// Heartbeats received, lost (sequence gaps), reordered and
+    /// duplicated, over every generation observed.
+    pub fn counts(&self) -> phimon_detector::HeartbeatCounts {
+        self.s.counts()
     }
 }
 
