@@ -3,7 +3,7 @@
 
 use crate::UsageError;
 use anyhow::Context as _;
-use phimon_detector::corpus::{CorpusSet, random_scenarios};
+use phimon_eval::corpus::{CorpusSet, random_scenarios};
 use std::path::PathBuf;
 
 /// Which generated set to write.

@@ -9,7 +9,7 @@ use common::{bin, phimon, row, succeed};
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 use phimon::local_cluster::{ClusterSpec, LocalCluster};
-use phimon_detector::trace::Trace;
+use phimon_eval::trace::Trace;
 use std::path::{Path, PathBuf};
 use std::process::Child;
 use std::time::{Duration, Instant};

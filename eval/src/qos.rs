@@ -17,9 +17,9 @@
 //!   [`crate::trace`]) is the right call, not a mistake; the time from the
 //!   outage's start to the suspicion is its outage detection time.
 
-use crate::AccrualDetector;
-use crate::time::Timestamp;
 use crate::trace::Trace;
+use phimon_detector::AccrualDetector;
+use phimon_detector::Timestamp;
 
 /// QoS figures for one threshold on one trace.
 #[derive(Debug, Clone, PartialEq)]
@@ -266,7 +266,7 @@ pub fn sample_phi<D: AccrualDetector>(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::{DetectorConfig, Distribution, PeerDetector};
+    use phimon_detector::{DetectorConfig, Distribution, PeerDetector};
 
     fn normal() -> DetectorConfig {
         DetectorConfig {

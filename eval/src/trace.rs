@@ -309,7 +309,7 @@ impl Trace {
     /// detection rather than a mistake: from each outage's start to the
     /// first arrival at or after its end (to `end_ms` if none comes).
     pub fn outage_spans_micros(&self) -> Vec<(u64, u64)> {
-        let us = |ms: f64| crate::Timestamp::from_millis_f64(ms).as_micros();
+        let us = |ms: f64| phimon_detector::Timestamp::from_millis_f64(ms).as_micros();
         self.outages_ms
             .iter()
             .map(|&(start, end)| {

@@ -22,14 +22,14 @@
 //!   does not depend on the threshold, which is all but the Akka and
 //!   chitchat baselines).
 
-use crate::AccrualDetector;
 use crate::baseline::{
     AkkaConfig, AkkaPhi, CassandraConfig, CassandraPhi, ChitchatConfig, ChitchatPhi,
 };
-use crate::config::DetectorConfig;
-use crate::peer::PeerDetector;
 use crate::qos::{self, Qos};
 use crate::trace::Trace;
+use phimon_detector::AccrualDetector;
+use phimon_detector::DetectorConfig;
+use phimon_detector::PeerDetector;
 use std::time::Duration;
 
 /// A model to compare, built afresh for each trace and threshold.
@@ -101,7 +101,7 @@ pub fn default_contenders(config: &DetectorConfig) -> Vec<Contender> {
         name: format!("phimon {}", config.distribution),
         model: Model::Phimon(config.clone()),
     }];
-    for &d in crate::Distribution::ALL {
+    for &d in phimon_detector::Distribution::ALL {
         if d != config.distribution {
             out.push(Contender {
                 name: format!("phimon {d}"),
@@ -240,7 +240,7 @@ impl Comparison {
 /// reachable: phi just before the next arrival, the crash, or the start of
 /// an outage (a suspicion from then on is not a mistake).
 pub fn alive_peaks<D: AccrualDetector>(mut detector: D, trace: &Trace) -> Vec<f64> {
-    use crate::time::Timestamp;
+    use phimon_detector::Timestamp;
     let us = |ms: f64| Timestamp::from_millis_f64(ms).as_micros();
     let end = us(trace.end_ms);
     let alive_until = trace.crash_ms.map_or(end, us);

@@ -1,6 +1,6 @@
 //! Compares phimon's detector with the baselines on the generated corpus
 //! and held-out set without building the `phimon` binary:
-//! `cargo run -p phimon-detector --release --features corpus --example compare`.
+//! `cargo run -p phimon-eval --release --features corpus --example compare`.
 //! Per-trace columns are at zero mistakes, or at the hourly budget with
 //! `HOURLY=1`; `PEAKS=1` adds the highest phi of a live sender
 //! per trace for every model (the trace that sets a threshold).
@@ -9,8 +9,8 @@
 //! thresholds, the mean detection time and the mistakes per alive hour.
 
 use phimon_detector::DetectorConfig;
-use phimon_detector::compare::{BudgetOutcome, ContenderOutcome, compare, default_contenders};
-use phimon_detector::corpus::CorpusSet;
+use phimon_eval::compare::{BudgetOutcome, ContenderOutcome, compare, default_contenders};
+use phimon_eval::corpus::CorpusSet;
 
 fn main() {
     let sets = std::env::var("SETS").unwrap_or_else(|_| "corpus,held-out".into());
@@ -24,7 +24,7 @@ fn main() {
                 .map(|v| v.parse::<u64>().unwrap_or(1));
             let seed = it.next().unwrap_or(1);
             let count = it.next().unwrap_or(20) as usize;
-            let drawn = phimon_detector::corpus::random_scenarios(seed, count);
+            let drawn = phimon_eval::corpus::random_scenarios(seed, count);
             if std::env::var_os("SCENARIOS").is_some() {
                 for (name, s) in &drawn {
                     println!("{name}: {s:?}");
@@ -120,7 +120,7 @@ fn main() {
                         ),
                         ..DetectorConfig::default()
                     });
-                    let q = phimon_detector::qos::evaluate(d, t, &[th]);
+                    let q = phimon_eval::qos::evaluate(d, t, &[th]);
                     if let (Some(q), Some(c)) = (q.first(), t.crash_ms) {
                         det += q.detection_ms.unwrap_or(t.end_ms - c);
                         crashes += 1;
@@ -142,7 +142,7 @@ fn main() {
                 print!("{name:<24}");
                 for c in &contenders {
                     let peaks =
-                        phimon_detector::compare::alive_peaks(c.model.build(t, f64::INFINITY), t);
+                        phimon_eval::compare::alive_peaks(c.model.build(t, f64::INFINITY), t);
                     let max = peaks.iter().copied().fold(0.0f64, f64::max);
                     print!(" {max:>10.3}");
                 }

@@ -1,11 +1,13 @@
-//! Detector hot paths. Targets on the 2-core reference machine:
-//! `record` + `phi` on one peer <= 25 ns; phi over 10,000 peers <= 200 us;
-//! memory <= 8 KiB per peer at window 1000 (asserted in the crate's tests).
+//! `record` + `phi` on one peer with a full window (window 1000, so the
+//! eviction of the oldest interval is on the measured path), once per
+//! model. Target (issue 3, the 2-core reference machine): <= 25 ns per
+//! record + phi. Memory per peer (<= 8 KiB at window 1000) is asserted
+//! by the crate's unit tests instead.
 
 #![allow(missing_docs)] // criterion_group! generates undocumented items.
 
 use criterion::{Criterion, criterion_group, criterion_main};
-use phimon_detector::{DetectorConfig, Distribution, PeerDetector, Registry, Timestamp};
+use phimon_detector::{DetectorConfig, Distribution, PeerDetector, Timestamp};
 use std::hint::black_box;
 
 fn record_and_phi(c: &mut Criterion) {
@@ -38,28 +40,5 @@ fn record_and_phi_with(c: &mut Criterion, distribution: Distribution) {
     });
 }
 
-fn sweep(c: &mut Criterion) {
-    let mut r: Registry<u32> = Registry::new(DetectorConfig::default());
-    for p in 0..10_000u32 {
-        for i in 0..50u64 {
-            r.observe(
-                p,
-                1,
-                Timestamp::from_micros(i * 1_000_000 + u64::from(p % 977) * 13),
-            );
-        }
-    }
-    let now = Timestamp::from_micros(50_500_000);
-    c.bench_function("phi sweep over 10,000 peers", |b| {
-        b.iter(|| {
-            let mut max = 0.0f64;
-            for (_, s) in r.iter() {
-                max = max.max(s.detector().phi(black_box(now)));
-            }
-            black_box(max)
-        })
-    });
-}
-
-criterion_group!(benches, record_and_phi, sweep);
+criterion_group!(benches, record_and_phi);
 criterion_main!(benches);

@@ -17,11 +17,16 @@
 //! - [`ChitchatPhi`]: quickwit-oss chitchat's `SamplingWindow` (elapsed
 //!   time over a smoothed mean).
 
-use crate::AccrualDetector;
-use crate::peer::IntervalWindow;
-use crate::time::{Timestamp, duration_micros};
+use phimon_detector::AccrualDetector;
+use phimon_detector::IntervalWindow;
+use phimon_detector::Timestamp;
 use std::f64::consts::LN_10;
 use std::time::Duration;
+
+/// Microseconds in `d`, saturating at `u64::MAX`.
+fn duration_micros(d: Duration) -> u64 {
+    u64::try_from(d.as_micros()).unwrap_or(u64::MAX)
+}
 
 /// Settings of [`AkkaPhi`]; the defaults are Akka's `reference.conf`
 /// (`akka.cluster.failure-detector`).

@@ -5,9 +5,9 @@
 #![cfg(feature = "corpus")]
 
 use phimon_detector::DetectorConfig;
-use phimon_detector::compare::{Comparison, compare, default_contenders};
-use phimon_detector::corpus::{CorpusSet, random_scenarios};
-use phimon_detector::trace::Trace;
+use phimon_eval::compare::{Comparison, compare, default_contenders};
+use phimon_eval::corpus::{CorpusSet, random_scenarios};
+use phimon_eval::trace::Trace;
 
 /// Mean detection of the default model over that of the best baseline.
 fn ratio(corpus: &[(String, Trace)]) -> (f64, Comparison) {
@@ -33,9 +33,8 @@ fn random_scenarios_are_reproducible_and_varied() {
     let a = random_scenarios(7, 30);
     assert_eq!(a, random_scenarios(7, 30));
     assert_ne!(a, random_scenarios(8, 30));
-    let count = |f: &dyn Fn(&phimon_detector::corpus::Scenario) -> bool| {
-        a.iter().filter(|(_, s)| f(s)).count()
-    };
+    let count =
+        |f: &dyn Fn(&phimon_eval::corpus::Scenario) -> bool| a.iter().filter(|(_, s)| f(s)).count();
     assert!(count(&|s| s.pauses.is_some()) >= 3);
     assert!(count(&|s| s.partition.is_some()) >= 1);
     assert!(count(&|s| s.interval_change.is_some()) >= 3);

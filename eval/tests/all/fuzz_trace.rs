@@ -14,10 +14,8 @@
 //! that parses to the same trace, and replays through a detector
 //! without a NaN.
 
-#![allow(clippy::unwrap_used)] // Tests: a panic is a failed test.
-
-use phimon_detector::trace::{Trace, TraceError};
 use phimon_detector::{DetectorConfig, PeerDetector, Timestamp};
+use phimon_eval::trace::{Trace, TraceError};
 use proptest::prelude::*;
 use proptest::test_runner::TestCaseError;
 
