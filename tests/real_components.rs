@@ -8,7 +8,7 @@
 #![allow(clippy::unwrap_used)] // Test helpers: a panic is a failed test.
 
 mod common;
-#[path = "../exporter/tests/support/prometheus_tools.rs"]
+#[path = "../exporter/tests/all/prometheus_tools.rs"]
 mod prometheus_tools;
 
 use axum::Router;

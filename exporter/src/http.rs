@@ -72,10 +72,10 @@ async fn peers(State(s): State<HttpState>) -> Response {
 mod tests {
     use super::*;
     use crate::config::ExportConfig;
-    use crate::engine::MemberStatus;
     use crate::snapshot::{NodeSnapshot, PeerSnapshot, publish};
     use axum::body::Body;
     use axum::http::Request;
+    use phimon_alert::MemberStatus;
     use std::sync::RwLock;
     use tower::ServiceExt;
 

@@ -1,7 +1,7 @@
 //! [`NodeSnapshot`]: the state the runtime publishes for scrapes and the
 //! HTTP API.
 
-use crate::engine::MemberStatus;
+use phimon_alert::MemberStatus;
 use serde::Serialize;
 use std::sync::{Arc, RwLock};
 
@@ -20,7 +20,7 @@ pub struct PeerSnapshot {
     /// Its current phi.
     pub phi: f64,
     /// Whether this node suspects it (the alert engine's hysteretic state,
-    /// [`AlertEngine::is_suspected`](crate::AlertEngine::is_suspected)).
+    /// [`AlertEngine::is_suspected`](phimon_alert::AlertEngine::is_suspected)).
     pub suspected: bool,
     /// Time since its last heartbeat, ms.
     pub last_heartbeat_age_ms: f64,

@@ -16,15 +16,17 @@ mod wiring;
 
 use crate::UsageError;
 use anyhow::Context as _;
+use phimon_alert::{
+    AlertEngine, AlertRecord, ClusterView, MemberView, SUSPICIONS_KEY, decode_suspicions,
+};
 use phimon_config::Config;
 use phimon_detector::Timestamp;
 use phimon_exporter::{
-    AlertEngine, AlertRecord, ClusterView, Delivery, HttpState, IntervalHistogram, MemberView,
-    Metrics, NodeSnapshot, Outbox, OutboxLimits, PeerSnapshot, SUSPICIONS_KEY, SharedSnapshot,
-    Webhook, decode_suspicions,
+    HttpState, IntervalHistogram, Metrics, NodeSnapshot, PeerSnapshot, SharedSnapshot,
 };
 use phimon_gossip::transport::{Received, Transport};
 use phimon_gossip::{Event, Gossip, NodeId};
+use phimon_pager::{Delivery, Outbox, OutboxLimits, Webhook};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -213,7 +215,7 @@ impl Sidecar {
                                 Some(metrics.clone()),
                                 // A page is urgent: once the receiver is back
                                 // it must not wait minutes for the next try.
-                                phimon_exporter::Backoff {
+                                phimon_pager::Backoff {
                                     initial: Duration::from_secs(1),
                                     max: Duration::from_secs(30),
                                 },

@@ -1,10 +1,8 @@
 //! Prometheus' own binaries in tests: finding one on PATH, and linting an
 //! exposition with `promtool check metrics`.
 //!
-//! Shared by this crate's `tests/promtool.rs` and the root package's
-//! `tests/real_components.rs`, which include it with `#[path]`: they are
-//! test crates of two packages, and a file is the one thing both can use
-//! without a published test-support crate.
+//! Used by `promtool.rs` and `dashboards.rs` here, and by the root
+//! package's end-to-end tests, which include this file with `#[path]`.
 
 use std::io::Write as _;
 use std::path::PathBuf;

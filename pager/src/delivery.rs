@@ -6,10 +6,11 @@
 //! refused it for good (a 4xx other than 408 and 429), or it cannot be
 //! rendered for the webhook. Anything else (connection refused, timeout,
 //! 408, 429, 5xx) is retried, forever: an alert is worth more than a
-//! queue slot, and the outbox bounds the backlog. Outcomes are counted in
-//! `phimon_alerts_sent_total{webhook, outcome}`.
+//! queue slot, and the outbox bounds the backlog. Outcomes and latencies
+//! are reported to a [`DeliveryMetrics`] (the exporter's metrics write
+//! them to `phimon_alerts_sent_total{webhook, outcome}` and
+//! `phimon_alert_delivery_latency_seconds{webhook}`).
 
-use crate::metrics::{Metrics, outcome};
 use crate::outbox::Outbox;
 use crate::webhook::{Rendered, Webhook, redact_url, render};
 use rand::rngs::StdRng;
@@ -18,6 +19,38 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
+
+/// `outcome` label values of `phimon_alerts_sent_total`.
+pub mod outcome {
+    /// The receiver accepted the event (2xx).
+    pub const DELIVERED: &str = "delivered";
+    /// An attempt failed (network error, timeout, 408, 429, 5xx); it
+    /// will be retried.
+    pub const FAILED: &str = "failed";
+    /// The receiver refused it permanently (other 4xx) or it cannot be
+    /// rendered for the webhook (missing routing key): dropped.
+    pub const REJECTED: &str = "rejected";
+    /// The format has no use for the event (`restarted` for PagerDuty
+    /// and Alertmanager): not sent.
+    pub const SKIPPED: &str = "skipped";
+    /// Dropped from a full outbox queue before delivery.
+    pub const DROPPED: &str = "dropped";
+    /// Every outcome, to pre-create series.
+    pub const ALL: [&str; 5] = [DELIVERED, FAILED, REJECTED, SKIPPED, DROPPED];
+}
+
+/// Where the delivery workers report what they did. The exporter's
+/// `Metrics` implements it; tests implement it to count for themselves.
+pub trait DeliveryMetrics: Send + Sync {
+    /// A worker for `webhook` starts: its series can be created (so
+    /// dashboards see zeros, not absent series, before the first page).
+    fn add_webhook(&self, webhook: &str);
+    /// A record of `webhook` had `outcome` (one of [`outcome`]'s values).
+    fn count(&self, webhook: &str, outcome: &'static str);
+    /// The receiver of `webhook` accepted a record `latency` after it
+    /// entered the outbox, retries included.
+    fn delivered(&self, webhook: &str, latency: Duration);
+}
 
 /// Retry schedule: exponential with "equal jitter".
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -110,7 +143,7 @@ impl Delivery {
     pub fn spawn(
         outbox: Outbox,
         webhooks: Vec<Webhook>,
-        metrics: Option<Arc<Metrics>>,
+        metrics: Option<Arc<dyn DeliveryMetrics>>,
         backoff: Backoff,
         seed: u64,
     ) -> Result<Delivery, DeliveryError> {
@@ -134,7 +167,7 @@ impl Delivery {
                 metrics: metrics.clone(),
                 backoff,
                 rng: StdRng::seed_from_u64(
-                    seed ^ crate::rendezvous::node_hash(&webhook.name) ^ i as u64,
+                    seed ^ phimon_alert::rendezvous::node_hash(&webhook.name) ^ i as u64,
                 ),
                 webhook,
                 stopped: stopped.clone(),
@@ -157,7 +190,7 @@ impl Delivery {
 struct Worker {
     outbox: Outbox,
     client: reqwest::Client,
-    metrics: Option<Arc<Metrics>>,
+    metrics: Option<Arc<dyn DeliveryMetrics>>,
     backoff: Backoff,
     rng: StdRng,
     webhook: Webhook,
@@ -165,11 +198,9 @@ struct Worker {
 }
 
 impl Worker {
-    fn count(&self, what: &str) {
+    fn count(&self, what: &'static str) {
         if let Some(m) = &self.metrics {
-            m.alerts_sent
-                .with_label_values(&[&self.webhook.name, what])
-                .inc();
+            m.count(&self.webhook.name, what);
         }
     }
 
@@ -255,9 +286,7 @@ impl Worker {
                     self.count(outcome::DELIVERED);
                     if let Some(m) = &self.metrics {
                         let latency = now.duration_since(entry.enqueued()).unwrap_or_default();
-                        m.alert_delivery_latency
-                            .with_label_values(&[&self.webhook.name])
-                            .observe(latency.as_secs_f64());
+                        m.delivered(&self.webhook.name, latency);
                     }
                     tracing::info!(webhook = %self.webhook.name, event_id = %entry.record.event_id, event = entry.record.event.as_str(), node = %entry.record.node_id, "alert delivered");
                     failures = 0;

@@ -2,8 +2,7 @@
 //! validates, and dashboards/check.sh (rules, rule unit tests, that file).
 //!
 //! Regenerate the committed file after editing the dashboard with
-//! `PHIMON_UPDATE_DASHBOARD_RULES=1 cargo test -p phimon-exporter --test dashboards`.
-#![allow(clippy::unwrap_used)]
+//! `PHIMON_UPDATE_DASHBOARD_RULES=1 cargo test -p phimon-exporter --test all dashboards`.
 
 use phimon_exporter::{ExportConfig, Metrics, NodeSnapshot};
 use std::collections::BTreeSet;
@@ -76,7 +75,7 @@ fn generated_rules() -> (String, Vec<String>) {
     collect_exprs(&dash["panels"], &mut exprs);
     assert!(exprs.len() >= 15, "found only {} expressions", exprs.len());
     let mut yaml = String::from(
-        "# Generated from dashboards/phimon.json by exporter/tests/dashboards.rs: do not edit.\n\
+        "# Generated from dashboards/phimon.json by exporter/tests/all/dashboards.rs: do not edit.\n\
          # Every PromQL expression of the dashboard, as a recording rule, so that\n\
          # `promtool check rules` validates them (Grafana variables substituted).\n\
          groups:\n  - name: dashboard-expressions\n    rules:\n",

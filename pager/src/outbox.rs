@@ -24,7 +24,7 @@
 //! oldest record is dropped to make room (counted): during a long receiver
 //! outage the newest state of the fleet is what on-call needs.
 
-use crate::record::AlertRecord;
+use phimon_alert::AlertRecord;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use std::collections::BTreeMap;
@@ -468,7 +468,7 @@ fn read_record(path: &Path) -> Result<Result<OutboxEntry, Corrupt>, OutboxError>
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::engine::{EventKind, Scope};
+    use phimon_alert::{EventKind, Scope};
     use proptest::prelude::*;
 
     fn rec(i: u64) -> AlertRecord {

@@ -1,6 +1,6 @@
 //! Fuzz targets for what the exporter reads from outside, on stable Rust
-//! (proptest): HTTP requests to [`router`], and gossiped suspicion
-//! reports ([`decode_suspicions`]).
+//! (proptest): HTTP requests to [`router`]. (Gossiped suspicion reports
+//! are fuzzed in phimon-alert.)
 //!
 //! Named `fuzz_*` so `cargo test --workspace fuzz_` runs them with the
 //! other decoders' targets; `PHIMON_FUZZ_CASES` sets the cases per target
@@ -14,20 +14,13 @@
 //! the method and path; bodies are bounded; `/v1/peers` is a JSON array
 //! that gives every id back intact; every sample line of `/metrics`
 //! stays one well-formed line whatever the ids contain.
-//!
-//! Suspicion reports: arbitrary text and report-shaped text; encode then
-//! decode of arbitrary ids. Decoding is total and capped, and a decoded
-//! report only ever contains ids that were encoded.
-
-#![allow(clippy::unwrap_used)] // Tests: a panic is a failed test.
 
 use axum::body::Body;
 use axum::http::{Method, Request, StatusCode};
+use phimon_alert::MemberStatus;
 use phimon_exporter::snapshot::publish;
 use phimon_exporter::{
-    ExportConfig, HttpState, MAX_SUSPICIONS_VALUE_BYTES, MemberStatus, Metrics, NodeSnapshot,
-    PeerSnapshot, SharedSnapshot, SuspicionDecodeError, decode_suspicions, encode_suspicions,
-    router,
+    ExportConfig, HttpState, Metrics, NodeSnapshot, PeerSnapshot, SharedSnapshot, router,
 };
 use proptest::prelude::*;
 use proptest::test_runner::TestCaseError;
@@ -316,57 +309,6 @@ proptest! {
                 uri,
                 status
             ),
-        }
-    }
-
-    #[test]
-    fn fuzz_suspicions_arbitrary_text(
-        text in prop_oneof![
-            ".{0,1100}".prop_map(String::from),
-            (
-                prop::sample::select(vec!["1:", "1+:", "2:", "", "1", ":", "1+"]),
-                prop::collection::vec(hostile_id(), 0..80),
-                prop::sample::select(vec![",", ",,", ", ", ";"]),
-            )
-                .prop_map(|(p, ids, sep)| format!("{p}{}", ids.join(sep))),
-        ],
-    ) {
-        match decode_suspicions(&text) {
-            Ok(r) => {
-                prop_assert!(text.len() <= MAX_SUSPICIONS_VALUE_BYTES);
-                for id in &r.suspects {
-                    prop_assert!(!id.is_empty() && !id.contains(','));
-                    prop_assert!(text.contains(id.as_str()));
-                }
-            }
-            Err(e) => {
-                prop_assert!(!e.to_string().is_empty());
-                // Errors quote at most a short excerpt of the input.
-                prop_assert!(e.to_string().len() <= 512, "{}", e);
-                if let SuspicionDecodeError::TooLong { len, max } = e {
-                    prop_assert_eq!(len, text.len());
-                    prop_assert!(len > max);
-                }
-            }
-        }
-    }
-
-    #[test]
-    fn fuzz_suspicions_encode_decode(ids in prop::collection::vec(hostile_id(), 0..120)) {
-        let v = encode_suspicions(ids.iter().map(String::as_str));
-        prop_assert!(v.len() <= MAX_SUSPICIONS_VALUE_BYTES, "{} bytes", v.len());
-        let r = decode_suspicions(&v).unwrap();
-        let given: BTreeSet<&str> = ids.iter().map(String::as_str).collect();
-        for id in &r.suspects {
-            prop_assert!(given.contains(id.as_str()), "{id:?} was never encoded");
-        }
-        if !r.truncated {
-            let valid: BTreeSet<String> = ids
-                .iter()
-                .filter(|i| !i.is_empty() && !i.contains(',') && i.len() <= 253)
-                .cloned()
-                .collect();
-            prop_assert_eq!(r.suspects, valid);
         }
     }
 }

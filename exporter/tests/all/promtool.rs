@@ -1,15 +1,10 @@
 //! `promtool check metrics` on a real scrape, and the series counts that
 //! docs/metrics.md quotes.
-#![allow(clippy::unwrap_used)]
 
-#[path = "support/prometheus_tools.rs"]
-mod prometheus_tools;
-
+use crate::prometheus_tools::assert_promtool_clean;
+use phimon_alert::MemberStatus;
 use phimon_exporter::snapshot::publish;
-use phimon_exporter::{
-    ExportConfig, MemberStatus, Metrics, NodeSnapshot, PeerSnapshot, SharedSnapshot,
-};
-use prometheus_tools::assert_promtool_clean;
+use phimon_exporter::{ExportConfig, Metrics, NodeSnapshot, PeerSnapshot, SharedSnapshot};
 use std::sync::{Arc, RwLock};
 
 fn peer(i: usize, phi: f64) -> PeerSnapshot {

@@ -4,12 +4,13 @@
 //! Unix time in, the exact HTTP request out. The delivery worker sends
 //! it; tests inspect it.
 
-use crate::config::{WebhookConfig, WebhookFormat};
-use crate::engine::{EventKind, Scope};
-use crate::record::AlertRecord;
+use crate::config::WebhookConfig;
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as B64;
 use hmac::{Hmac, Mac};
+use phimon_alert::AlertRecord;
+use phimon_alert::WebhookFormat;
+use phimon_alert::{EventKind, Scope};
 use serde_json::json;
 use sha2::Sha256;
 use std::path::{Path, PathBuf};

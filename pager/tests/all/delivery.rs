@@ -1,22 +1,19 @@
 //! Delivery against a real HTTP receiver on loopback: outages, restarts
 //! of the sender, retries, refusals, ordering and signatures.
-#![allow(clippy::unwrap_used)]
 
 use axum::Router;
 use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode, Uri};
 use axum::routing::post;
-use phimon_exporter::outbox::{OpenReport, OutboxLimits};
-use phimon_exporter::webhook::sign;
-use phimon_exporter::{
-    AlertRecord, Backoff, Delivery, EventKind, ExportConfig, Metrics, NodeSnapshot, Outbox, Scope,
-    Secret, Webhook, WebhookFormat,
-};
-use std::collections::VecDeque;
+use phimon_alert::{AlertRecord, EventKind, Scope, WebhookFormat};
+use phimon_pager::outbox::{OpenReport, OutboxLimits};
+use phimon_pager::webhook::sign;
+use phimon_pager::{Backoff, Delivery, DeliveryMetrics, Outbox, Secret, Webhook};
+use std::collections::{BTreeMap, VecDeque};
 use std::net::SocketAddr;
 use std::path::Path;
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
 const SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
@@ -112,16 +109,11 @@ fn open_outbox(dir: &Path) -> (Outbox, OpenReport) {
 
 /// Delivery from `outbox` to a `generic` webhook at `addr`, with fast
 /// backoff; `seed` seeds its jitter.
-fn deliver(
-    outbox: &Outbox,
-    addr: SocketAddr,
-    metrics: Option<Arc<Metrics>>,
-    seed: u64,
-) -> Delivery {
+fn deliver(outbox: &Outbox, addr: SocketAddr, metrics: Option<Arc<Counts>>, seed: u64) -> Delivery {
     Delivery::spawn(
         outbox.clone(),
         vec![webhook(addr, WebhookFormat::Generic)],
-        metrics,
+        metrics.map(|m| m as Arc<dyn DeliveryMetrics>),
         FAST,
         seed,
     )
@@ -138,13 +130,49 @@ fn webhook(addr: SocketAddr, format: WebhookFormat) -> Webhook {
     }
 }
 
-fn metrics() -> Arc<Metrics> {
-    let snap = Arc::new(RwLock::new(NodeSnapshot::default()));
-    Arc::new(Metrics::new("test", ExportConfig::default(), snap).unwrap())
+/// What the workers reported: outcomes and deliveries per webhook.
+#[derive(Debug, Default)]
+struct Counts {
+    outcomes: Mutex<BTreeMap<(String, &'static str), u64>>,
+    delivered: Mutex<Vec<(String, Duration)>>,
 }
 
-fn sent(m: &Metrics, outcome: &str) -> u64 {
-    m.alerts_sent.with_label_values(&["sink", outcome]).get()
+impl DeliveryMetrics for Counts {
+    fn add_webhook(&self, webhook: &str) {
+        let mut o = self.outcomes.lock().unwrap();
+        for outcome in phimon_pager::outcome::ALL {
+            o.entry((webhook.to_owned(), outcome)).or_default();
+        }
+    }
+
+    fn count(&self, webhook: &str, outcome: &'static str) {
+        *self
+            .outcomes
+            .lock()
+            .unwrap()
+            .entry((webhook.to_owned(), outcome))
+            .or_default() += 1;
+    }
+
+    fn delivered(&self, webhook: &str, latency: Duration) {
+        self.delivered
+            .lock()
+            .unwrap()
+            .push((webhook.to_owned(), latency));
+    }
+}
+
+fn metrics() -> Arc<Counts> {
+    Arc::new(Counts::default())
+}
+
+fn sent(m: &Counts, outcome: &'static str) -> u64 {
+    let o = m.outcomes.lock().unwrap();
+    assert!(
+        o.contains_key(&("sink".to_owned(), outcome)),
+        "the sink's series were not created: {o:?}"
+    );
+    o[&("sink".to_owned(), outcome)]
 }
 
 const FAST: Backoff = Backoff {
@@ -205,8 +233,9 @@ async fn receiver_outage_across_a_sender_restart_loses_nothing() {
     assert_eq!(got[3].body["incident_id"], "a");
     wait_for("outbox drained", || outbox.pending() == 0).await;
     assert_eq!(sent(&m, "delivered"), 6);
-    let latency = m.alert_delivery_latency.with_label_values(&["sink"]);
-    assert_eq!(latency.get_sample_count(), 6);
+    let delivered = m.delivered.lock().unwrap().clone();
+    assert_eq!(delivered.len(), 6, "{delivered:?}");
+    assert!(delivered.iter().all(|(w, _)| w == "sink"));
     d.shutdown().await;
     let _ = stop.send(());
     let (_, report) = open_outbox(dir.path());
@@ -256,7 +285,14 @@ async fn alertmanager_and_pagerduty_formats_reach_their_endpoints() {
         let m = metrics();
         let mut hook = webhook(addr, format);
         hook.url = format!("http://{addr}/");
-        let d = Delivery::spawn(outbox.clone(), vec![hook], Some(m.clone()), FAST, 4).unwrap();
+        let d = Delivery::spawn(
+            outbox.clone(),
+            vec![hook],
+            Some(m.clone() as Arc<dyn DeliveryMetrics>),
+            FAST,
+            4,
+        )
+        .unwrap();
         for (i, e) in [
             EventKind::Suspected,
             EventKind::Restarted,
