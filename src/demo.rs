@@ -9,8 +9,8 @@
 //! removes the directory.
 
 use crate::UsageError;
-use phimon::local_cluster::{ClusterSpec, LocalCluster, PeerInfo};
-use phimon::sink::{Page, WebhookSink};
+use phimon_testkit::local_cluster::{ClusterSpec, LocalCluster, PeerInfo};
+use phimon_testkit::sink::{Page, WebhookSink};
 use std::io::{IsTerminal as _, Write as _};
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};

@@ -35,8 +35,6 @@ fn every_command_has_help() {
         "simulate",
         "certs",
         "check-config",
-        "corpus",
-        "soak",
         "completions",
     ] {
         let (ok, out) = phimon(&[cmd, "--help"]);

@@ -7,8 +7,8 @@ mod common;
 
 use common::{bin, converged, paging, rewrite, sink};
 use nix::sys::signal::Signal;
-use phimon::local_cluster::metric;
-use phimon::local_cluster::{ClusterSpec, LocalCluster};
+use phimon_testkit::local_cluster::metric;
+use phimon_testkit::local_cluster::{ClusterSpec, LocalCluster};
 use std::time::{Duration, Instant};
 
 /// Polls until `cond` holds for node `i`'s view of `peer`, or fails.
@@ -18,7 +18,7 @@ async fn wait_for(
     peer: &str,
     timeout: Duration,
     what: &str,
-    cond: impl Fn(&phimon::local_cluster::PeerInfo) -> bool,
+    cond: impl Fn(&phimon_testkit::local_cluster::PeerInfo) -> bool,
 ) -> Duration {
     let start = Instant::now();
     loop {

@@ -1,5 +1,5 @@
 //! Fault scenarios against real `phimon run` processes on loopback, with
-//! the chaos UDP proxy between every pair of nodes (see `src/chaos.rs`).
+//! the chaos UDP proxy between every pair of nodes (see `testkit/src/chaos.rs`).
 //! Each test states its expected outcome and asserts it.
 //!
 //! Durations: the CI run uses the figures below; `PHIMON_FAULT_SCALE`
@@ -11,10 +11,10 @@ mod common;
 
 use common::{launch, paging, rewrite, sink};
 use nix::sys::signal::Signal;
-use phimon::chaos::{ChaosProxy, LinkFaults};
-use phimon::local_cluster::metric;
-use phimon::local_cluster::{ClusterSpec, LocalCluster, PeerInfo};
-use phimon::sink::{Page, WebhookSink};
+use phimon_testkit::chaos::{ChaosProxy, LinkFaults};
+use phimon_testkit::local_cluster::metric;
+use phimon_testkit::local_cluster::{ClusterSpec, LocalCluster, PeerInfo};
+use phimon_testkit::sink::{Page, WebhookSink};
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 use std::time::{Duration, Instant};

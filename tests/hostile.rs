@@ -16,12 +16,12 @@
 mod common;
 
 use common::{bin, converged, paging, sink};
-use phimon::local_cluster::metric;
-use phimon::local_cluster::{ClusterSpec, LocalCluster, PeerInfo};
 use phimon_gossip::tls;
 use phimon_gossip::transport::{Received, Transport, TransportConfig};
 use phimon_gossip::wire::{self, Digest, Kind, KvEntry, Message, NodeDelta};
 use phimon_gossip::{NodeId, Status};
+use phimon_testkit::local_cluster::metric;
+use phimon_testkit::local_cluster::{ClusterSpec, LocalCluster, PeerInfo};
 use rand::rngs::StdRng;
 use rand::{Rng, RngCore, SeedableRng};
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};

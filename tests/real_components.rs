@@ -8,14 +8,12 @@
 #![allow(clippy::unwrap_used)] // Test helpers: a panic is a failed test.
 
 mod common;
-#[path = "../exporter/tests/all/prometheus_tools.rs"]
-mod prometheus_tools;
 
 use axum::Router;
 use axum::routing::post;
 use common::converged;
-use phimon::local_cluster::{ClusterSpec, free_tcp_port};
-use prometheus_tools::{assert_promtool_clean, tool};
+use phimon_testkit::local_cluster::{ClusterSpec, free_tcp_port};
+use phimon_testkit::promtool::{assert_promtool_clean, tool};
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};

@@ -8,7 +8,7 @@
 //! `end_ms` far enough after the crash for any sane threshold to detect it.
 //!
 //! [`CORPUS`] is the set committed under `traces/` (regenerate it with
-//! `phimon corpus --out traces`); [`HELD_OUT`] is a second set with other
+//! `phimon-dev corpus --out traces`); [`HELD_OUT`] is a second set with other
 //! seeds and other magnitudes, never committed and never used while the
 //! default detector was designed, to check that its advantage is general;
 //! [`VARIANTS`] a third, written down before the current default model.
@@ -352,7 +352,7 @@ pub const CORPUS: &[Scenario] = &[
 
 /// The held-out set: the same kinds of trouble with other seeds, other
 /// intervals and other magnitudes. Not committed; generate it with
-/// `phimon corpus --set held-out --out DIR`.
+/// `phimon-dev corpus --set held-out --out DIR`.
 pub const HELD_OUT: &[Scenario] = &[
     lan("steady-lan-250ms", 201, 250.0, 900.0),
     Scenario {
@@ -433,7 +433,7 @@ pub const HELD_OUT: &[Scenario] = &[
 /// was designed and only replayed after it (other intervals, from 100 ms
 /// to 5 s, longer and more frequent pauses, heavier and longer loss, a
 /// partition on fast heartbeats, a noisy sender timer). Not committed;
-/// generate them with `phimon corpus --set variants --out DIR`.
+/// generate them with `phimon-dev corpus --set variants --out DIR`.
 pub const VARIANTS: &[Scenario] = &[
     lan("steady-5s", 301, 5000.0, 3600.0),
     Scenario {

@@ -7,8 +7,8 @@
 
 #![allow(dead_code)]
 
-use phimon::local_cluster::{ClusterSpec, LocalCluster};
-use phimon::sink::WebhookSink;
+use phimon_testkit::local_cluster::{ClusterSpec, LocalCluster};
+use phimon_testkit::sink::WebhookSink;
 use std::net::SocketAddr;
 use std::path::Path;
 use std::process::{Command, Stdio};

@@ -6,5 +6,4 @@
 
 mod dashboards;
 mod fuzz_http;
-pub mod prometheus_tools;
 mod promtool;

@@ -1,10 +1,10 @@
 //! `promtool check metrics` on a real scrape, and the series counts that
 //! docs/metrics.md quotes.
 
-use crate::prometheus_tools::assert_promtool_clean;
 use phimon_alert::MemberStatus;
 use phimon_exporter::snapshot::publish;
 use phimon_exporter::{ExportConfig, Metrics, NodeSnapshot, PeerSnapshot, SharedSnapshot};
+use phimon_testkit::promtool::assert_promtool_clean;
 use std::sync::{Arc, RwLock};
 
 fn peer(i: usize, phi: f64) -> PeerSnapshot {

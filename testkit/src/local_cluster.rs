@@ -1,10 +1,12 @@
 //! A cluster of real `phimon run` processes on 127.0.0.1.
 //!
-//! [`LocalCluster::create`] generates certificates with `phimon certs`,
-//! picks free ports and writes one config per node into a directory;
-//! nodes are then started, killed, stopped and resumed one by one as
-//! child processes. Dropping the cluster kills every child.
+//! [`LocalCluster::create`] generates certificates with `phimon certs`
+//! ([`DevCerts`]), picks free ports and writes one config per node into a
+//! directory; nodes are then started, killed, stopped and resumed one by
+//! one as child processes of the `phimon` binary the caller names.
+//! Dropping the cluster kills every child.
 
+use crate::certs::DevCerts;
 use anyhow::{Context as _, bail};
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
@@ -107,7 +109,7 @@ pub struct LocalCluster {
 }
 
 /// Sum of every sample of metric `name` in a Prometheus text exposition
-/// (0 when absent): what the tests and `phimon soak` read from `/metrics`.
+/// (0 when absent): what the tests and the soak read from `/metrics`.
 pub fn metric(text: &str, name: &str) -> f64 {
     text.lines()
         .filter(|l| !l.starts_with('#'))
@@ -133,24 +135,11 @@ fn toml_str(p: &Path) -> String {
 
 impl LocalCluster {
     /// Generates certificates and configs for `spec` under `dir` using the
-    /// `phimon` binary `bin`. Starts nothing.
+    /// `phimon` binary `bin` (tests: `env!("CARGO_BIN_EXE_phimon")`).
+    /// Starts nothing.
     pub fn create(bin: &Path, dir: &Path, spec: &ClusterSpec) -> anyhow::Result<LocalCluster> {
-        let certs = dir.join("certs");
         let ids: Vec<String> = (1..=spec.nodes).map(|i| format!("node-{i}")).collect();
-        let mut cmd = Command::new(bin);
-        cmd.args(["certs", "--out"])
-            .arg(&certs)
-            .args(["--cluster", &spec.cluster]);
-        for id in &ids {
-            cmd.args(["--node", id]);
-        }
-        let out = cmd.output().context("running phimon certs")?;
-        if !out.status.success() {
-            bail!(
-                "phimon certs failed: {}",
-                String::from_utf8_lossy(&out.stderr)
-            );
-        }
+        let certs = DevCerts::issue(bin, &dir.join("certs"), &spec.cluster, &ids)?;
         let secret_file = dir.join("hook.secret");
         std::fs::write(&secret_file, &spec.secret)?;
         let mut nodes = Vec::new();
@@ -203,9 +192,9 @@ impl LocalCluster {
             writeln!(
                 c,
                 "[tls]\nca = {}\ncert = {}\nkey = {}\n",
-                toml_str(&certs.join("ca.pem")),
-                toml_str(&certs.join(format!("{}.pem", n.id))),
-                toml_str(&certs.join(format!("{}.key", n.id)))
+                toml_str(&certs.ca()),
+                toml_str(&certs.cert(&n.id)),
+                toml_str(&certs.key(&n.id))
             )?;
             writeln!(
                 c,

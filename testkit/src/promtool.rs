@@ -1,8 +1,8 @@
 //! Prometheus' own binaries in tests: finding one on PATH, and linting an
-//! exposition with `promtool check metrics`.
-//!
-//! Used by `promtool.rs` and `dashboards.rs` here, and by the root
-//! package's end-to-end tests, which include this file with `#[path]`.
+//! exposition with `promtool check metrics`. Test helpers: they fail the
+//! calling test (panic) when something is wrong.
+
+#![allow(clippy::unwrap_used)] // A panic is the calling test's failure.
 
 use std::io::Write as _;
 use std::path::PathBuf;

@@ -1,4 +1,4 @@
-//! `phimon corpus`: regenerate the seeded trace corpus used by
+//! `phimon-dev corpus`: regenerate the seeded trace corpus used by
 //! `phimon eval --compare`.
 
 use crate::UsageError;
@@ -21,7 +21,7 @@ pub enum SetArg {
     Random,
 }
 
-/// Arguments of `phimon corpus`.
+/// Arguments of `phimon-dev corpus`.
 #[derive(Debug, clap::Args)]
 pub struct CorpusArgs {
     /// Directory to write `NAME.trace` files into (created if missing;
@@ -39,7 +39,7 @@ pub struct CorpusArgs {
     pub count: u64,
 }
 
-/// Runs `phimon corpus`.
+/// Runs `phimon-dev corpus`.
 pub fn run(args: CorpusArgs) -> anyhow::Result<()> {
     let files = match args.set {
         SetArg::Corpus => CorpusSet::Corpus.render(),
