@@ -7,6 +7,7 @@ mod common;
 
 use common::{bin, converged, paging, rewrite, sink};
 use nix::sys::signal::Signal;
+use phimon_exporter::api::{MemberStatus, PeerInfo};
 use phimon_testkit::local_cluster::metric;
 use phimon_testkit::local_cluster::{ClusterSpec, LocalCluster};
 use std::time::{Duration, Instant};
@@ -18,7 +19,7 @@ async fn wait_for(
     peer: &str,
     timeout: Duration,
     what: &str,
-    cond: impl Fn(&phimon_testkit::local_cluster::PeerInfo) -> bool,
+    cond: impl Fn(&PeerInfo) -> bool,
 ) -> Duration {
     let start = Instant::now();
     loop {
@@ -76,7 +77,7 @@ async fn five_nodes_converge_detect_a_kill_and_welcome_the_restart() {
             "node-5",
             Duration::from_secs(20),
             "alive again with a new generation",
-            |p| p.generation > gen_before && !p.suspected && p.status == "alive",
+            |p| p.generation > gen_before && !p.suspected && p.status == MemberStatus::Alive,
         )
         .await;
     }
@@ -214,7 +215,7 @@ async fn sigterm_leaves_gracefully_and_is_never_paged() {
     assert!(status.success(), "exit status {status:?}");
     for i in 0..2 {
         wait_for(&c, i, "node-3", Duration::from_secs(10), "left", |p| {
-            p.status == "left"
+            p.status == MemberStatus::Left
         })
         .await;
     }

@@ -11,9 +11,10 @@ mod common;
 
 use common::{launch, paging, rewrite, sink};
 use nix::sys::signal::Signal;
+use phimon_exporter::api::PeerInfo;
 use phimon_testkit::chaos::{ChaosProxy, LinkFaults};
 use phimon_testkit::local_cluster::metric;
-use phimon_testkit::local_cluster::{ClusterSpec, LocalCluster, PeerInfo};
+use phimon_testkit::local_cluster::{ClusterSpec, LocalCluster};
 use phimon_testkit::sink::{Page, WebhookSink};
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;

@@ -16,12 +16,13 @@
 mod common;
 
 use common::{bin, converged, paging, sink};
+use phimon_exporter::api::{MemberStatus, PeerInfo};
 use phimon_gossip::tls;
 use phimon_gossip::transport::{Received, Transport, TransportConfig};
 use phimon_gossip::wire::{self, Digest, Kind, KvEntry, Message, NodeDelta};
 use phimon_gossip::{NodeId, Status};
 use phimon_testkit::local_cluster::metric;
-use phimon_testkit::local_cluster::{ClusterSpec, LocalCluster, PeerInfo};
+use phimon_testkit::local_cluster::{ClusterSpec, LocalCluster};
 use rand::rngs::StdRng;
 use rand::{Rng, RngCore, SeedableRng};
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
@@ -67,7 +68,7 @@ impl Watch {
                 Ok(peers) => {
                     for m in members.iter().filter(|m| **m != c.nodes[i].id) {
                         match peers.iter().find(|p| p.node_id == *m) {
-                            Some(p) if p.status == "alive" && !p.suspected => {}
+                            Some(p) if p.status == MemberStatus::Alive && !p.suspected => {}
                             other => self.problems.push(format!(
                                 "{} sees {m} as {:?}",
                                 c.nodes[i].id,

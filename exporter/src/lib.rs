@@ -10,7 +10,9 @@
 //!   observer of.
 //! - [`NodeSnapshot`] / [`SharedSnapshot`]: the state the runtime
 //!   publishes once per tick ([`snapshot::publish`]) and every scrape and
-//!   request reads.
+//!   request reads: one [`PeerInfo`] per peer.
+//! - [`api`]: the types of the JSON API, [`PeerInfo`] (`/v1/peers`),
+//!   declared once for the handler and its clients.
 //! - [`router`]: `/metrics`, `/healthz`, `/readyz`, `/v1/peers` over an
 //!   [`HttpState`], testable without a socket.
 //! - [`IntervalHistogram`]: per-peer interval quantiles for `/v1/peers`.
@@ -22,14 +24,16 @@
 //! (phimon-pager), clocks, and serving: the runtime binds the listener,
 //! serves [`router`] and shuts it down.
 
+pub mod api;
 mod config;
 mod histogram;
 mod http;
 pub mod metrics;
 pub mod snapshot;
 
+pub use api::PeerInfo;
 pub use config::ExportConfig;
 pub use histogram::{IntervalHistogram, IntervalQuantiles};
 pub use http::{HttpState, router};
 pub use metrics::{Metrics, MetricsError};
-pub use snapshot::{NodeSnapshot, PeerSnapshot, SharedSnapshot};
+pub use snapshot::{NodeSnapshot, SharedSnapshot};

@@ -22,7 +22,7 @@ use phimon_alert::{
 use phimon_config::Config;
 use phimon_detector::Timestamp;
 use phimon_exporter::{
-    HttpState, IntervalHistogram, Metrics, NodeSnapshot, PeerSnapshot, SharedSnapshot,
+    HttpState, IntervalHistogram, Metrics, NodeSnapshot, PeerInfo, SharedSnapshot,
 };
 use phimon_gossip::transport::{Received, Transport};
 use phimon_gossip::{Event, Gossip, NodeId};
@@ -553,7 +553,7 @@ impl Sidecar {
                 None => (0.0, 0.0, 0.0, 0.0),
             };
             let q = self.extras.get(id).and_then(|e| e.histogram.quantiles());
-            peers.push(PeerSnapshot {
+            peers.push(PeerInfo {
                 node_id: id.to_owned(),
                 address: m.address().to_owned(),
                 generation: m.generation(),

@@ -10,31 +10,12 @@ use crate::certs::DevCerts;
 use anyhow::{Context as _, bail};
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
-use serde::Deserialize;
+use phimon_exporter::api::{MemberStatus, PeerInfo};
 use std::fmt::Write as _;
 use std::net::{SocketAddr, TcpListener, UdpSocket};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
-
-/// One entry of `GET /v1/peers`.
-#[derive(Debug, Clone, Deserialize)]
-pub struct PeerInfo {
-    /// The peer's node id.
-    pub node_id: String,
-    /// Its gossip address.
-    pub address: String,
-    /// Its generation (incarnation).
-    pub generation: u64,
-    /// alive / leaving / left / dead.
-    pub status: String,
-    /// Current suspicion level.
-    pub phi: f64,
-    /// phi at or above the threshold.
-    pub suspected: bool,
-    /// Time since its last heartbeat, ms.
-    pub last_heartbeat_age_ms: f64,
-}
 
 /// What to build.
 #[derive(Debug, Clone)]
@@ -359,7 +340,9 @@ impl LocalCluster {
                 let peers = self.peers(i).await.unwrap_or_default();
                 let good = running.iter().filter(|&&j| j != i).all(|&j| {
                     peers.iter().any(|p| {
-                        p.node_id == self.nodes[j].id && p.status == "alive" && !p.suspected
+                        p.node_id == self.nodes[j].id
+                            && p.status == MemberStatus::Alive
+                            && !p.suspected
                     })
                 });
                 ok &= good;

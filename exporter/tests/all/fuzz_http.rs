@@ -20,7 +20,7 @@ use axum::http::{Method, Request, StatusCode};
 use phimon_alert::MemberStatus;
 use phimon_exporter::snapshot::publish;
 use phimon_exporter::{
-    ExportConfig, HttpState, Metrics, NodeSnapshot, PeerSnapshot, SharedSnapshot, router,
+    ExportConfig, HttpState, Metrics, NodeSnapshot, PeerInfo, SharedSnapshot, router,
 };
 use proptest::prelude::*;
 use proptest::test_runner::TestCaseError;
@@ -72,7 +72,7 @@ fn number() -> impl Strategy<Value = f64> {
     ]
 }
 
-fn peer() -> impl Strategy<Value = PeerSnapshot> {
+fn peer() -> impl Strategy<Value = PeerInfo> {
     (
         hostile_id(),
         ".{0,40}",
@@ -83,7 +83,7 @@ fn peer() -> impl Strategy<Value = PeerSnapshot> {
         prop::array::uniform6(number()),
     )
         .prop_map(
-            |(node_id, address, generation, s, phi, suspected, n)| PeerSnapshot {
+            |(node_id, address, generation, s, phi, suspected, n)| PeerInfo {
                 node_id,
                 address,
                 generation,
@@ -180,7 +180,7 @@ fn headers() -> impl Strategy<Value = Vec<(String, Vec<u8>)>> {
     )
 }
 
-fn state(peers: Vec<PeerSnapshot>, joined: bool, export_all: bool) -> HttpState {
+fn state(peers: Vec<PeerInfo>, joined: bool, export_all: bool) -> HttpState {
     let snapshot: SharedSnapshot = Arc::new(RwLock::new(NodeSnapshot::default()));
     publish(
         &snapshot,

@@ -3,12 +3,12 @@
 
 use phimon_alert::MemberStatus;
 use phimon_exporter::snapshot::publish;
-use phimon_exporter::{ExportConfig, Metrics, NodeSnapshot, PeerSnapshot, SharedSnapshot};
+use phimon_exporter::{ExportConfig, Metrics, NodeSnapshot, PeerInfo, SharedSnapshot};
 use phimon_testkit::promtool::assert_promtool_clean;
 use std::sync::{Arc, RwLock};
 
-fn peer(i: usize, phi: f64) -> PeerSnapshot {
-    PeerSnapshot {
+fn peer(i: usize, phi: f64) -> PeerInfo {
+    PeerInfo {
         node_id: format!("node-{i}"),
         address: format!("10.0.0.{}:7800", i % 250),
         generation: 1,
