@@ -195,7 +195,13 @@ mod tests {
     proptest! {
         #[test]
         fn decode_is_total(s in ".{0,1100}") {
-            let _ = decode_suspicions(&s);
+            // No panic, and what decodes is within the cap and re-encodes
+            // to the same report.
+            if let Ok(r) = decode_suspicions(&s) {
+                prop_assert!(s.len() <= MAX_SUSPICIONS_VALUE_BYTES);
+                let again = decode_suspicions(&encode_suspicions(r.suspects.iter().map(String::as_str)));
+                prop_assert_eq!(again.map(|a| a.suspects), Ok(r.suspects));
+            }
         }
 
         #[test]

@@ -1,11 +1,6 @@
-//! Helpers shared by the end-to-end tests under `tests/`: running the
-//! `phimon` binary cargo built for them, a webhook sink, and a
-//! [`LocalCluster`] created, started and converged in one call.
-//!
-//! Every test file that needs them declares `mod common;`; each uses only
-//! some of the helpers, hence the `dead_code` allowance.
-
-#![allow(dead_code)]
+//! Helpers shared by the end-to-end modules: running the `phimon` binary
+//! cargo built for them, a webhook sink, and a [`LocalCluster`] created,
+//! started and converged in one call.
 
 use phimon_testkit::local_cluster::{ClusterSpec, LocalCluster};
 use phimon_testkit::sink::WebhookSink;

@@ -3,8 +3,6 @@
 //! schema has is listed. A new key or a changed default fails here until
 //! the README says so.
 
-#![allow(clippy::unwrap_used)] // Test helpers: a panic is a failed test.
-
 use phimon_config::{Config, WebhookSection};
 use std::collections::BTreeMap;
 

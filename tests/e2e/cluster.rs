@@ -1,11 +1,7 @@
 //! End-to-end: real `phimon run` processes on 127.0.0.1 with mutual TLS.
 //! The binary is built once by cargo; every test spawns it.
 
-#![allow(clippy::unwrap_used)] // Test helpers: a panic is a failed test.
-
-mod common;
-
-use common::{bin, converged, paging, rewrite, sink};
+use crate::common::{bin, converged, paging, rewrite, sink};
 use nix::sys::signal::Signal;
 use phimon_exporter::api::{MemberStatus, PeerInfo};
 use phimon_testkit::local_cluster::metric;

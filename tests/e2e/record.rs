@@ -1,11 +1,7 @@
 //! `phimon run --record-arrivals`: two real sidecars on loopback record
 //! each other's heartbeats, and `phimon eval` replays what they wrote.
 
-#![allow(clippy::unwrap_used)] // Test helpers: a panic is a failed test.
-
-mod common;
-
-use common::{bin, phimon, row, succeed};
+use crate::common::{bin, phimon, row, succeed};
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 use phimon_eval::trace::Trace;

@@ -3,11 +3,7 @@
 //! nodes, 10+ minutes, `phimon-dev soak`) is documented in
 //! docs/performance.md.
 
-#![allow(clippy::unwrap_used)] // Test helpers: a panic is a failed test.
-
-mod common;
-
-use common::bin;
+use crate::common::bin;
 use phimon_testkit::soak::{self, SoakSpec};
 use std::time::Duration;
 

@@ -2,11 +2,7 @@
 //! the whole story (detection, a verified page, restart, recovery) within
 //! a short time budget and say so in its summary.
 
-#![allow(clippy::unwrap_used)] // Test helpers: a panic is a failed test.
-
-mod common;
-
-use common::{phimon, succeed};
+use crate::common::{phimon, succeed};
 
 #[test]
 fn demo_runs_unattended_and_summarises() {

@@ -5,11 +5,7 @@
 //! Durations: the CI run uses the figures below; `PHIMON_FAULT_SCALE`
 //! (default 1) multiplies the long phases for a longer local run.
 
-#![allow(clippy::unwrap_used)] // Test helpers: a panic is a failed test.
-
-mod common;
-
-use common::{launch, paging, rewrite, sink};
+use crate::common::{launch, paging, rewrite, sink};
 use nix::sys::signal::Signal;
 use phimon_exporter::api::PeerInfo;
 use phimon_testkit::chaos::{ChaosProxy, LinkFaults};

@@ -1,8 +1,6 @@
 //! The deployment files validate: systemd unit, Kubernetes manifests,
 //! Containerfile (see deploy/check.sh).
 
-#![allow(clippy::unwrap_used)] // Test helpers: a panic is a failed test.
-
 #[test]
 fn deploy_files_validate() {
     let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy/check.sh");

@@ -1,11 +1,7 @@
 //! `phimon certs` as a user runs it: the files it writes load as node TLS
 //! material, a second run reuses the CA, bad arguments exit 2.
 
-#![allow(clippy::unwrap_used)] // Test helpers: a panic is a failed test.
-
-mod common;
-
-use common::{phimon, succeed};
+use crate::common::{phimon, succeed};
 use phimon_gossip::tls::{IdentityPolicy, NodeTls, TlsFiles};
 use std::path::Path;
 use std::process::Command;

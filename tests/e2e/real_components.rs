@@ -5,13 +5,9 @@
 //! installs; without them these tests fail under CI and are skipped (with
 //! a message) elsewhere.
 
-#![allow(clippy::unwrap_used)] // Test helpers: a panic is a failed test.
-
-mod common;
-
+use crate::common::converged;
 use axum::Router;
 use axum::routing::post;
-use common::converged;
 use phimon_testkit::local_cluster::{ClusterSpec, free_tcp_port};
 use phimon_testkit::promtool::{assert_promtool_clean, tool};
 use std::process::{Child, Command, Stdio};

@@ -1,7 +1,5 @@
 //! The CLI's own surface: version with build info, help texts, completions.
 
-#![allow(clippy::unwrap_used)] // Test helpers: a panic is a failed test.
-
 use std::process::Command;
 
 fn phimon(args: &[&str]) -> (bool, String) {

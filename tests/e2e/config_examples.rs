@@ -1,8 +1,6 @@
 //! The shipped example configs pass `phimon check-config`, and broken
 //! configs are refused with the key and the fix, exit code 2.
 
-#![allow(clippy::unwrap_used)] // Test helpers: a panic is a failed test.
-
 use std::path::Path;
 use std::process::{Command, Output};
 

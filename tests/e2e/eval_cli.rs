@@ -1,10 +1,6 @@
 //! `phimon eval` end to end: the real binary on traces in the repo.
 
-#![allow(clippy::unwrap_used)] // Test helpers: a panic is a failed test.
-
-mod common;
-
-use common::{phimon, row, succeed};
+use crate::common::{phimon, row, succeed};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 

@@ -11,11 +11,7 @@
 //!
 //! Every flood is bounded in count and time and goes to loopback only.
 
-#![allow(clippy::unwrap_used)] // Tests: a panic is a failed test.
-
-mod common;
-
-use common::{bin, converged, paging, sink};
+use crate::common::{bin, converged, paging, sink};
 use phimon_exporter::api::{MemberStatus, PeerInfo};
 use phimon_gossip::tls;
 use phimon_gossip::transport::{Received, Transport, TransportConfig};
