@@ -285,7 +285,11 @@ impl Worker {
                 AttemptOutcome::Delivered => {
                     self.count(outcome::DELIVERED);
                     if let Some(m) = &self.metrics {
-                        let latency = now.duration_since(entry.enqueued()).unwrap_or_default();
+                        // Until the receiver's answer, not the attempt's
+                        // start: a slow receiver is part of the latency.
+                        let latency = SystemTime::now()
+                            .duration_since(entry.enqueued())
+                            .unwrap_or_default();
                         m.delivered(&self.webhook.name, latency);
                     }
                     tracing::info!(webhook = %self.webhook.name, event_id = %entry.record.event_id, event = entry.record.event.as_str(), node = %entry.record.node_id, "alert delivered");

@@ -34,6 +34,8 @@ async fn wait_for(
     }
 }
 
+/// Also checks, at the end, that every metric of docs/metrics.md was
+/// written ([`crate::metrics`]).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn five_nodes_converge_detect_a_kill_and_welcome_the_restart() {
     let dir = tempfile::tempdir().unwrap();
@@ -64,6 +66,16 @@ async fn five_nodes_converge_detect_a_kill_and_welcome_the_restart() {
         "detection took {detection:?}"
     );
     eprintln!("kill -9 -> suspected by all 4 observers: {detection:?}");
+    // ... and paged (after the engine's group wait).
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while !sink
+        .pages()
+        .iter()
+        .any(|p| p.event == "suspected" && p.node_id == "node-5")
+    {
+        assert!(Instant::now() < deadline, "node-5 was never paged");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 
     c.start(4).unwrap();
     for i in 0..4 {
@@ -87,6 +99,9 @@ async fn five_nodes_converge_detect_a_kill_and_welcome_the_restart() {
             );
         }
     }
+    // A kill, a page and a restart later, every documented metric has
+    // been written.
+    crate::metrics::assert_documented_metrics_written(&c, &sink).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -7,3 +7,4 @@
 mod dashboards;
 mod fuzz_http;
 mod promtool;
+mod writers;

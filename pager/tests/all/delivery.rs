@@ -31,6 +31,8 @@ struct Received {
 struct Sink {
     got: Arc<Mutex<Vec<Received>>>,
     script: Arc<Mutex<VecDeque<u16>>>,
+    /// How long the receiver takes before it answers.
+    delay: Arc<Mutex<Duration>>,
 }
 
 async fn receive(State(s): State<Sink>, uri: Uri, headers: HeaderMap, body: Bytes) -> StatusCode {
@@ -48,6 +50,8 @@ async fn receive(State(s): State<Sink>, uri: Uri, headers: HeaderMap, body: Byte
     let signature_ok = ts
         .parse::<u64>()
         .is_ok_and(|t| sign(&Secret::new(SECRET).hmac_key(), &id, t, &body) == sig);
+    let delay = *s.delay.lock().unwrap();
+    tokio::time::sleep(delay).await;
     let status = s.script.lock().unwrap().pop_front().unwrap_or(204);
     if (200..300).contains(&status) {
         s.got.lock().unwrap().push(Received {
@@ -240,6 +244,33 @@ async fn receiver_outage_across_a_sender_restart_loses_nothing() {
     let _ = stop.send(());
     let (_, report) = open_outbox(dir.path());
     assert_eq!(report.loaded, 0, "delivered records are gone from disk");
+}
+
+/// `phimon_alert_delivery_latency_seconds` runs until the receiver
+/// accepted the record: a slow receiver's answer time is part of it.
+#[tokio::test]
+async fn delivery_latency_includes_the_receivers_answer() {
+    let dir = tempfile::tempdir().unwrap();
+    let addr = free_addr();
+    let sink = Sink::default();
+    *sink.delay.lock().unwrap() = Duration::from_millis(400);
+    let stop = serve(addr, sink.clone()).await;
+    let (outbox, _) = open_outbox(dir.path());
+    let m = metrics();
+    let d = deliver(&outbox, addr, Some(m.clone()), 5);
+    outbox
+        .enqueue(&record(0, "a", EventKind::Suspected), SystemTime::now())
+        .unwrap();
+    wait_for("delivered", || outbox.pending() == 0).await;
+    let delivered = m.delivered.lock().unwrap().clone();
+    assert_eq!(delivered.len(), 1, "{delivered:?}");
+    assert!(
+        delivered[0].1 >= Duration::from_millis(400),
+        "latency {:?} leaves out the receiver's 400 ms",
+        delivered[0].1
+    );
+    d.shutdown().await;
+    let _ = stop.send(());
 }
 
 #[tokio::test]
