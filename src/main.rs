@@ -75,9 +75,8 @@ enum Command {
 
 /// mimalloc instead of glibc's malloc: messages are many small buffers
 /// allocated on one thread and freed on another (QUIC tasks, the
-/// simulator's two threads), where glibc's arenas are slow. Measured on
-/// `phimon simulate --nodes 1000`: 13 % less CPU on one thread, 24 % less
-/// wall time on two.
+/// simulator's two threads), where glibc's arenas are slow (figures in
+/// docs/performance.md).
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 

@@ -57,7 +57,8 @@ fn the_default_beats_the_best_baseline_on_random_hostile_networks() {
         .map(|(n, s)| (n, s.generate()))
         .collect();
     let (r, _) = ratio(&corpus);
-    // Measured 0.75.
+    // docs/performance.md gives the measured ratio; the bound leaves
+    // room for noise.
     assert!(r < 0.9, "ratio {r:.2}");
 }
 
@@ -69,7 +70,8 @@ fn the_default_beats_the_best_baseline_on_the_committed_corpus() {
         .map(|s| (s.name.to_string(), s.generate()))
         .collect();
     let (r, c) = ratio(&corpus);
-    // Measured 0.87; every crash is detected.
+    // docs/performance.md gives the measured ratio; every crash is
+    // detected.
     assert!(r < 0.95, "ratio {r:.2}");
     assert_eq!(c.contenders[0].zero_mistakes.undetected, 0);
 }
