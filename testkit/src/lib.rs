@@ -5,7 +5,7 @@
 //! - [`LocalCluster`](local_cluster::LocalCluster): N `phimon run`
 //!   children with generated certificates, free ports and one config
 //!   each; start, kill, stop, resume, read `/v1/peers` (as
-//!   [`PeerInfo`](local_cluster::PeerInfo)) and `/metrics`.
+//!   [`PeerInfo`](phimon_exporter::api::PeerInfo)) and `/metrics`.
 //! - [`ChaosProxy`](chaos::ChaosProxy): a UDP proxy between the nodes
 //!   that drops, delays, duplicates, reorders and partitions, per link.
 //! - [`WebhookSink`](sink::WebhookSink): a webhook receiver that checks
