@@ -3,7 +3,7 @@
 # `prometheus`): the alert and recording rules, their unit tests, and
 # every PromQL expression of the Grafana dashboard (extracted into
 # generated/dashboard-exprs.rules.yml; `cargo test -p phimon-exporter
-# --test dashboards` fails when that file is stale).
+# --test all dashboards` fails when that file is stale).
 set -euo pipefail
 cd "$(dirname "$0")"
 

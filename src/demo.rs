@@ -9,8 +9,9 @@
 //! removes the directory.
 
 use crate::UsageError;
-use phimon::local_cluster::{ClusterSpec, LocalCluster, PeerInfo};
-use phimon::sink::{Page, WebhookSink};
+use phimon_exporter::api::{MemberStatus, PeerInfo};
+use phimon_testkit::local_cluster::{ClusterSpec, LocalCluster};
+use phimon_testkit::sink::{Page, WebhookSink};
 use std::io::{IsTerminal as _, Write as _};
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
@@ -308,7 +309,7 @@ async fn story(args: &DemoArgs, dir: &std::path::Path) -> anyhow::Result<()> {
         if f.rejoined.is_none() {
             if let Some(p) = peers.iter().find(|p| p.node_id == ids[victim]) {
                 let newer = generation_before.is_none_or(|g| p.generation > g);
-                if newer && p.status == "alive" && !p.suspected {
+                if newer && p.status == MemberStatus::Alive && !p.suspected {
                     f.rejoined = Some(restarted.elapsed());
                     f.new_generation = Some((generation_before.unwrap_or(0), p.generation));
                     view.event(&format!(

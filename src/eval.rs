@@ -3,10 +3,10 @@
 use crate::UsageError;
 use anyhow::Context as _;
 use phimon_config::{Config, Scope};
-use phimon_detector::compare::{self, Comparison};
-use phimon_detector::qos::{self, Qos};
-use phimon_detector::trace::Trace;
 use phimon_detector::{DetectorConfig, PeerDetector};
+use phimon_eval::compare::{self, Comparison};
+use phimon_eval::qos::{self, Qos};
+use phimon_eval::trace::Trace;
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::time::Duration;

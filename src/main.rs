@@ -1,17 +1,18 @@
-//! The `phimon` binary: command-line interface and the wiring of the
-//! detector, gossip, exporter and config crates into a sidecar.
+//! The `phimon` binary: the command-line interface and the wiring of the
+//! workspace's crates into a sidecar (`run`), plus the operator's tools
+//! around it (`demo`, `eval`, `simulate`, `certs`, `check-config`,
+//! `completions`). Development tools (`soak`, `corpus`) are
+//! `phimon-dev`'s, in phimon-testkit.
 
 use clap::{Parser, Subcommand};
 use std::process::ExitCode;
 
 mod certs;
 mod check_config;
-mod corpus;
 mod demo;
 mod eval;
 mod run;
 mod simulate;
-mod soak;
 
 /// A failure that is the user's to fix (bad flags, bad config, bad input
 /// file): printed without a backtrace, exit code 2.
@@ -54,9 +55,6 @@ enum Command {
     /// Run the sidecar: gossip heartbeats, detect failures, export
     /// metrics and page.
     Run(run::RunArgs),
-    /// Soak test: a loopback cluster behind a chaos proxy, footprint over
-    /// time (development and capacity tool).
-    Soak(soak::SoakArgs),
     /// Run a local cluster that shows a failure being detected and paged.
     Demo(demo::DemoArgs),
     /// Replay a heartbeat arrival trace through the detector and print the
@@ -73,15 +71,12 @@ enum Command {
     },
     /// Validate a configuration file and print every problem with its key.
     CheckConfig(check_config::CheckConfigArgs),
-    /// Regenerate the seeded trace corpus of `eval --compare`.
-    Corpus(corpus::CorpusArgs),
 }
 
 /// mimalloc instead of glibc's malloc: messages are many small buffers
 /// allocated on one thread and freed on another (QUIC tasks, the
-/// simulator's two threads), where glibc's arenas are slow. Measured on
-/// `phimon simulate --nodes 1000`: 13 % less CPU on one thread, 24 % less
-/// wall time on two.
+/// simulator's two threads), where glibc's arenas are slow (figures in
+/// docs/performance.md).
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
@@ -90,7 +85,6 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Run(args) => run::run(args),
         Command::Demo(args) => demo::run(args),
-        Command::Soak(args) => soak::run(args),
         Command::Eval(args) => eval::run(args),
         Command::Simulate(args) => simulate::run(args),
         Command::Certs(args) => certs::run(args),
@@ -106,7 +100,6 @@ fn main() -> ExitCode {
                 _ => Ok(()),
             }
         }
-        Command::Corpus(args) => corpus::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

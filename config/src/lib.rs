@@ -12,7 +12,12 @@
 //!    every [`Problem`] at once, each with its key path and a fix.
 //!
 //! The crate reads files and the environment it is given; it starts no
-//! threads and keeps no global state.
+//! threads and keeps no global state. It is plain data: it depends only
+//! on phimon-detector (the detector's settings) and phimon-alert (the
+//! webhook format), never on HTTP, metrics or async crates. Mapping a
+//! [`Config`] onto each crate's own settings (`AlertConfig`,
+//! `WebhookConfig`, `ExportConfig`, the gossip and transport settings) is
+//! the binary's wiring.
 
 mod load;
 mod schema;

@@ -215,9 +215,9 @@ impl Default for AlertSection {
     }
 }
 
-/// Payload format of a webhook: the exporter's type, which renders the
-/// payloads, so a format added there is a valid `format` value here.
-pub use phimon_exporter::WebhookFormat;
+/// Payload format of a webhook: phimon-alert's type, which the pager
+/// renders, so a format added there is a valid `format` value here.
+pub use phimon_alert::WebhookFormat;
 
 /// One `[[alert.webhook]]`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -1,11 +1,12 @@
 //! Standalone timing of the detector's hot paths, for machines where
 //! criterion's numbers are noisy (and for `valgrind --tool=callgrind`):
 //! `cargo run -p phimon-detector --release --example hotpath [N]`.
-//! Same workload as `benches/detector.rs`: record + phi 1.5 s after the
-//! last heartbeat on one peer with a full window of 1000, then phi over
-//! 10,000 peers. Prints the best of several rounds, ns per operation.
+//! Same workloads as `benches/record_phi.rs` and `benches/sweep.rs`:
+//! record + phi 1.5 s after the last heartbeat on one peer with a full
+//! window of 1000, then phi over 10,000 peers. Prints the best of several
+//! rounds, ns per operation.
 
-use phimon_detector::{DetectorConfig, Distribution, PeerDetector, Registry, Timestamp};
+use phimon_detector::{DetectorConfig, Distribution, PeerDetector, Timestamp};
 use std::hint::black_box;
 use std::time::Instant;
 
@@ -93,23 +94,23 @@ fn record_seq_and_timer(n: u64) -> f64 {
 }
 
 fn sweep(rounds: u32) -> f64 {
-    let mut r: Registry<u32> = Registry::new(DetectorConfig::default());
-    for p in 0..10_000u32 {
-        for i in 0..50u64 {
-            r.observe(
-                p,
-                1,
-                Timestamp::from_micros(i * 1_000_000 + u64::from(p % 977) * 13),
-            );
-        }
-    }
+    let cfg = DetectorConfig::default();
+    let peers: Vec<PeerDetector> = (0..10_000u64)
+        .map(|p| {
+            let mut d = PeerDetector::new(&cfg);
+            for i in 0..50u64 {
+                d.record(Timestamp::from_micros(i * 1_000_000 + (p % 977) * 13));
+            }
+            d
+        })
+        .collect();
     let now = Timestamp::from_micros(50_500_000);
     let mut best = f64::INFINITY;
     for _ in 0..rounds {
         let start = Instant::now();
         let mut max = 0.0f64;
-        for (_, s) in r.iter() {
-            max = max.max(s.detector().phi(black_box(now)));
+        for d in &peers {
+            max = max.max(d.phi(black_box(now)));
         }
         black_box(max);
         best = best.min(start.elapsed().as_nanos() as f64 / 1000.0);

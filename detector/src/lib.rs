@@ -15,46 +15,35 @@
 //!   cross a threshold (the runtime's one timer per peer); `started_at`
 //!   starts an observer hand-over on the prior; [`Fit`] and
 //!   `recent_intervals` are the evidence a page quotes.
-//! - [`Registry`]: the detectors of every peer, keyed by node id, reset
-//!   when a peer's generation changes.
 //! - [`tail`]: the normal upper tail in log space, accurate and finite for
 //!   every score, so phi keeps growing however long a peer is silent.
-//! - [`trace`] and [`qos`]: parsing of recorded arrival traces and the
-//!   Chen–Toueg–Aguilera quality-of-service figures `phimon eval` prints.
-//! - [`baseline`] and [`compare`]: reference models of Akka's, Cassandra's
-//!   and chitchat's detectors, and the comparison at equal mistake
-//!   budgets that `phimon eval --compare` prints.
-//! - `corpus` (cargo feature `corpus`, which brings in `rand`): the seeded
-//!   generator of the trace corpus in the repository's `traces/`.
+//! - [`AccrualDetector`]: the interface every suspicion model offers, so
+//!   that phimon-eval can replay traces through phimon's models and its
+//!   reference baselines alike.
 //!
 //! The crate does no IO, reads no clock and spawns nothing: callers pass
 //! [`Timestamp`]s from their own monotonic clock (or a trace, or a
-//! simulator), so every result is reproducible.
+//! simulator), so every result is reproducible. Which peers to watch,
+//! their generations and what to do with phi are the caller's (the gossip
+//! core and the alert engine); traces, QoS and comparisons are
+//! phimon-eval's.
 
 mod adaptive;
-pub mod baseline;
-pub mod compare;
 mod config;
-#[cfg(feature = "corpus")]
-pub mod corpus;
 mod peer;
-pub mod qos;
-mod registry;
 pub mod tail;
 mod time;
-pub mod trace;
 
 pub use config::{DetectorConfig, Distribution};
 pub use peer::{
     COLD_START_SAMPLES, Estimate, Fit, HeartbeatCounts, IntervalWindow, MAX_INTERVAL_MICROS,
     PeerDetector,
 };
-pub use registry::{Observation, PeerState, Registry};
 pub use time::Timestamp;
 
 /// A heartbeat-driven suspicion model: what `phimon eval` replays traces
-/// through. phimon's [`PeerDetector`] implements it; so do the
-/// [`baseline`] models used for comparison (Akka's may return `+inf`,
+/// through. phimon's [`PeerDetector`] implements it; so do phimon-eval's
+/// baseline models used for comparison (Akka's may return `+inf`,
 /// as Akka does; every other model's phi is finite).
 pub trait AccrualDetector {
     /// Records a heartbeat received at `at`.

@@ -71,16 +71,17 @@ async fn peers(State(s): State<HttpState>) -> Response {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::api::PeerInfo;
     use crate::config::ExportConfig;
-    use crate::engine::MemberStatus;
-    use crate::snapshot::{NodeSnapshot, PeerSnapshot, publish};
+    use crate::snapshot::{NodeSnapshot, publish};
     use axum::body::Body;
     use axum::http::Request;
+    use phimon_alert::MemberStatus;
     use std::sync::RwLock;
     use tower::ServiceExt;
 
-    pub(crate) fn peer(id: &str, phi: f64) -> PeerSnapshot {
-        PeerSnapshot {
+    pub(crate) fn peer(id: &str, phi: f64) -> PeerInfo {
+        PeerInfo {
             node_id: id.into(),
             address: format!("{id}.internal:7800"),
             generation: 2,
@@ -189,6 +190,14 @@ mod tests {
         assert_eq!(arr[1]["status"], "alive");
         assert_eq!(arr[1]["suspected"], true);
         assert_eq!(arr[1]["generation"], 2);
+        // Clients read the answer back into the same type; only the
+        // window fill, which the API does not serve, is lost.
+        let back: Vec<PeerInfo> = serde_json::from_str(&body).unwrap();
+        let mut want = vec![peer("node-1", 0.3), peer("node-2", 9.5)];
+        for p in &mut want {
+            p.window_fill = 0.0;
+        }
+        assert_eq!(back, want);
     }
 
     #[tokio::test]

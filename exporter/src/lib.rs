@@ -1,73 +1,39 @@
-//! Everything that leaves a phimon node toward operators: metrics, the
-//! HTTP API, the alert engine, and durable, signed webhook delivery.
+//! What a phimon node shows operators over HTTP: Prometheus metrics and
+//! the JSON API.
 //!
-//! - [`AlertEngine`] (sans-IO): fed a [`ClusterView`] every tick, it
-//!   emits [`AlertEvent`]s, one page per incident fleet-wide: hysteresis
-//!   and `for`, restarts, designated observers by [`rendezvous`] hashing,
-//!   quorum from gossiped [`suspicion`] reports, isolation and
-//!   mass-failure grouping. Stable incident and event ids.
-//! - [`webhook`]: payloads (`generic` signed per Standard Webhooks,
-//!   `alertmanager`, `pagerduty`, `slack`) rendered from an
-//!   [`AlertRecord`]; [`Secret`] never prints.
-//! - [`Outbox`]: the durable, per-webhook, ordered queue in
-//!   `data_dir/outbox`; [`Delivery`]: the tokio workers that drain it with
-//!   backoff and jitter.
-//! - [`Metrics`]: every Prometheus metric, registered once; per-peer
-//!   series bounded to designated peers. [`IntervalHistogram`]: per-peer
-//!   interval quantiles.
-//! - [`router`]: `/metrics`, `/healthz`, `/readyz`, `/v1/peers` over a
-//!   [`SharedSnapshot`] the runtime publishes.
+//! - [`Metrics`]: every Prometheus metric of the node, registered once.
+//!   Counters and histograms are written as things happen (by the
+//!   runtime, and by the pager's delivery workers through
+//!   [`DeliveryMetrics`](phimon_pager::DeliveryMetrics)); per-peer series,
+//!   peer aggregates and the outbox gauges are computed at scrape time.
+//!   Per-peer series are bounded to the peers this node is a designated
+//!   observer of.
+//! - [`NodeSnapshot`] / [`SharedSnapshot`]: the state the runtime
+//!   publishes once per tick ([`snapshot::publish`]) and every scrape and
+//!   request reads: one [`PeerInfo`] per peer.
+//! - [`api`]: the types of the JSON API, [`PeerInfo`] (`/v1/peers`),
+//!   declared once for the handler and its clients.
+//! - [`router`]: `/metrics`, `/healthz`, `/readyz`, `/v1/peers` over an
+//!   [`HttpState`], testable without a socket.
+//! - [`IntervalHistogram`]: per-peer interval quantiles for `/v1/peers`.
+//! - [`ExportConfig`]: plain data the config crate maps `[http]` onto.
 //!
-//! Not here: clocks, sockets for gossip, config parsing (the config crate
-//! maps TOML onto [`AlertConfig`], [`WebhookConfig`], [`ExportConfig`]),
-//! and the wiring, which `phimon run` does:
-//!
-//! 1. Start-up: `Outbox::open(data_dir/outbox, webhook names)`,
-//!    `metrics.record_outbox_open(&report)`, `metrics.watch_outbox(outbox)`,
-//!    `Webhook::from_config` for each webhook (secrets loaded once),
-//!    `Delivery::spawn(outbox, webhooks, Some(metrics), Backoff::default(), seed)`,
-//!    serve `router(HttpState { snapshot, metrics })`.
-//! 2. Every tick: build the [`ClusterView`] (phi per peer from the
-//!    detector registry, generation/heartbeat/status from gossip, other
-//!    nodes' [`SUSPICIONS_KEY`] values through [`decode_suspicions`],
-//!    `degraded` from the stall detector), `engine.handle_tick(now, &view)`,
-//!    then for each `engine.poll_event()`:
-//!    `metrics.record_event(&ev)`, `outbox.enqueue(&AlertRecord::from_event(&ev, now, SystemTime::now()), SystemTime::now())`,
-//!    `metrics.record_enqueue(&report)`; put `engine.suspicion_report_value()`
-//!    into the gossip key/value map; publish a [`NodeSnapshot`]
-//!    (`suspected` = `engine.is_suspected(peer)`), set
-//!    `metrics.alert_isolated` from `engine.is_isolated()`; wake again no
-//!    later than `engine.poll_timeout()`.
-//! 3. Shutdown: `delivery.shutdown().await` (undelivered records stay on
-//!    disk for the next start).
+//! Not here: the phi math (phimon-detector), membership and what the
+//! peers' phi and status are (the runtime reads them from the gossip core
+//! and publishes them), alert decisions (phimon-alert), delivery
+//! (phimon-pager), clocks, and serving: the runtime binds the listener,
+//! serves [`router`] and shuts it down.
 
+pub mod api;
 mod config;
-pub mod delivery;
-mod engine;
 mod histogram;
 mod http;
 pub mod metrics;
-pub mod outbox;
-mod record;
-pub mod rendezvous;
 pub mod snapshot;
-pub mod suspicion;
-pub mod webhook;
 
-pub use config::{AlertConfig, DEFAULT_OBSERVERS, ExportConfig, WebhookConfig, WebhookFormat};
-pub use delivery::{Backoff, Delivery, DeliveryError};
-pub use engine::{
-    AlertEngine, AlertEvent, ClusterView, EventKind, MemberStatus, MemberView, Scope, event_id,
-    node_incident_id,
-};
+pub use api::PeerInfo;
+pub use config::ExportConfig;
 pub use histogram::{IntervalHistogram, IntervalQuantiles};
 pub use http::{HttpState, router};
 pub use metrics::{Metrics, MetricsError};
-pub use outbox::{Outbox, OutboxEntry, OutboxError, OutboxLimits};
-pub use record::AlertRecord;
-pub use snapshot::{NodeSnapshot, PeerSnapshot, SharedSnapshot};
-pub use suspicion::{
-    MAX_SUSPICIONS_VALUE_BYTES, SUSPICIONS_KEY, SuspicionDecodeError, SuspicionReport,
-    decode_suspicions, encode_suspicions,
-};
-pub use webhook::{RenderError, Rendered, Secret, SecretError, Webhook, WebhookRequest, render};
+pub use snapshot::{NodeSnapshot, SharedSnapshot};

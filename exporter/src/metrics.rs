@@ -1,11 +1,11 @@
 //! Every Prometheus metric of a phimon node, registered once.
 
 use crate::config::ExportConfig;
-use crate::engine::AlertEvent;
-use crate::engine::MemberStatus;
-use crate::outbox::{EnqueueReport, OpenReport, Outbox};
-use crate::rendezvous::Candidates;
 use crate::snapshot::{SharedSnapshot, read};
+use phimon_alert::rendezvous::Candidates;
+use phimon_alert::{AlertEvent, MemberStatus};
+use phimon_pager::outbox::{EnqueueReport, OpenReport, Outbox};
+use phimon_pager::{DeliveryMetrics, outcome};
 use prometheus::core::{Collector, Desc};
 use prometheus::proto::MetricFamily;
 use prometheus::{
@@ -13,26 +13,7 @@ use prometheus::{
     IntGauge, IntGaugeVec, Opts, Registry, TextEncoder,
 };
 use std::sync::Mutex;
-use std::time::SystemTime;
-
-/// `outcome` label values of `phimon_alerts_sent_total`.
-pub mod outcome {
-    /// The receiver accepted the event (2xx).
-    pub const DELIVERED: &str = "delivered";
-    /// An attempt failed (network error, timeout, 408, 429, 5xx); it
-    /// will be retried.
-    pub const FAILED: &str = "failed";
-    /// The receiver refused it permanently (other 4xx) or it cannot be
-    /// rendered for the webhook (missing routing key): dropped.
-    pub const REJECTED: &str = "rejected";
-    /// The format has no use for the event (`restarted` for PagerDuty
-    /// and Alertmanager): not sent.
-    pub const SKIPPED: &str = "skipped";
-    /// Dropped from a full outbox queue before delivery.
-    pub const DROPPED: &str = "dropped";
-    /// Every outcome, to pre-create series.
-    pub const ALL: [&str; 5] = [DELIVERED, FAILED, REJECTED, SKIPPED, DROPPED];
-}
+use std::time::{Duration, SystemTime};
 
 /// Metric registration failure (a duplicate name: a programming error).
 #[derive(Debug, thiserror::Error)]
@@ -381,6 +362,26 @@ impl Metrics {
             tracing::error!(error = %e, "encoding metrics");
         }
         String::from_utf8(buf).unwrap_or_default()
+    }
+}
+
+/// The delivery workers' outcomes (`phimon_alerts_sent_total`) and
+/// latencies (`phimon_alert_delivery_latency_seconds`).
+impl DeliveryMetrics for Metrics {
+    fn add_webhook(&self, webhook: &str) {
+        Metrics::add_webhook(self, webhook);
+    }
+
+    fn count(&self, webhook: &str, outcome: &'static str) {
+        self.alerts_sent
+            .with_label_values(&[webhook, outcome])
+            .inc();
+    }
+
+    fn delivered(&self, webhook: &str, latency: Duration) {
+        self.alert_delivery_latency
+            .with_label_values(&[webhook])
+            .observe(latency.as_secs_f64());
     }
 }
 

@@ -16,15 +16,17 @@ mod wiring;
 
 use crate::UsageError;
 use anyhow::Context as _;
+use phimon_alert::{
+    AlertEngine, AlertRecord, ClusterView, MemberView, SUSPICIONS_KEY, decode_suspicions,
+};
 use phimon_config::Config;
 use phimon_detector::Timestamp;
 use phimon_exporter::{
-    AlertEngine, AlertRecord, ClusterView, Delivery, HttpState, IntervalHistogram, MemberView,
-    Metrics, NodeSnapshot, Outbox, OutboxLimits, PeerSnapshot, SUSPICIONS_KEY, SharedSnapshot,
-    Webhook, decode_suspicions,
+    HttpState, IntervalHistogram, Metrics, NodeSnapshot, PeerInfo, SharedSnapshot,
 };
+use phimon_gossip::transport::{Received, Transport};
 use phimon_gossip::{Event, Gossip, NodeId};
-use phimon_transport::{Peer, Received, Transport};
+use phimon_pager::{Delivery, Outbox, OutboxLimits, Webhook};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -213,7 +215,7 @@ impl Sidecar {
                                 Some(metrics.clone()),
                                 // A page is urgent: once the receiver is back
                                 // it must not wait minutes for the next try.
-                                phimon_exporter::Backoff {
+                                phimon_pager::Backoff {
                                     initial: Duration::from_secs(1),
                                     max: Duration::from_secs(30),
                                 },
@@ -341,7 +343,7 @@ impl Sidecar {
     }
 
     fn on_message(&mut self, at: Timestamp, msg: Received) {
-        let from = msg.node_id;
+        let from = NodeId::new(msg.node_id);
         if let Err(e) = self.core.handle_message(at, &from, &msg.payload) {
             if matches!(e, phimon_gossip::GossipError::SenderMismatch { .. }) {
                 self.metrics.auth_failures.inc();
@@ -357,12 +359,12 @@ impl Sidecar {
         while let Some(t) = self.core.poll_transmit() {
             // An empty address means "on that node's existing connection":
             // the transport handles it.
-            let peer = Peer {
-                node_id: t.to_node,
-                addr: t.to_addr,
-            };
-            if let Err(e) = self.transport.send_message(&peer, t.payload) {
-                tracing::debug!("send to {:?} refused: {e}", peer.addr);
+            if let Err(e) = self.transport.send(
+                &t.to_addr,
+                t.to_node.as_ref().map(|n| n.as_str()),
+                t.payload,
+            ) {
+                tracing::debug!("send to {:?} refused: {e}", t.to_addr);
             }
         }
         while let Some(event) = self.core.poll_event() {
@@ -551,7 +553,7 @@ impl Sidecar {
                 None => (0.0, 0.0, 0.0, 0.0),
             };
             let q = self.extras.get(id).and_then(|e| e.histogram.quantiles());
-            peers.push(PeerSnapshot {
+            peers.push(PeerInfo {
                 node_id: id.to_owned(),
                 address: m.address().to_owned(),
                 generation: m.generation(),

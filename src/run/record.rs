@@ -246,7 +246,7 @@ impl ArrivalRecorder {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use phimon_detector::trace::Trace;
+    use phimon_eval::trace::Trace;
 
     fn t(ms: u64) -> Timestamp {
         Timestamp::from_micros(ms * 1000)

@@ -1,10 +1,12 @@
 //! Mapping the configuration onto each crate's settings, and metrics that
 //! mirror counters kept elsewhere (transport, gossip core).
 
+use phimon_alert::{AlertConfig, MemberStatus};
 use phimon_config::{Config, WebhookSection};
-use phimon_exporter::{AlertConfig, ExportConfig, MemberStatus, Metrics, WebhookConfig};
+use phimon_exporter::{ExportConfig, Metrics};
+use phimon_gossip::transport::{StatsSnapshot, TransportConfig};
 use phimon_gossip::{GossipConfig, GossipStats};
-use phimon_transport::{StatsSnapshot, TransportConfig};
+use phimon_pager::WebhookConfig;
 use prometheus::IntGauge;
 use std::net::{IpAddr, SocketAddr, UdpSocket};
 
