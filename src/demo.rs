@@ -4,12 +4,12 @@
 //! Certificates, configs and data go to a temporary directory; a local
 //! webhook receiver verifies each page's signature. The demo kills one
 //! node with SIGKILL, shows phi climbing past the threshold and the page
-//! arriving, restarts the node, shows its new generation and the
-//! `recovered` page, then prints a summary. Ctrl-C kills every child and
+//! arriving, restarts the node, shows its new generation and the page
+//! that closes the incident, then prints a summary. Ctrl-C kills every child and
 //! removes the directory.
 
 use crate::UsageError;
-use phimon_exporter::api::{MemberStatus, PeerInfo};
+use phimon_exporter::api::{PeerInfo, Status};
 use phimon_testkit::local_cluster::{ClusterSpec, LocalCluster};
 use phimon_testkit::sink::{Page, WebhookSink};
 use std::io::{IsTerminal as _, Write as _};
@@ -80,7 +80,7 @@ struct Findings {
     page: Option<(Duration, Page)>,
     new_generation: Option<(u64, u64)>,
     rejoined: Option<Duration>,
-    recovered_page: Option<Duration>,
+    closing_page: Option<Duration>,
 }
 
 struct View {
@@ -176,7 +176,10 @@ async fn story(args: &DemoArgs, dir: &std::path::Path) -> anyhow::Result<()> {
     cluster.start_all()?;
     let ids: Vec<String> = cluster.nodes.iter().map(|n| n.id.clone()).collect();
     let victim = ids.len() - 1;
-    let viewpoint = 0;
+    // Shown from the victim's first observer: only its observers receive
+    // its heartbeats and so have its phi (chosen once the cluster knows
+    // each other).
+    let mut viewpoint = 0;
     let mut down = vec![false; ids.len()];
     let mut f = Findings::default();
 
@@ -200,6 +203,15 @@ async fn story(args: &DemoArgs, dir: &std::path::Path) -> anyhow::Result<()> {
         }
     }
 
+    if let Some(first) = cluster
+        .peers(0)
+        .await
+        .ok()
+        .and_then(|p| p.into_iter().find(|p| p.node_id == ids[victim]))
+        .and_then(|p| p.observers.first().cloned())
+    {
+        viewpoint = ids.iter().position(|i| *i == first).unwrap_or(0);
+    }
     // Let phi settle on a steady rhythm, and let the operator look at it.
     let steady_until = Instant::now() + Duration::from_secs(4);
     while Instant::now() < steady_until {
@@ -246,7 +258,7 @@ async fn story(args: &DemoArgs, dir: &std::path::Path) -> anyhow::Result<()> {
         if suspects > 0 && f.first_suspect.is_none() {
             f.first_suspect = Some(since);
             view.event(&format!(
-                "{} suspected by a first observer {:.2} s after the kill",
+                "{} suspected by a majority of its observers (phi >= {THRESHOLD}) {:.2} s after the kill",
                 ids[victim],
                 since.as_secs_f64()
             ));
@@ -254,7 +266,7 @@ async fn story(args: &DemoArgs, dir: &std::path::Path) -> anyhow::Result<()> {
         if suspects == observers && f.all_suspect.is_none() {
             f.all_suspect = Some(since);
             view.event(&format!(
-                "{} suspected by all {observers} live observers (phi >= {THRESHOLD}) {:.2} s after the kill",
+                "{} shown suspected by all {observers} live nodes {:.2} s after the kill",
                 ids[victim],
                 since.as_secs_f64()
             ));
@@ -304,12 +316,12 @@ async fn story(args: &DemoArgs, dir: &std::path::Path) -> anyhow::Result<()> {
     cluster.start(victim)?;
     down[victim] = false;
     let restarted = Instant::now();
-    while Instant::now() < deadline && (f.rejoined.is_none() || f.recovered_page.is_none()) {
+    while Instant::now() < deadline && (f.rejoined.is_none() || f.closing_page.is_none()) {
         let peers = cluster.peers(viewpoint).await.unwrap_or_default();
         if f.rejoined.is_none() {
             if let Some(p) = peers.iter().find(|p| p.node_id == ids[victim]) {
                 let newer = generation_before.is_none_or(|g| p.generation > g);
-                if newer && p.status == MemberStatus::Alive && !p.suspected {
+                if newer && p.status == Status::Alive && !p.suspected {
                     f.rejoined = Some(restarted.elapsed());
                     f.new_generation = Some((generation_before.unwrap_or(0), p.generation));
                     view.event(&format!(
@@ -322,16 +334,18 @@ async fn story(args: &DemoArgs, dir: &std::path::Path) -> anyhow::Result<()> {
                 }
             }
         }
-        if f.recovered_page.is_none() {
-            if let Some(page) = sink
-                .pages()
-                .into_iter()
-                .find(|p| p.event == "recovered" && p.node_id == ids[victim])
-            {
-                f.recovered_page = Some(page.received_at.saturating_duration_since(restarted));
+        if f.closing_page.is_none() {
+            // The page about a node that comes back in a new generation is
+            // closed by a `restarted` event (a `recovered` one when it comes
+            // back in the same generation, after a stall or a partition).
+            if let Some(page) = sink.pages().into_iter().find(|p| {
+                (p.event == "recovered" || p.event == "restarted") && p.node_id == ids[victim]
+            }) {
+                f.closing_page = Some(page.received_at.saturating_duration_since(restarted));
                 view.event(&format!(
-                    "PAGE received: {} recovered (id {}), signature {}",
+                    "PAGE received: {} {} (id {}), closes the incident, signature {}",
                     page.node_id,
+                    page.event,
                     page.webhook_id,
                     if page.signature_valid {
                         "verified"
@@ -386,11 +400,11 @@ fn finish(
     );
     println!("  converged        {}", secs(f.converged));
     println!(
-        "  first suspicion  {} after the kill",
+        "  detection        {} after the kill (phi >= {THRESHOLD} at a majority of its observers)",
         secs(f.first_suspect)
     );
     println!(
-        "  detection        {} after the kill (phi >= {THRESHOLD} at every live observer)",
+        "  fleet-wide       {} after the kill (every live node shows it suspected)",
         secs(f.all_suspect)
     );
     println!(
@@ -405,8 +419,8 @@ fn finish(
         None => println!("  restart          -"),
     }
     println!(
-        "  recovered page   {} after the restart",
-        secs(f.recovered_page)
+        "  closing page     {} after the restart",
+        secs(f.closing_page)
     );
     println!(
         "  pages            {} deliveries, {} distinct events (suspected {}, recovered {}, restarted {}), signatures {}",
@@ -423,7 +437,7 @@ fn finish(
     );
     let ok = f.page.is_some()
         && f.rejoined.is_some()
-        && f.recovered_page.is_some()
+        && f.closing_page.is_some()
         && all_valid
         && count("suspected") == 1;
     println!("result: {}", if ok { "ok" } else { "incomplete" });

@@ -5,42 +5,31 @@
 use serde::{Deserialize, Serialize};
 use std::time::Duration;
 
-/// Default number of designated observers per subject (rendezvous `k`).
-pub const DEFAULT_OBSERVERS: usize = 3;
-
-/// Settings of the [`AlertEngine`](crate::AlertEngine).
+/// Settings of the [`AlertEngine`](crate::AlertEngine). The config crate
+/// fills them from `[alert]` and `[detector] threshold`; local suspicion
+/// (`resolve_threshold`, `for`) and observers are the protocol core's.
 #[derive(Debug, Clone, PartialEq)]
 pub struct AlertConfig {
     /// Cluster name: part of every incident id and every payload.
     pub cluster: String,
-    /// phi at or above which a peer is suspect (`[detector] threshold`).
+    /// The suspicion threshold in force, reported in every event.
     pub threshold: f64,
-    /// phi below which a suspected peer counts as recovered
-    /// (`[alert] resolve_threshold`, < `threshold`). The gap between the
-    /// two is the hysteresis that keeps a peer hovering at the threshold
-    /// from paging again and again.
-    pub resolve_threshold: f64,
-    /// How long phi must stay at or above `threshold` before the peer is
-    /// suspected (`[alert] for`; default 0 s). Filters single late
-    /// heartbeats at the cost of that much detection latency.
-    pub for_: Duration,
-    /// Designated observers per subject (rendezvous `k`, default 3). Only
-    /// they page about the subject, and a majority of them must agree.
-    /// Larger values survive more simultaneous observer failures but cost
-    /// gossip bytes and metric series.
-    pub observers: usize,
     /// How long a confirmed suspicion waits before it is paged (default
-    /// 2 s), so that nodes failing together (a rack, a zone) are seen
+    /// 1 s), so that nodes failing together (a rack, a zone) are seen
     /// together and become one grouped page. Adds to page latency.
     pub group_wait: Duration,
     /// Simultaneously confirmed suspects from which the fleet is in a mass
     /// failure and pages once, as a group (default 3, at least 2).
     pub mass_failure_min: usize,
-    /// Peers that go silent within this long of each other count as going
-    /// silent "at once" for isolation detection (default 30 s). Peers
-    /// silent for longer than that before an episode are not counted, so
-    /// nodes dying one by one over hours never look like isolation.
-    pub isolation_window: Duration,
+    /// Least time between two `restarted` pages about one node (default
+    /// 10 min): a node in a crash loop pages once, not once per restart.
+    pub restart_page_interval: Duration,
+    /// Extra wait of a pager per observer ranked before it on the ring
+    /// (default 1 s; the runtime sets the heartbeat interval): the page
+    /// comes from the first-ranked agreeing observer, and one ranked later
+    /// gives the ones before it that long to agree, so views that differ
+    /// for a moment do not page twice.
+    pub rank_delay: Duration,
 }
 
 impl Default for AlertConfig {
@@ -48,12 +37,10 @@ impl Default for AlertConfig {
         AlertConfig {
             cluster: "default".into(),
             threshold: 8.0,
-            resolve_threshold: 4.0,
-            for_: Duration::ZERO,
-            observers: DEFAULT_OBSERVERS,
-            group_wait: Duration::from_secs(2),
+            group_wait: Duration::from_secs(1),
             mass_failure_min: 3,
-            isolation_window: Duration::from_secs(30),
+            restart_page_interval: Duration::from_secs(600),
+            rank_delay: Duration::from_secs(1),
         }
     }
 }

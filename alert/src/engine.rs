@@ -1,91 +1,12 @@
-//! The alert engine: from per-peer phi to pages, once per incident
+//! The alert engine: from fleet statuses to pages, once per incident
 //! fleet-wide. Sans-IO: see [`AlertEngine`].
 
 use crate::config::AlertConfig;
-use crate::rendezvous::{designated_observers, node_hash, weight};
-use crate::suspicion::encode_suspicions;
 use phimon_detector::Timestamp;
+use phimon_gossip::Status;
 use sha2::{Digest, Sha256};
-use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::collections::{BTreeMap, VecDeque};
 use std::fmt::Write as _;
-
-/// A peer's membership status, as gossiped.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
-pub enum MemberStatus {
-    /// A member in good standing.
-    #[default]
-    Alive,
-    /// Announced a graceful shutdown: never paged about.
-    Leaving,
-    /// Left gracefully: never paged about.
-    Left,
-    /// Declared dead by the membership layer (still paged about: being
-    /// dead is what the pages are for).
-    Dead,
-}
-
-impl MemberStatus {
-    /// The lower-case name used in JSON and metric labels.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            MemberStatus::Alive => "alive",
-            MemberStatus::Leaving => "leaving",
-            MemberStatus::Left => "left",
-            MemberStatus::Dead => "dead",
-        }
-    }
-
-    /// Every status, for metric label sets.
-    pub const ALL: [MemberStatus; 4] = [
-        MemberStatus::Alive,
-        MemberStatus::Leaving,
-        MemberStatus::Left,
-        MemberStatus::Dead,
-    ];
-
-    /// Leaving or left: a graceful departure, never a page.
-    pub fn is_departing(self) -> bool {
-        matches!(self, MemberStatus::Leaving | MemberStatus::Left)
-    }
-}
-
-/// One peer as this node sees it at a tick.
-#[derive(Debug, Clone, PartialEq)]
-pub struct MemberView {
-    /// The peer's node id.
-    pub node_id: String,
-    /// Its generation (incarnation), bumped on every restart.
-    pub generation: u64,
-    /// Its latest known heartbeat counter (monotonic within a
-    /// generation). A silent node's counter stops, and gossip spreads
-    /// its last value to every node, so observers use it to agree on
-    /// incident ids without talking to each other.
-    pub heartbeat: u64,
-    /// Its gossiped membership status.
-    pub status: MemberStatus,
-    /// Its phi as computed by this node's detector at this tick (0 before
-    /// the first heartbeat).
-    pub phi: f64,
-}
-
-/// Everything the engine needs from the rest of the node at one tick.
-/// The runtime rebuilds (or updates) it before every
-/// [`AlertEngine::handle_tick`].
-#[derive(Debug, Clone, Default, PartialEq)]
-pub struct ClusterView {
-    /// This node's own generation (part of the id of a partition page).
-    pub generation: u64,
-    /// Every known peer (any entry carrying this node's own id is
-    /// ignored). Peers absent from the list are forgotten.
-    pub members: Vec<MemberView>,
-    /// The decoded suspicion report of every other observer, keyed by the
-    /// observer's node id (see [`crate::decode_suspicions`]). Reports of
-    /// observers this node suspects itself are ignored by the engine.
-    pub suspicions: BTreeMap<String, BTreeSet<String>>,
-    /// This node itself stalled recently (local-health awareness): it
-    /// raises no new suspicion and pages no peer while degraded.
-    pub degraded: bool,
-}
 
 /// What happened.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
@@ -114,12 +35,13 @@ impl EventKind {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Scope {
-    /// One peer (`subject`).
+    /// One node (`subject`).
     Node,
-    /// The observer itself: it lost contact with most of the fleet at
-    /// once and reports that instead of paging about everyone.
+    /// The observer itself: it lost contact with most of its subjects at
+    /// once and reports that instead of paging about them. It shares its
+    /// incident id with the fleet's page about it.
     Partition,
-    /// Several peers that failed together (`nodes`), paged once.
+    /// Several nodes that failed together (`nodes`), paged once.
     Group,
 }
 
@@ -134,9 +56,9 @@ impl Scope {
     }
 }
 
-/// One page to deliver. Every observer that emits the same event of the
-/// same incident produces the same `incident_id` and `event_id`, so
-/// receivers deduplicate on `event_id` (the `webhook-id` header).
+/// One page to deliver. Every node that emits the same event of the same
+/// incident produces the same `incident_id` and `event_id`, so receivers
+/// deduplicate on `event_id` (the `webhook-id` header).
 #[derive(Debug, Clone, PartialEq)]
 pub struct AlertEvent {
     /// Stable id of the incident: all pages of one incident share it.
@@ -148,17 +70,17 @@ pub struct AlertEvent {
     pub kind: EventKind,
     /// What the incident is about.
     pub scope: Scope,
-    /// The node the page is about: the peer (`Node`), this observer
+    /// The node the page is about: the subject (`Node`), this node
     /// (`Partition`), or empty (`Group`).
     pub subject: String,
-    /// Every node concerned: `[subject]`, the peers that went silent
+    /// Every node concerned: `[subject]`, the subjects that went silent
     /// (`Partition`), or the group's members (`Group`), sorted.
     pub nodes: Vec<String>,
     /// The subject's generation (`Node`), this node's (`Partition`), 0
     /// (`Group`).
     pub generation: u64,
-    /// The subject's phi when the event was emitted (the highest member
-    /// phi for groups and partitions).
+    /// The subject's phi at the pager when the event was emitted (the
+    /// highest for groups and partitions).
     pub phi: f64,
     /// The suspicion threshold in force.
     pub threshold: f64,
@@ -168,126 +90,8 @@ pub struct AlertEvent {
     pub observer: String,
     /// When the event was emitted (caller's monotonic clock).
     pub at: Timestamp,
-    /// When the incident started on this observer's clock.
+    /// When the incident started on this node's clock.
     pub started_at: Timestamp,
-}
-
-/// Local, hysteretic suspicion of one peer.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Local {
-    Trusted,
-    /// phi >= threshold since `since`, waiting for `for` to pass.
-    Pending {
-        since: Timestamp,
-    },
-    /// Suspected since `since`, until phi < resolve_threshold.
-    Suspected {
-        since: Timestamp,
-    },
-}
-
-/// An incident this observer paged and therefore owes the resolution of.
-#[derive(Debug, Clone)]
-struct Held {
-    id: String,
-    started: Timestamp,
-    generation: u64,
-}
-
-#[derive(Debug, Clone)]
-struct Subject {
-    generation: u64,
-    heartbeat: u64,
-    status: MemberStatus,
-    phi: f64,
-    local: Local,
-    /// A majority of the subject's designated observers suspect it, since.
-    confirmed_since: Option<Timestamp>,
-    held: Option<Held>,
-    /// A new generation was seen and not yet announced (announcing waits
-    /// while this node is degraded).
-    restart_pending: bool,
-}
-
-#[derive(Debug, Clone)]
-struct Isolation {
-    id: String,
-    started: Timestamp,
-    /// Peers that went silent in the episode.
-    silent: BTreeSet<String>,
-    /// Peers that were not long-silent when it started.
-    base: BTreeSet<String>,
-}
-
-#[derive(Debug, Clone)]
-struct Group {
-    id: String,
-    started: Timestamp,
-    members: BTreeSet<String>,
-    seq: u32,
-}
-
-/// Rendezvous key of the group leader: not a node id (no `:` in DNS).
-const GROUP_LEADER_KEY: &str = "phimon:group-leader";
-
-/// Per-tick fleet facts about one subject of interest.
-struct Agreement {
-    confirmed: bool,
-    /// This node is designated for the subject, suspects it, and ranks
-    /// first among the designated observers that do.
-    leader: bool,
-    /// This node ranks first among all designated observers.
-    first: bool,
-}
-
-/// Turns per-peer phi into pages: hysteresis, `for`, restarts, quorum of
-/// designated observers, isolation and mass-failure grouping.
-///
-/// Sans-IO: it reads no clock, opens no socket and spawns nothing; time
-/// comes in as [`Timestamp`]s, and it is fully deterministic.
-///
-/// Call order, every tick of the runtime (and at the latest at
-/// [`poll_timeout`](Self::poll_timeout)):
-/// 1. [`handle_tick`](Self::handle_tick) with the current [`ClusterView`];
-/// 2. [`poll_event`](Self::poll_event) until `None`, writing each event to
-///    the outbox;
-/// 3. [`suspicion_report`](Self::suspicion_report) into the gossip
-///    key/value map under [`crate::SUSPICIONS_KEY`];
-/// 4. arm the timer at [`poll_timeout`](Self::poll_timeout).
-///
-/// Semantics:
-/// - phi >= `threshold` held for `for` makes a peer locally suspected;
-///   phi < `resolve_threshold` makes it trusted again.
-/// - Only the `k` designated observers of a subject (rendezvous over the
-///   live nodes) page about it, only when a majority of them suspect it
-///   (their reports are gossiped), and only the first-ranked of the
-///   agreeing observers sends. Pages of the same incident carry the same
-///   ids on every observer, so the rare duplicate (views that differ
-///   during gossip propagation) is deduplicated by receivers.
-/// - The observer that paged owes the `recovered`: it sends it when the
-///   peer is trusted again, restarts (after a `restarted`) or leaves.
-/// - A new generation with no open incident emits a `restarted` from the
-///   first-ranked designated observer.
-/// - When more than half of the peers went silent within
-///   `isolation_window`, this node is isolated: it sends one `Partition`
-///   page about itself and nothing about the peers until contact is back.
-/// - When at least `mass_failure_min` peers are confirmed at once, the
-///   first-ranked live node sends one `Group` page for all of them
-///   instead of per-node pages.
-/// - While `degraded`, no new suspicion is raised and no peer is paged.
-#[derive(Debug)]
-pub struct AlertEngine {
-    config: AlertConfig,
-    self_id: String,
-    self_generation: u64,
-    subjects: BTreeMap<String, Subject>,
-    events: VecDeque<AlertEvent>,
-    isolation: Option<Isolation>,
-    isolation_seq: u64,
-    mass_since: Option<Timestamp>,
-    group: Option<Group>,
-    report: Vec<String>,
-    timeout: Option<Timestamp>,
 }
 
 fn hex_digest(parts: &[&[u8]]) -> String {
@@ -305,16 +109,17 @@ fn hex_digest(parts: &[&[u8]]) -> String {
     s
 }
 
-/// The incident id of a node suspicion: a function of what every observer
-/// agrees on (cluster, subject, generation, last heartbeat), so all
-/// observers name the incident alike.
-pub fn node_incident_id(cluster: &str, subject: &str, generation: u64, heartbeat: u64) -> String {
+/// The incident id of a node that is suspected: a function of what every
+/// node agrees on — the cluster, the node, its generation and the version
+/// of its signed record when the fleet lost it. The fleet's page about a
+/// node and that node's own partition page compute the same id.
+pub fn node_incident_id(cluster: &str, subject: &str, generation: u64, version: u64) -> String {
     let id = hex_digest(&[
         b"node",
         cluster.as_bytes(),
         subject.as_bytes(),
         &generation.to_be_bytes(),
-        &heartbeat.to_be_bytes(),
+        &version.to_be_bytes(),
     ]);
     format!("inc_{id}")
 }
@@ -334,22 +139,130 @@ fn sane_phi(phi: f64) -> f64 {
     if phi.is_nan() { 0.0 } else { phi.max(0.0) }
 }
 
+/// What the engine is told about a node whose fleet status changed.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct SubjectUpdate<'a> {
+    /// The node.
+    pub node: &'a str,
+    /// Its generation.
+    pub generation: u64,
+    /// The version of its record (names the incident).
+    pub version: u64,
+    /// Its fleet status now.
+    pub status: Status,
+    /// This node pages about it: the first of its observers, in ring
+    /// order, that suspect it.
+    pub pager: bool,
+    /// This node's place among the node's observers in ring order (0 for
+    /// the first); a pager ranked `r` waits `r * rank_delay` more.
+    pub rank: usize,
+    /// Its phi at this node, if this node observes it (0 otherwise).
+    pub phi: f64,
+}
+
+/// An incident this node paged and so owes the resolution of.
+#[derive(Debug, Clone)]
+struct Held {
+    id: String,
+    started: Timestamp,
+    generation: u64,
+}
+
+/// A node the fleet suspects, or that this node owes a resolution.
+#[derive(Debug, Clone)]
+struct Subject {
+    generation: u64,
+    version: u64,
+    phi: f64,
+    /// Fleet-suspected since.
+    confirmed_since: Option<Timestamp>,
+    pager: bool,
+    rank: usize,
+    held: Option<Held>,
+}
+
+impl Subject {
+    /// When this node pages it, if it is the pager.
+    fn due(&self, cfg: &AlertConfig) -> Option<Timestamp> {
+        let wait = cfg.group_wait + cfg.rank_delay * u32::try_from(self.rank).unwrap_or(u32::MAX);
+        self.confirmed_since.map(|t| t + wait)
+    }
+}
+
+#[derive(Debug, Clone)]
+struct Group {
+    id: String,
+    started: Timestamp,
+    members: Vec<String>,
+    seq: u32,
+}
+
+/// Turns fleet statuses into pages: one per incident fleet-wide.
+///
+/// Sans-IO: it reads no clock, opens no socket and spawns nothing; every
+/// decision is a function of its inputs, so it needs no seed.
+///
+/// Call order (the sans-IO node, phimon-node's `Node`, does this):
+/// 1. [`handle_status`](Self::handle_status) whenever a node's fleet
+///    status, or who pages about it, changes;
+///    [`handle_restart`](Self::handle_restart) when a node restarted;
+///    [`handle_removed`](Self::handle_removed) when it is forgotten;
+///    [`handle_isolation`](Self::handle_isolation) when this node loses or
+///    regains contact; [`set_degraded`](Self::set_degraded) and
+///    [`set_group_leader`](Self::set_group_leader) as they change;
+/// 2. [`handle_timeout`](Self::handle_timeout) at
+///    [`poll_timeout`](Self::poll_timeout);
+/// 3. [`poll_event`](Self::poll_event) until `None`, each event to the
+///    outbox.
+///
+/// Semantics:
+/// - A node is paged when the fleet suspects it (a majority of its
+///   observers do), by the first of the agreeing observers in ring order
+///   only, `group_wait` after the suspicion was confirmed. Its incident id
+///   is [`node_incident_id`] of its generation and record version, so the
+///   rare duplicate from a node whose view lags is deduplicated by
+///   receivers.
+/// - The node that paged owes the `recovered`: when the subject is no
+///   longer suspected (alive again, leaving, left) or restarted (then a
+///   `restarted` closes the incident).
+/// - A restart with no open incident is announced once per
+///   `restart_page_interval` per node, by its first observer.
+/// - When this node is isolated it pages about itself (`Partition`, with
+///   the incident id the fleet uses for it) and about nobody else.
+/// - When at least `mass_failure_min` nodes are confirmed at once, the
+///   group leader pages once for all of them instead.
+/// - While degraded (this node stalled) no new page is sent.
+#[derive(Debug)]
+pub struct AlertEngine {
+    config: AlertConfig,
+    self_id: String,
+    subjects: BTreeMap<String, Subject>,
+    events: VecDeque<AlertEvent>,
+    isolation: Option<(Held, Vec<String>)>,
+    degraded: bool,
+    group_leader: bool,
+    group: Option<Group>,
+    /// When each node's last `restarted` page went out.
+    restarts: BTreeMap<String, Timestamp>,
+    /// The latest time the engine was called with: deadlines at or before
+    /// it were handled (or could not page yet, and wait for an input).
+    last: Timestamp,
+}
+
 impl AlertEngine {
-    /// An engine for the node `self_id`. Nothing is random: every
-    /// decision is a function of the inputs, so no seed is needed.
+    /// An engine for the node `self_id`.
     pub fn new(config: AlertConfig, self_id: impl Into<String>) -> Self {
         AlertEngine {
             config,
             self_id: self_id.into(),
-            self_generation: 0,
             subjects: BTreeMap::new(),
             events: VecDeque::new(),
             isolation: None,
-            isolation_seq: 0,
-            mass_since: None,
+            degraded: false,
+            group_leader: false,
             group: None,
-            report: Vec::new(),
-            timeout: None,
+            restarts: BTreeMap::new(),
+            last: Timestamp::ZERO,
         }
     }
 
@@ -358,42 +271,32 @@ impl AlertEngine {
         &self.config
     }
 
+    /// Replaces the settings (a live reload): open incidents are kept.
+    pub fn set_config(&mut self, config: AlertConfig) {
+        self.config = config;
+    }
+
     /// The next event to deliver, oldest first.
     #[must_use]
     pub fn poll_event(&mut self) -> Option<AlertEvent> {
         self.events.pop_front()
     }
 
-    /// The latest time at which [`handle_tick`](Self::handle_tick) must be
-    /// called again for a pending decision (`for`, `group_wait`) to be
-    /// taken on time. `None` when nothing is pending; the runtime ticks
-    /// regularly anyway because phi grows between heartbeats.
+    /// When [`handle_timeout`](Self::handle_timeout) must run next for a
+    /// pending page to go out on time.
     #[must_use]
     pub fn poll_timeout(&self) -> Option<Timestamp> {
-        self.timeout
-    }
-
-    /// The nodes this node currently suspects, designated subjects first:
-    /// what to gossip (encode with [`crate::encode_suspicions`], or use
-    /// [`suspicion_report_value`](Self::suspicion_report_value)). Empty
-    /// while isolated or degraded: such a node's view must not count
-    /// towards anyone's quorum.
-    pub fn suspicion_report(&self) -> &[String] {
-        &self.report
-    }
-
-    /// [`suspicion_report`](Self::suspicion_report), encoded for the
-    /// gossip key/value map.
-    pub fn suspicion_report_value(&self) -> String {
-        encode_suspicions(self.report.iter().map(String::as_str))
-    }
-
-    /// Whether this node suspects `node_id` (hysteresis state, after
-    /// `for`).
-    pub fn is_suspected(&self, node_id: &str) -> bool {
+        let wait = self.config.group_wait;
         self.subjects
-            .get(node_id)
-            .is_some_and(|s| matches!(s.local, Local::Suspected { .. }))
+            .values()
+            .filter(|s| s.held.is_none())
+            .filter_map(|s| match (s.pager, self.group_leader) {
+                (true, _) => s.due(&self.config),
+                (false, true) => s.confirmed_since.map(|t| t + wait),
+                (false, false) => None,
+            })
+            .filter(|t| *t > self.last)
+            .min()
     }
 
     /// Whether this node considers itself cut off from the fleet.
@@ -401,587 +304,520 @@ impl AlertEngine {
         self.isolation.is_some()
     }
 
-    /// Processes one tick: `now` on the caller's monotonic clock
-    /// (non-decreasing across calls) and the current view.
-    pub fn handle_tick(&mut self, now: Timestamp, view: &ClusterView) {
-        self.self_generation = view.generation;
-        self.sync_members(now, view);
-        self.update_local(now, view.degraded);
-        if !view.degraded {
-            self.check_isolation(now);
-        }
-        let candidates = self.candidates();
-        let agreements = self.agreements(now, view, &candidates);
-        let confirmed = agreements.values().filter(|a| a.confirmed).count();
-        if confirmed >= self.config.mass_failure_min.max(2) {
-            self.mass_since.get_or_insert(now);
-        } else if confirmed == 0 {
-            self.mass_since = None;
-        }
-        let quiet = view.degraded || self.isolation.is_some();
-        self.node_pages(now, &agreements, quiet);
-        self.group_pages(now, &agreements, &candidates, quiet);
-        self.build_report(view.degraded, &candidates);
-        self.timeout = self.next_deadline(now, &agreements);
+    /// The nodes the fleet suspects, as this engine was told.
+    pub fn suspects(&self) -> impl Iterator<Item = &str> + '_ {
+        self.subjects
+            .iter()
+            .filter(|(_, s)| s.confirmed_since.is_some())
+            .map(|(id, _)| id.as_str())
     }
 
-    fn sync_members(&mut self, now: Timestamp, view: &ClusterView) {
-        let mut seen = BTreeSet::new();
-        for m in &view.members {
-            if m.node_id == self.self_id || !seen.insert(m.node_id.as_str()) {
-                continue;
-            }
-            let phi = sane_phi(m.phi);
-            match self.subjects.get_mut(&m.node_id) {
-                None => {
-                    self.subjects.insert(
-                        m.node_id.clone(),
-                        Subject {
-                            generation: m.generation,
-                            heartbeat: m.heartbeat,
-                            status: m.status,
-                            phi,
-                            local: Local::Trusted,
-                            confirmed_since: None,
-                            held: None,
-                            restart_pending: false,
-                        },
-                    );
-                }
-                Some(s) => {
-                    if m.generation > s.generation {
-                        // A restart: the detector was reset, and the old
-                        // incarnation's suspicion is void.
-                        let was_departing = s.status.is_departing();
-                        let was_confirmed = s.confirmed_since.is_some();
-                        s.generation = m.generation;
-                        s.local = Local::Trusted;
-                        s.confirmed_since = None;
-                        s.restart_pending = false;
-                        if let Some(h) = &s.held {
-                            let ev = AlertEvent {
-                                incident_id: h.id.clone(),
-                                event_id: event_id(&h.id, EventKind::Restarted, 0),
-                                kind: EventKind::Restarted,
-                                scope: Scope::Node,
-                                subject: m.node_id.clone(),
-                                nodes: vec![m.node_id.clone()],
-                                generation: m.generation,
-                                phi,
-                                threshold: self.config.threshold,
-                                cluster: self.config.cluster.clone(),
-                                observer: self.self_id.clone(),
-                                at: now,
-                                started_at: h.started,
-                            };
-                            self.events.push_back(ev);
-                        } else if !was_departing && !was_confirmed && self.mass_since.is_none() {
-                            // Announce a quick restart nobody paged about.
-                            // A confirmed subject's pager (or the group)
-                            // announces it instead, and the nodes of a
-                            // mass failure coming back are one group
-                            // recovery, not a page each.
-                            s.restart_pending = true;
-                        }
-                    }
-                    s.heartbeat = m.heartbeat;
-                    s.status = m.status;
-                    s.phi = phi;
-                }
-            }
-        }
-        // Forget peers the membership forgot (garbage-collected or
-        // removed): an open incident about them stays open at the
-        // receiver for an operator to close.
-        self.subjects.retain(|id, _| seen.contains(id.as_str()));
+    /// The open incidents this node paged and owes the resolution of:
+    /// (subject, incident id).
+    pub fn held(&self) -> impl Iterator<Item = (&str, &str)> + '_ {
+        self.subjects
+            .iter()
+            .filter_map(|(id, s)| s.held.as_ref().map(|h| (id.as_str(), h.id.as_str())))
     }
 
-    fn update_local(&mut self, now: Timestamp, degraded: bool) {
-        let (threshold, resolve, for_) = (
-            self.config.threshold,
-            self.config.resolve_threshold,
-            self.config.for_,
-        );
-        for s in self.subjects.values_mut() {
-            if s.status.is_departing() {
-                s.local = Local::Trusted;
-                continue;
-            }
-            s.local = match s.local {
-                // While this node is degraded its own silence explains the
-                // peers' silence: raise nothing new.
-                Local::Trusted | Local::Pending { .. } if degraded => Local::Trusted,
-                Local::Trusted if s.phi >= threshold => {
-                    if for_.is_zero() {
-                        Local::Suspected { since: now }
-                    } else {
-                        Local::Pending { since: now }
-                    }
-                }
-                Local::Trusted => Local::Trusted,
-                Local::Pending { .. } if s.phi < threshold => Local::Trusted,
-                Local::Pending { since } if now >= since + for_ => Local::Suspected { since: now },
-                p @ Local::Pending { .. } => p,
-                Local::Suspected { .. } if s.phi < resolve => Local::Trusted,
-                sus @ Local::Suspected { .. } => sus,
-            };
-        }
+    fn quiet(&self) -> bool {
+        self.degraded || self.isolation.is_some()
     }
 
-    fn check_isolation(&mut self, now: Timestamp) {
-        let window = self.config.isolation_window;
-        let mut silent = BTreeSet::new();
-        let mut base = BTreeSet::new();
-        let mut max_phi: f64 = 0.0;
-        for (id, s) in &self.subjects {
-            if s.status.is_departing() {
-                continue;
-            }
-            match s.local {
-                Local::Suspected { since } if since + window < now => {} // long silent
-                Local::Suspected { .. } => {
-                    silent.insert(id.clone());
-                    base.insert(id.clone());
-                    max_phi = max_phi.max(s.phi);
-                }
-                _ => {
-                    base.insert(id.clone());
-                }
-            }
-        }
-        match &mut self.isolation {
-            None => {
-                if base.len() >= 2 && silent.len() * 2 > base.len() {
-                    self.isolation_seq += 1;
-                    let id = format!(
-                        "inc_{}",
-                        hex_digest(&[
-                            b"partition",
-                            self.config.cluster.as_bytes(),
-                            self.self_id.as_bytes(),
-                            &self.self_generation.to_be_bytes(),
-                            &self.isolation_seq.to_be_bytes(),
-                        ])
-                    );
-                    let nodes: Vec<String> = silent.iter().cloned().collect();
-                    self.events.push_back(self.partition_event(
-                        &id,
-                        EventKind::Suspected,
-                        nodes,
-                        max_phi,
-                        now,
-                        now,
-                    ));
-                    self.isolation = Some(Isolation {
-                        id,
-                        started: now,
-                        silent,
-                        base,
-                    });
-                }
-            }
-            Some(iso) => {
-                // Judge recovery against the peers of the episode, so the
-                // silent ones do not age into "long silent" and end it.
-                let present: Vec<&String> = iso
-                    .base
-                    .iter()
-                    .filter(|id| {
-                        self.subjects
-                            .get(*id)
-                            .is_some_and(|s| !s.status.is_departing())
-                    })
-                    .collect();
-                let still_silent = iso
-                    .silent
-                    .iter()
-                    .filter(|id| {
-                        self.subjects.get(*id).is_some_and(|s| {
-                            !s.status.is_departing() && matches!(s.local, Local::Suspected { .. })
-                        })
-                    })
-                    .count();
-                if still_silent * 2 <= present.len() {
-                    let (id, started, nodes) = (
-                        iso.id.clone(),
-                        iso.started,
-                        iso.silent.iter().cloned().collect(),
-                    );
-                    self.isolation = None;
-                    self.events.push_back(self.partition_event(
-                        &id,
-                        EventKind::Recovered,
-                        nodes,
-                        max_phi,
-                        now,
-                        started,
-                    ));
-                }
-            }
-        }
+    /// This node stalled recently (or no longer): no new page while so.
+    pub fn set_degraded(&mut self, degraded: bool) {
+        self.degraded = degraded;
     }
 
-    fn partition_event(
+    /// This node leads mass-failure pages (the fleet names one leader).
+    pub fn set_group_leader(&mut self, leader: bool) {
+        self.group_leader = leader;
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn event(
         &self,
-        id: &str,
         kind: EventKind,
+        scope: Scope,
+        incident: &str,
+        subject: &str,
         nodes: Vec<String>,
+        generation: u64,
         phi: f64,
-        now: Timestamp,
-        started: Timestamp,
+        (at, started): (Timestamp, Timestamp),
     ) -> AlertEvent {
         AlertEvent {
-            incident_id: id.to_string(),
-            event_id: event_id(id, kind, 0),
+            incident_id: incident.to_owned(),
+            event_id: event_id(incident, kind, 0),
             kind,
-            scope: Scope::Partition,
-            subject: self.self_id.clone(),
+            scope,
+            subject: subject.to_owned(),
             nodes,
-            generation: self.self_generation,
-            phi,
+            generation,
+            phi: sane_phi(phi),
             threshold: self.config.threshold,
             cluster: self.config.cluster.clone(),
             observer: self.self_id.clone(),
-            at: now,
+            at,
             started_at: started,
         }
     }
 
-    /// The live nodes as this node sees them: itself and every alive peer
-    /// it does not suspect. Rendezvous ranks are computed over this set.
-    fn candidates(&self) -> Vec<String> {
-        let mut c: Vec<String> = self
+    /// A node's fleet status changed, or who pages about it did.
+    pub fn handle_status(&mut self, now: Timestamp, u: SubjectUpdate<'_>) {
+        if u.node == self.self_id {
+            return;
+        }
+        let s = self
             .subjects
-            .iter()
-            .filter(|(_, s)| {
-                s.status == MemberStatus::Alive && !matches!(s.local, Local::Suspected { .. })
-            })
-            .map(|(id, _)| id.clone())
-            .collect();
-        c.push(self.self_id.clone());
-        c
+            .entry(u.node.to_owned())
+            .or_insert_with(|| Subject {
+                generation: u.generation,
+                version: u.version,
+                phi: 0.0,
+                confirmed_since: None,
+                pager: false,
+                rank: 0,
+                held: None,
+            });
+        s.generation = s.generation.max(u.generation);
+        s.pager = u.pager;
+        s.rank = u.rank;
+        s.phi = sane_phi(u.phi);
+        if u.status == Status::Suspected {
+            s.version = u.version;
+            s.confirmed_since.get_or_insert(now);
+        } else {
+            s.confirmed_since = None;
+            if let Some(h) = s.held.take() {
+                let ev = self.event(
+                    EventKind::Recovered,
+                    Scope::Node,
+                    &h.id,
+                    u.node,
+                    vec![u.node.to_owned()],
+                    h.generation,
+                    u.phi,
+                    (now, h.started),
+                );
+                self.events.push_back(ev);
+            }
+        }
+        self.handle_timeout(now);
+        self.forget_idle(u.node);
     }
 
-    fn agreements(
+    /// A node came back in a new generation.
+    pub fn handle_restart(
         &mut self,
         now: Timestamp,
-        view: &ClusterView,
-        candidates: &[String],
-    ) -> BTreeMap<String, Agreement> {
-        // Only subjects someone suspects, that this node owes a page
-        // about, or that restarted need rendezvous work: O(interesting × N)
-        // instead of O(N²).
-        let mut interesting: BTreeSet<&str> = BTreeSet::new();
-        for (id, s) in &self.subjects {
-            if s.local != Local::Trusted || s.held.is_some() || s.restart_pending {
-                interesting.insert(id);
-            }
-        }
-        for (observer, suspects) in &view.suspicions {
-            if observer == &self.self_id {
-                continue;
-            }
-            for s in suspects {
-                if let Some((id, _)) = self.subjects.get_key_value(s.as_str()) {
-                    interesting.insert(id);
-                }
-            }
-        }
-        let k = self.config.observers.max(1);
-        let mut out = BTreeMap::new();
-        for subject in interesting {
-            let Some(s) = self.subjects.get(subject) else {
-                continue;
-            };
-            let observers = designated_observers(subject, candidates.iter().map(String::as_str), k);
-            let agreeing: Vec<&str> = observers
-                .iter()
-                .copied()
-                .filter(|o| {
-                    if *o == self.self_id {
-                        matches!(s.local, Local::Suspected { .. })
-                    } else {
-                        view.suspicions.get(*o).is_some_and(|r| r.contains(subject))
-                    }
-                })
-                .collect();
-            let required = observers.len() / 2 + 1;
-            let confirmed =
-                !s.status.is_departing() && !observers.is_empty() && agreeing.len() >= required;
-            out.insert(
-                subject.to_string(),
-                Agreement {
-                    confirmed,
-                    leader: confirmed && agreeing.first() == Some(&self.self_id.as_str()),
-                    first: observers.first() == Some(&self.self_id.as_str()),
-                },
-            );
-        }
-        for (id, s) in self.subjects.iter_mut() {
-            let confirmed = out.get(id).is_some_and(|a| a.confirmed);
-            if !confirmed {
-                s.confirmed_since = None;
-            } else if s.confirmed_since.is_none() {
-                s.confirmed_since = Some(now);
-            }
-        }
-        out
-    }
-
-    fn node_pages(
-        &mut self,
-        now: Timestamp,
-        agreements: &BTreeMap<String, Agreement>,
-        quiet: bool,
+        node: &str,
+        new_generation: u64,
+        announcer: bool,
     ) {
-        let in_mass = self.mass_since.is_some();
-        let (cluster, observer, threshold, group_wait) = (
-            &self.config.cluster,
-            &self.self_id,
-            self.config.threshold,
-            self.config.group_wait,
-        );
-        for (id, s) in self.subjects.iter_mut() {
-            let phi = s.phi;
-            let base =
-                |kind: EventKind, inc: &str, started: Timestamp, generation: u64| AlertEvent {
-                    incident_id: inc.to_string(),
-                    event_id: event_id(inc, kind, 0),
-                    kind,
-                    scope: Scope::Node,
-                    subject: id.clone(),
-                    nodes: vec![id.clone()],
+        if node == self.self_id {
+            return;
+        }
+        let mut announce = announcer && !self.quiet() && self.group.is_none();
+        if let Some(s) = self.subjects.get_mut(node) {
+            s.generation = new_generation;
+            if s.confirmed_since.take().is_some() {
+                // The fleet had confirmed it: its pager or the group
+                // announces the comeback, not a page of its own.
+                announce = false;
+            }
+            if let Some(h) = s.held.take() {
+                let ev = self.event(
+                    EventKind::Restarted,
+                    Scope::Node,
+                    &h.id,
+                    node,
+                    vec![node.to_owned()],
+                    new_generation,
+                    0.0,
+                    (now, h.started),
+                );
+                self.events.push_back(ev);
+                announce = false;
+            }
+        }
+        let limit = self.config.restart_page_interval;
+        if announce && self.restarts.get(node).is_none_or(|t| *t + limit <= now) {
+            self.restarts.retain(|_, t| *t + limit > now);
+            self.restarts.insert(node.to_owned(), now);
+            let id = format!(
+                "inc_{}",
+                hex_digest(&[
+                    b"restart",
+                    self.config.cluster.as_bytes(),
+                    node.as_bytes(),
+                    &new_generation.to_be_bytes(),
+                ])
+            );
+            let ev = self.event(
+                EventKind::Restarted,
+                Scope::Node,
+                &id,
+                node,
+                vec![node.to_owned()],
+                new_generation,
+                0.0,
+                (now, now),
+            );
+            self.events.push_back(ev);
+        }
+        self.forget_idle(node);
+    }
+
+    /// A node was forgotten: an open incident about it stays open at the
+    /// receiver for an operator to close.
+    pub fn handle_removed(&mut self, node: &str) {
+        self.subjects.remove(node);
+    }
+
+    /// This node lost (`isolated`) or regained contact with most of its
+    /// subjects. `generation` and `version` are this node's own, as its
+    /// peers last confirmed them: the id the fleet gives an incident about
+    /// this node.
+    pub fn handle_isolation(
+        &mut self,
+        now: Timestamp,
+        isolated: bool,
+        (generation, version): (u64, u64),
+        silent: Vec<String>,
+        phi: f64,
+    ) {
+        match (&self.isolation, isolated) {
+            (None, true) => {
+                let id = node_incident_id(&self.config.cluster, &self.self_id, generation, version);
+                let me = self.self_id.clone();
+                let ev = self.event(
+                    EventKind::Suspected,
+                    Scope::Partition,
+                    &id,
+                    &me,
+                    silent.clone(),
                     generation,
                     phi,
-                    threshold,
-                    cluster: cluster.clone(),
-                    observer: observer.clone(),
-                    at: now,
-                    started_at: started,
-                };
-            // Resolutions are owed and never held back: seeing a peer
-            // again is trustworthy even from a degraded or isolated node.
-            if let Some(h) = &s.held {
-                if s.local == Local::Trusted || s.status.is_departing() {
-                    let ev = base(EventKind::Recovered, &h.id, h.started, h.generation);
-                    self.events.push_back(ev);
-                    s.held = None;
-                }
-                continue;
+                    (now, now),
+                );
+                self.events.push_back(ev);
+                self.isolation = Some((
+                    Held {
+                        id,
+                        started: now,
+                        generation,
+                    },
+                    silent,
+                ));
             }
-            let agreement = agreements.get(id);
-            if s.restart_pending && !quiet {
-                s.restart_pending = false;
-                if agreement.is_some_and(|a| a.first) {
-                    let inc = format!(
-                        "inc_{}",
-                        hex_digest(&[
-                            b"restart",
-                            cluster.as_bytes(),
-                            id.as_bytes(),
-                            &s.generation.to_be_bytes(),
-                        ])
+            (Some(_), false) => {
+                if let Some((h, silent)) = self.isolation.take() {
+                    let me = self.self_id.clone();
+                    let ev = self.event(
+                        EventKind::Recovered,
+                        Scope::Partition,
+                        &h.id,
+                        &me,
+                        silent,
+                        h.generation,
+                        phi,
+                        (now, h.started),
                     );
-                    let ev = base(EventKind::Restarted, &inc, now, s.generation);
                     self.events.push_back(ev);
                 }
             }
-            if quiet || s.status.is_departing() {
-                continue;
-            }
-            let Some(a) = agreement else { continue };
-            let Some(confirmed_since) = s.confirmed_since else {
-                continue;
-            };
-            // Wait `group_wait` so nodes failing together are seen
-            // together; in a mass failure the group leader pages for all.
-            if !a.leader || now < confirmed_since + group_wait || in_mass {
-                continue;
-            }
-            let inc = node_incident_id(cluster, id, s.generation, s.heartbeat);
-            let started = match s.local {
-                Local::Suspected { since } => since,
-                _ => now,
-            };
-            let ev = base(EventKind::Suspected, &inc, started, s.generation);
-            self.events.push_back(ev);
-            s.held = Some(Held {
-                id: inc,
-                started,
-                generation: s.generation,
-            });
+            _ => {}
         }
     }
 
-    fn group_pages(
-        &mut self,
-        now: Timestamp,
-        agreements: &BTreeMap<String, Agreement>,
-        candidates: &[String],
-        quiet: bool,
-    ) {
-        let confirmed: BTreeSet<String> = agreements
+    /// Sends the pages that are due.
+    pub fn handle_timeout(&mut self, now: Timestamp) {
+        self.last = self.last.max(now);
+        let confirmed: Vec<String> = self
+            .subjects
             .iter()
-            .filter(|(_, a)| a.confirmed)
+            .filter(|(_, s)| s.confirmed_since.is_some())
             .map(|(id, _)| id.clone())
             .collect();
-        let max_phi = |members: &BTreeSet<String>, subjects: &BTreeMap<String, Subject>| {
+        let mass = confirmed.len() >= self.config.mass_failure_min.max(2);
+        self.group_pages(now, &confirmed, mass);
+        if self.quiet() || mass || self.group.is_some() {
+            return;
+        }
+        let due: Vec<String> = self
+            .subjects
+            .iter()
+            .filter(|(_, s)| s.pager && s.held.is_none())
+            .filter(|(_, s)| s.due(&self.config).is_some_and(|t| now >= t))
+            .map(|(id, _)| id.clone())
+            .collect();
+        for id in due {
+            let Some(s) = self.subjects.get(&id) else {
+                continue;
+            };
+            let (generation, version, phi) = (s.generation, s.version, s.phi);
+            let started = s.confirmed_since.unwrap_or(now);
+            let inc = node_incident_id(&self.config.cluster, &id, generation, version);
+            let ev = self.event(
+                EventKind::Suspected,
+                Scope::Node,
+                &inc,
+                &id,
+                vec![id.clone()],
+                generation,
+                phi,
+                (now, started),
+            );
+            self.events.push_back(ev);
+            if let Some(s) = self.subjects.get_mut(&id) {
+                s.held = Some(Held {
+                    id: inc,
+                    started,
+                    generation,
+                });
+            }
+        }
+    }
+
+    fn group_pages(&mut self, now: Timestamp, confirmed: &[String], mass: bool) {
+        let max_phi = |members: &[String], subjects: &BTreeMap<String, Subject>| {
             members
                 .iter()
                 .filter_map(|m| subjects.get(m).map(|s| s.phi))
                 .fold(0.0_f64, f64::max)
         };
         if let Some(mut g) = self.group.take() {
-            // The holder owes the resolution: when no member is confirmed
-            // or locally suspected any more.
-            let active = g.members.iter().any(|m| {
-                confirmed.contains(m)
-                    || self
-                        .subjects
-                        .get(m)
-                        .is_some_and(|s| matches!(s.local, Local::Suspected { .. }))
-            });
-            if !active {
-                let ev = self.group_event(&g, EventKind::Recovered, 0, now);
-                self.events.push_back(AlertEvent {
-                    phi: max_phi(&g.members, &self.subjects),
-                    ..ev
-                });
+            if confirmed.is_empty() || !confirmed.iter().any(|c| g.members.contains(c)) {
+                let phi = max_phi(&g.members, &self.subjects);
+                let mut ev = self.event(
+                    EventKind::Recovered,
+                    Scope::Group,
+                    &g.id,
+                    "",
+                    g.members.clone(),
+                    0,
+                    phi,
+                    (now, g.started),
+                );
+                ev.event_id = event_id(&g.id, EventKind::Recovered, 0);
+                self.events.push_back(ev);
                 return;
             }
-            if !quiet && self.mass_since.is_some() {
-                let wait = self.config.group_wait;
-                let new: Vec<String> = confirmed
-                    .iter()
-                    .filter(|id| !g.members.contains(*id))
-                    .filter(|id| {
-                        self.subjects
-                            .get(*id)
-                            .and_then(|s| s.confirmed_since)
-                            .is_some_and(|t| now >= t + wait)
-                    })
-                    .cloned()
-                    .collect();
-                if !new.is_empty() {
-                    g.members.extend(new);
-                    g.seq += 1;
-                    let ev = self.group_event(&g, EventKind::Suspected, g.seq, now);
-                    self.events.push_back(AlertEvent {
-                        phi: max_phi(&g.members, &self.subjects),
-                        ..ev
-                    });
-                }
+            let new: Vec<String> = confirmed
+                .iter()
+                .filter(|c| !g.members.contains(c))
+                .cloned()
+                .collect();
+            if !new.is_empty() && !self.quiet() {
+                g.members.extend(new);
+                g.members.sort();
+                g.seq += 1;
+                let phi = max_phi(&g.members, &self.subjects);
+                let mut ev = self.event(
+                    EventKind::Suspected,
+                    Scope::Group,
+                    &g.id,
+                    "",
+                    g.members.clone(),
+                    0,
+                    phi,
+                    (now, g.started),
+                );
+                ev.event_id = event_id(&g.id, EventKind::Suspected, g.seq);
+                self.events.push_back(ev);
             }
             self.group = Some(g);
             return;
         }
-        let Some(mass_since) = self.mass_since else {
-            return;
-        };
-        if quiet || now < mass_since + self.config.group_wait {
+        if !mass || self.quiet() || !self.group_leader {
             return;
         }
-        let leader =
-            designated_observers(GROUP_LEADER_KEY, candidates.iter().map(String::as_str), 1);
-        if leader.first() != Some(&self.self_id.as_str()) {
+        let since = confirmed
+            .iter()
+            .filter_map(|c| self.subjects.get(c).and_then(|s| s.confirmed_since))
+            .max()
+            .unwrap_or(now);
+        if now < since + self.config.group_wait {
             return;
         }
+        let mut members = confirmed.to_vec();
+        members.sort();
         let mut parts: Vec<&[u8]> = vec![b"group", self.config.cluster.as_bytes()];
-        parts.extend(confirmed.iter().map(|m| m.as_bytes()));
+        parts.extend(members.iter().map(|m| m.as_bytes()));
         let id = format!("inc_{}", hex_digest(&parts));
-        let g = Group {
+        let phi = max_phi(&members, &self.subjects);
+        let ev = self.event(
+            EventKind::Suspected,
+            Scope::Group,
+            &id,
+            "",
+            members.clone(),
+            0,
+            phi,
+            (now, since),
+        );
+        self.events.push_back(ev);
+        self.group = Some(Group {
             id,
-            started: mass_since,
-            members: confirmed,
+            started: since,
+            members,
             seq: 0,
-        };
-        let ev = self.group_event(&g, EventKind::Suspected, 0, now);
-        self.events.push_back(AlertEvent {
-            phi: max_phi(&g.members, &self.subjects),
-            ..ev
         });
-        self.group = Some(g);
     }
 
-    fn group_event(&self, g: &Group, kind: EventKind, seq: u32, now: Timestamp) -> AlertEvent {
-        AlertEvent {
-            incident_id: g.id.clone(),
-            event_id: event_id(&g.id, kind, seq),
-            kind,
-            scope: Scope::Group,
-            subject: String::new(),
-            nodes: g.members.iter().cloned().collect(),
-            generation: 0,
-            phi: 0.0,
-            threshold: self.config.threshold,
-            cluster: self.config.cluster.clone(),
-            observer: self.self_id.clone(),
-            at: now,
-            started_at: g.started,
+    /// Drops a subject with nothing pending or held.
+    fn forget_idle(&mut self, node: &str) {
+        if self
+            .subjects
+            .get(node)
+            .is_some_and(|s| s.confirmed_since.is_none() && s.held.is_none())
+        {
+            self.subjects.remove(node);
         }
-    }
-
-    fn build_report(&mut self, degraded: bool, candidates: &[String]) {
-        self.report.clear();
-        if degraded || self.isolation.is_some() {
-            return;
-        }
-        let k = self.config.observers.max(1);
-        let me = node_hash(&self.self_id);
-        let mut first = Vec::new();
-        let mut rest = Vec::new();
-        for (id, s) in &self.subjects {
-            if !matches!(s.local, Local::Suspected { .. }) {
-                continue;
-            }
-            // Designated for it: listed first so a capped report keeps
-            // what quorums need.
-            let sh = node_hash(id);
-            let mine = weight(me, sh);
-            let better = candidates
-                .iter()
-                .filter(|c| *c != id && **c != self.self_id)
-                .filter(|c| {
-                    let w = weight(node_hash(c), sh);
-                    w > mine || (w == mine && **c < self.self_id)
-                })
-                .count();
-            if better < k {
-                first.push(id.clone());
-            } else {
-                rest.push(id.clone());
-            }
-        }
-        self.report = first;
-        self.report.extend(rest);
-    }
-
-    fn next_deadline(
-        &self,
-        now: Timestamp,
-        agreements: &BTreeMap<String, Agreement>,
-    ) -> Option<Timestamp> {
-        let mut deadlines = Vec::new();
-        let wait = self.config.group_wait;
-        for (id, s) in &self.subjects {
-            if let Local::Pending { since } = s.local {
-                deadlines.push(since + self.config.for_);
-            }
-            if let Some(t) = s.confirmed_since {
-                if s.held.is_none() && agreements.get(id).is_some_and(|a| a.leader) {
-                    deadlines.push(t + wait);
-                }
-                if self.group.is_some() {
-                    deadlines.push(t + wait);
-                }
-            }
-        }
-        if let Some(t) = self.mass_since {
-            deadlines.push(t + wait);
-        }
-        deadlines.into_iter().filter(|t| *t > now).min()
     }
 }
 
 #[cfg(test)]
-mod tests;
+mod tests {
+    use super::*;
+
+    fn ms(v: u64) -> Timestamp {
+        Timestamp::from_micros(v * 1000)
+    }
+
+    fn update(node: &str, status: Status, pager: bool) -> SubjectUpdate<'_> {
+        SubjectUpdate {
+            node,
+            generation: 7,
+            version: 3,
+            status,
+            pager,
+            rank: 0,
+            phi: 9.0,
+        }
+    }
+
+    fn engine() -> AlertEngine {
+        AlertEngine::new(
+            AlertConfig {
+                cluster: "c".into(),
+                ..AlertConfig::default()
+            },
+            "me",
+        )
+    }
+
+    fn drain(e: &mut AlertEngine) -> Vec<AlertEvent> {
+        std::iter::from_fn(|| e.poll_event()).collect()
+    }
+
+    #[test]
+    fn the_pager_pages_once_after_group_wait_and_owes_the_recovery() {
+        let mut e = engine();
+        e.handle_status(ms(0), update("x", Status::Suspected, true));
+        assert!(drain(&mut e).is_empty(), "waits group_wait");
+        assert_eq!(e.poll_timeout(), Some(ms(1000)));
+        e.handle_timeout(ms(1000));
+        let ev = drain(&mut e);
+        assert_eq!(ev.len(), 1);
+        assert_eq!(ev[0].kind, EventKind::Suspected);
+        assert_eq!(ev[0].incident_id, node_incident_id("c", "x", 7, 3));
+        assert_eq!(
+            ev[0].event_id,
+            event_id(&ev[0].incident_id, EventKind::Suspected, 0)
+        );
+        e.handle_timeout(ms(5000));
+        assert!(drain(&mut e).is_empty(), "once");
+        e.handle_status(ms(6000), update("x", Status::Alive, false));
+        let ev = drain(&mut e);
+        assert_eq!(ev.len(), 1);
+        assert_eq!(ev[0].kind, EventKind::Recovered);
+        assert_eq!(ev[0].incident_id, node_incident_id("c", "x", 7, 3));
+        assert_eq!(e.subjects.len(), 0, "nothing kept once resolved");
+    }
+
+    #[test]
+    fn only_the_pager_pages_and_a_short_suspicion_pages_no_one() {
+        let mut e = engine();
+        e.handle_status(ms(0), update("x", Status::Suspected, false));
+        e.handle_timeout(ms(5000));
+        assert!(drain(&mut e).is_empty());
+        let mut e = engine();
+        e.handle_status(ms(0), update("x", Status::Suspected, true));
+        e.handle_status(ms(500), update("x", Status::Alive, false));
+        e.handle_timeout(ms(5000));
+        assert!(drain(&mut e).is_empty());
+    }
+
+    #[test]
+    fn restarts_close_incidents_and_are_announced_at_most_once_per_interval() {
+        let mut e = engine();
+        e.handle_status(ms(0), update("x", Status::Suspected, true));
+        e.handle_timeout(ms(1000));
+        assert_eq!(drain(&mut e).len(), 1);
+        e.handle_restart(ms(2000), "x", 8, true);
+        let ev = drain(&mut e);
+        assert_eq!(ev.len(), 1);
+        assert_eq!(ev[0].kind, EventKind::Restarted);
+        assert_eq!(ev[0].incident_id, node_incident_id("c", "x", 7, 3));
+        // A crash loop: announced once per restart_page_interval.
+        for (i, t) in [10_000u64, 20_000, 30_000].iter().enumerate() {
+            e.handle_restart(ms(*t), "y", 2 + i as u64, true);
+        }
+        assert_eq!(drain(&mut e).len(), 1);
+        e.handle_restart(ms(700_000), "y", 9, true);
+        assert_eq!(drain(&mut e).len(), 1);
+        // Only by the announcer.
+        e.handle_restart(ms(800_000), "z", 2, false);
+        assert!(drain(&mut e).is_empty());
+    }
+
+    #[test]
+    fn isolation_pages_about_this_node_under_the_fleets_incident_id() {
+        let mut e = engine();
+        e.handle_isolation(ms(0), true, (5, 12), vec!["a".into(), "b".into()], 9.0);
+        e.handle_status(ms(0), update("a", Status::Suspected, true));
+        e.handle_timeout(ms(5000));
+        let ev = drain(&mut e);
+        assert_eq!(ev.len(), 1, "{ev:?}");
+        assert_eq!(ev[0].scope, Scope::Partition);
+        assert_eq!(ev[0].incident_id, node_incident_id("c", "me", 5, 12));
+        e.handle_isolation(ms(9000), false, (5, 12), vec![], 0.0);
+        let ev = drain(&mut e);
+        assert_eq!(ev[0].kind, EventKind::Recovered);
+        assert_eq!(ev[0].incident_id, node_incident_id("c", "me", 5, 12));
+    }
+
+    #[test]
+    fn a_mass_failure_is_one_group_page_from_the_leader() {
+        let mut e = engine();
+        e.set_group_leader(true);
+        for x in ["a", "b", "c"] {
+            e.handle_status(ms(0), update(x, Status::Suspected, true));
+        }
+        e.handle_timeout(ms(1000));
+        let ev = drain(&mut e);
+        assert_eq!(ev.len(), 1, "{ev:?}");
+        assert_eq!(ev[0].scope, Scope::Group);
+        assert_eq!(ev[0].nodes, vec!["a", "b", "c"]);
+        for x in ["a", "b", "c"] {
+            e.handle_status(ms(3000), update(x, Status::Alive, false));
+        }
+        let ev = drain(&mut e);
+        assert_eq!(ev.len(), 1);
+        assert_eq!(ev[0].kind, EventKind::Recovered);
+    }
+
+    #[test]
+    fn a_degraded_node_pages_no_one() {
+        let mut e = engine();
+        e.set_degraded(true);
+        e.handle_status(ms(0), update("x", Status::Suspected, true));
+        e.handle_timeout(ms(5000));
+        assert!(drain(&mut e).is_empty());
+        e.set_degraded(false);
+        e.handle_timeout(ms(6000));
+        assert_eq!(drain(&mut e).len(), 1);
+    }
+}

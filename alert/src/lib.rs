@@ -1,37 +1,32 @@
-//! phimon's alert engine: from per-peer phi to pages, one per incident
+//! phimon's alert engine: from fleet statuses to pages, one per incident
 //! fleet-wide, and the data the pages are made of.
 //!
-//! - [`AlertEngine`] (sans-IO): fed a [`ClusterView`] and the caller's
-//!   `now` by `handle_tick`, it emits [`AlertEvent`]s through
-//!   `poll_event`: hysteresis and `for`, restarts, designated observers
-//!   by [`rendezvous`] hashing, quorum from gossiped [`suspicion`]
-//!   reports, isolation and mass-failure grouping. Stable incident and
-//!   event ids ([`node_incident_id`], [`event_id`]).
+//! - [`AlertEngine`] (sans-IO): told when a node's fleet status changes
+//!   (the protocol core decides suspicion, in one place: a majority of a
+//!   node's observers), who pages about it, restarts, isolation and this
+//!   node's own stalls, it emits [`AlertEvent`]s: one page per incident,
+//!   from the first agreeing observer, `recovered` owed by the pager,
+//!   rate-limited `restarted` pages, partition pages that share the
+//!   fleet's incident id, mass-failure grouping. Stable incident and event
+//!   ids ([`node_incident_id`], [`event_id`]).
 //! - [`AlertRecord`]: an event with wall-clock times, self-contained:
 //!   what the pager's outbox persists and renders payloads from.
 //! - [`AlertConfig`] and [`WebhookFormat`]: plain data the config crate
 //!   deserializes into.
 //!
 //! Not here: clocks (the caller passes `now` and, for records, the
-//! wall-clock time), IO of any kind, payload rendering, signing, the
-//! outbox and delivery (phimon-pager), metrics and HTTP
-//! (phimon-exporter), and how the view is built from membership (the
-//! runtime). The crate depends on nothing heavier than serde and sha2,
-//! so the config crate can use its types.
+//! wall-clock time), IO of any kind, who is suspected (phimon-gossip),
+//! payload rendering, signing, the outbox and delivery (phimon-pager),
+//! metrics and HTTP (phimon-exporter). The crate depends on nothing
+//! heavier than serde, sha2 and the protocol core's types, so the config
+//! crate can use its types.
 
 mod config;
 mod engine;
 mod record;
-pub mod rendezvous;
-pub mod suspicion;
 
-pub use config::{AlertConfig, DEFAULT_OBSERVERS, WebhookFormat};
+pub use config::{AlertConfig, WebhookFormat};
 pub use engine::{
-    AlertEngine, AlertEvent, ClusterView, EventKind, MemberStatus, MemberView, Scope, event_id,
-    node_incident_id,
+    AlertEngine, AlertEvent, EventKind, Scope, SubjectUpdate, event_id, node_incident_id,
 };
 pub use record::AlertRecord;
-pub use suspicion::{
-    MAX_SUSPICIONS_VALUE_BYTES, SUSPICIONS_KEY, SuspicionDecodeError, SuspicionReport,
-    decode_suspicions, encode_suspicions,
-};

@@ -83,6 +83,10 @@ pub struct TlsSection {
     pub cert: PathBuf,
     /// PEM private key of this node.
     pub key: PathBuf,
+    /// Optional certificate revocation list(s) of the cluster CA (PEM or
+    /// DER): peers and records whose certificate it revokes are refused,
+    /// and established connections are re-checked when it changes.
+    pub crl: Option<PathBuf>,
 }
 
 /// `[gossip]`
@@ -92,8 +96,14 @@ pub struct GossipSection {
     /// Heartbeat and gossip round interval (10ms..=1h).
     #[serde(with = "humantime_serde")]
     pub interval: Duration,
-    /// Peers contacted per round (1..=32).
+    /// Peers a new record is pushed to at once (1..=32; at least ln N + 1
+    /// are used in a fleet of N).
     pub fanout: usize,
+    /// Observers per node, `k` (1..=64): the live nodes after it on the
+    /// ring receive its heartbeats, and a majority of them must suspect it
+    /// before the fleet does. Everyone observes everyone in a fleet of at
+    /// most k + 1 nodes.
+    pub observers: usize,
     /// How long a dead node is remembered before it is forgotten.
     #[serde(with = "humantime_serde")]
     pub dead_grace: Duration,
@@ -104,6 +114,7 @@ impl Default for GossipSection {
         GossipSection {
             interval: Duration::from_secs(1),
             fanout: 3,
+            observers: phimon_gossip::DEFAULT_OBSERVERS,
             dead_grace: Duration::from_secs(24 * 3600),
         }
     }

@@ -66,17 +66,6 @@ fn host_port(s: &str) -> bool {
     }
 }
 
-/// Node ids become certificate DNS names and metric labels: keep them to
-/// DNS-label characters.
-fn valid_node_id(id: &str) -> bool {
-    !id.is_empty()
-        && id.len() <= 253
-        && id
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.' || b == b'_')
-        && !id.starts_with(['-', '.'])
-}
-
 impl Config {
     /// Every problem in the parts of the configuration `scope` needs.
     pub fn problems(&self, scope: Scope) -> Vec<Problem> {
@@ -116,10 +105,15 @@ impl Config {
                 "node.id",
                 "is required: set it to this node's name, the DNS SAN of its certificate",
             );
-        } else if !valid_node_id(&self.node.id) {
+        } else if let Err(e) = phimon_gossip::NodeId::check(&self.node.id) {
+            // Ids become certificate DNS names, metric labels, file names
+            // and chat text: one character rule everywhere.
             p.add(
                 "node.id",
-                format!("{:?} may contain only letters, digits, '-', '.', '_' (it is a certificate DNS name)", self.node.id),
+                format!(
+                    "{:?}: {e} (letters, digits, '-', '.', '_'; it is a certificate DNS name)",
+                    self.node.id.escape_debug().to_string()
+                ),
             );
         }
         if let Some(a) = &self.node.advertise {
@@ -147,6 +141,9 @@ impl Config {
         readable_file(&mut p, "tls.ca", &self.tls.ca);
         readable_file(&mut p, "tls.cert", &self.tls.cert);
         readable_file(&mut p, "tls.key", &self.tls.key);
+        if let Some(crl) = &self.tls.crl {
+            readable_file(&mut p, "tls.crl", crl);
+        }
 
         let g = &self.gossip;
         if g.interval < Duration::from_millis(10) || g.interval > Duration::from_secs(3600) {
@@ -162,6 +159,12 @@ impl Config {
             p.add(
                 "gossip.fanout",
                 format!("is {}; it must be between 1 and 32", g.fanout),
+            );
+        }
+        if g.observers == 0 || g.observers > 64 {
+            p.add(
+                "gossip.observers",
+                format!("is {}; it must be between 1 and 64", g.observers),
             );
         }
         if g.dead_grace < g.interval {

@@ -14,9 +14,9 @@
 //!   suspicion of the live sender. Fresh detectors are what a new cluster,
 //!   the simulator and the end-to-end tests start with.
 
+use phimon_detector::{DetectorConfig, PeerDetector, Timestamp};
 use phimon_eval::corpus::{Jitter, Loss, Scenario};
 use phimon_eval::qos;
-use phimon_detector::{DetectorConfig, PeerDetector, Timestamp};
 use std::time::Duration;
 
 fn detector(interval_ms: f64) -> PeerDetector {

@@ -3,31 +3,46 @@
 
 use serde::{Deserialize, Serialize};
 
-/// A peer's membership status, the `status` of [`PeerInfo`]
-/// (phimon-alert's type, re-exported for clients of the API).
-pub use phimon_alert::MemberStatus;
+/// A node's fleet status, the `status` of [`PeerInfo`]: the protocol
+/// core's one vocabulary (`unknown`, `alive`, `suspected`, `leaving`,
+/// `left`), re-exported for clients of the API.
+pub use phimon_gossip::Status;
 
 /// One peer as `/v1/peers` shows it (one JSON object of the array) and
-/// the per-peer metrics export it. The runtime publishes these in its
-/// [`NodeSnapshot`](crate::NodeSnapshot); clients (the test kit)
-/// deserialize the same type.
+/// the per-peer metrics export it. The runtime builds these for its
+/// [`NodeSnapshot`](crate::NodeSnapshot) when a scrape or request asks;
+/// clients (the test kit, `phimon peers`) deserialize the same type.
+///
+/// Every node knows every peer's status; only the peer's observers (a
+/// few nodes, `observed` true here) receive its heartbeats, so only they
+/// have its phi and interval statistics (0 elsewhere).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct PeerInfo {
     /// The peer's node id.
     pub node_id: String,
-    /// Its gossip address ("host:port").
+    /// Its address ("host:port").
     pub address: String,
     /// Its generation (incarnation).
     pub generation: u64,
-    /// Its membership status.
-    #[serde(serialize_with = "status_str", deserialize_with = "status_from_str")]
-    pub status: MemberStatus,
-    /// Its current phi.
+    /// Its fleet status, as this node sees it.
+    pub status: Status,
+    /// Its phi at this node, if this node observes it (0 otherwise).
     pub phi: f64,
-    /// Whether this node suspects it (the alert engine's hysteretic state,
-    /// [`AlertEngine::is_suspected`](phimon_alert::AlertEngine::is_suspected)).
+    /// The fleet suspects it: a majority of its observers do.
     pub suspected: bool,
-    /// Time since its last heartbeat, ms.
+    /// This node is one of its observers: it receives its heartbeats.
+    #[serde(default)]
+    pub observed: bool,
+    /// This node's own verdict: phi crossed the threshold here.
+    #[serde(default)]
+    pub locally_suspected: bool,
+    /// Its observers, in ring order: whose verdicts decide its status.
+    #[serde(default)]
+    pub observers: Vec<String>,
+    /// Those of its observers that suspect it.
+    #[serde(default)]
+    pub suspected_by: Vec<String>,
+    /// Time since its last heartbeat here, ms (0 when not observed).
     pub last_heartbeat_age_ms: f64,
     /// Mean heartbeat interval of the detector window, ms.
     pub interval_mean_ms: f64,
@@ -39,20 +54,11 @@ pub struct PeerInfo {
     pub interval_p99_ms: f64,
     /// Longest recent interval, ms.
     pub interval_max_ms: f64,
+    /// Heartbeats missing from its sequence here (lost in transit).
+    #[serde(default)]
+    pub heartbeats_lost: u64,
     /// Detector window fill, 0..=1 (samples / window size): exported as
     /// an aggregate metric, not in `/v1/peers` (0 when deserialized).
     #[serde(skip)]
     pub window_fill: f64,
-}
-
-fn status_str<S: serde::Serializer>(s: &MemberStatus, ser: S) -> Result<S::Ok, S::Error> {
-    ser.serialize_str(s.as_str())
-}
-
-fn status_from_str<'de, D: serde::Deserializer<'de>>(de: D) -> Result<MemberStatus, D::Error> {
-    let name = String::deserialize(de)?;
-    MemberStatus::ALL
-        .into_iter()
-        .find(|s| s.as_str() == name)
-        .ok_or_else(|| serde::de::Error::custom(format!("unknown peer status {name:?}")))
 }

@@ -1,7 +1,7 @@
 //! The HTTP API: `/metrics`, `/healthz`, `/readyz`, `/v1/peers`.
 
 use crate::metrics::Metrics;
-use crate::snapshot::{SharedSnapshot, read};
+use crate::snapshot::{Refresher, SharedSnapshot, read, refresh};
 use axum::Router;
 use axum::extract::State;
 use axum::http::{StatusCode, header};
@@ -9,14 +9,17 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use std::sync::Arc;
 
-/// What the handlers read: the snapshot the runtime publishes every tick
-/// (see [`crate::snapshot::publish`]) and the metrics.
+/// What the handlers read: the snapshot the runtime publishes (see
+/// [`crate::snapshot::publish`]) and the metrics.
 #[derive(Clone, Debug)]
 pub struct HttpState {
     /// The published node snapshot.
     pub snapshot: SharedSnapshot,
     /// The node's metrics.
     pub metrics: Arc<Metrics>,
+    /// Asks the runtime for a fresh snapshot before each read (`None`:
+    /// read what was published).
+    pub refresh: Option<Refresher>,
 }
 
 /// The router: serve it with `axum::serve` on `[http] listen`.
@@ -35,6 +38,7 @@ pub fn router(state: HttpState) -> Router {
 }
 
 async fn metrics(State(s): State<HttpState>) -> Response {
+    refresh(s.refresh.as_ref()).await;
     // Rendering walks every peer: keep it off the async workers.
     let m = s.metrics.clone();
     match tokio::task::spawn_blocking(move || m.render()).await {
@@ -55,6 +59,7 @@ async fn healthz() -> &'static str {
 }
 
 async fn readyz(State(s): State<HttpState>) -> Response {
+    refresh(s.refresh.as_ref()).await;
     if read(&s.snapshot, |n| n.joined) {
         (StatusCode::OK, "ready\n").into_response()
     } else {
@@ -63,6 +68,7 @@ async fn readyz(State(s): State<HttpState>) -> Response {
 }
 
 async fn peers(State(s): State<HttpState>) -> Response {
+    refresh(s.refresh.as_ref()).await;
     let mut peers = read(&s.snapshot, |n| n.peers.clone());
     peers.sort_by(|a, b| a.node_id.cmp(&b.node_id));
     axum::Json(peers).into_response()

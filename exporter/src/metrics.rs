@@ -2,8 +2,8 @@
 
 use crate::config::ExportConfig;
 use crate::snapshot::{SharedSnapshot, read};
-use phimon_alert::rendezvous::Candidates;
-use phimon_alert::{AlertEvent, MemberStatus};
+use phimon_alert::AlertEvent;
+use phimon_gossip::Status;
 use phimon_pager::outbox::{EnqueueReport, OpenReport, Outbox};
 use phimon_pager::{DeliveryMetrics, outcome};
 use prometheus::core::{Collector, Desc};
@@ -31,9 +31,8 @@ pub struct MetricsError {
 /// [`NodeSnapshot`](crate::NodeSnapshot) and the [`Outbox`].
 ///
 /// Per-peer series (`phimon_peer_phi`, `phimon_peer_suspected`) are
-/// exported only for the peers this node is a designated observer of
-/// (rendezvous, `k` = [`ExportConfig::observers`], over the alive peers
-/// this node does not suspect, plus itself), unless
+/// exported only for the peers this node observes (it receives their
+/// heartbeats: a few per node whatever the fleet's size), unless
 /// [`ExportConfig::export_all_peers`]. See docs/metrics.md for series
 /// counts.
 pub struct Metrics {
@@ -415,7 +414,7 @@ impl PeerCollector {
         let suspected = IntGaugeVec::new(
             Opts::new(
                 "phimon_peer_suspected",
-                "1 while this node suspects the peer (phi crossed the threshold, hysteresis applied).",
+                "1 while the fleet suspects the peer (a majority of its observers do).",
             ),
             &["peer"],
         )
@@ -427,15 +426,18 @@ impl PeerCollector {
         .map_err(err("phimon_peers"))?;
         let suspected_count = IntGauge::new(
             "phimon_peers_suspected",
-            "Peers this node currently suspects, all peers.",
+            "Peers the fleet currently suspects, as this node sees it, all peers.",
         )
         .map_err(err("phimon_peers_suspected"))?;
-        let phi_max = Gauge::new("phimon_peer_phi_max", "Highest phi over all peers.")
-            .map_err(err("phimon_peer_phi_max"))?;
+        let phi_max = Gauge::new(
+            "phimon_peer_phi_max",
+            "Highest phi over the peers this node observes.",
+        )
+        .map_err(err("phimon_peer_phi_max"))?;
         let window_fill = GaugeVec::new(
             Opts::new(
                 "phimon_detector_window_fill_ratio",
-                "Detector window fill (samples / window size) over all peers: min and mean.",
+                "Detector window fill (samples / window size) over the peers this node observes: min and mean.",
             ),
             &["stat"],
         )
@@ -483,29 +485,23 @@ impl Collector for PeerCollector {
         self.phi.reset();
         self.suspected.reset();
         read(&self.snapshot, |snap| {
-            let live = snap
-                .peers
-                .iter()
-                .filter(|p| p.status == MemberStatus::Alive && !p.suspected)
-                .map(|p| p.node_id.as_str())
-                .chain(std::iter::once(snap.node_id.as_str()));
-            let candidates = Candidates::new(live);
-            let mut by_status = [0i64; 4];
+            let mut by_status = [0i64; Status::ALL.len()];
             let (mut suspected, mut phi_max, mut exported) = (0, 0.0_f64, 0);
-            let (mut fill_min, mut fill_sum) = (f64::INFINITY, 0.0);
+            let (mut fill_min, mut fill_sum, mut observed) = (f64::INFINITY, 0.0, 0usize);
             for p in &snap.peers {
-                if let Some(i) = MemberStatus::ALL.iter().position(|s| *s == p.status) {
+                if let Some(i) = Status::ALL.iter().position(|s| *s == p.status) {
                     by_status[i] += 1;
                 }
                 suspected += i64::from(p.suspected);
                 if p.phi.is_finite() {
                     phi_max = phi_max.max(p.phi);
                 }
-                fill_min = fill_min.min(p.window_fill);
-                fill_sum += p.window_fill;
-                let export = self.export.export_all_peers
-                    || candidates.is_designated(&snap.node_id, &p.node_id, self.export.observers);
-                if export {
+                if p.observed {
+                    observed += 1;
+                    fill_min = fill_min.min(p.window_fill);
+                    fill_sum += p.window_fill;
+                }
+                if self.export.export_all_peers || p.observed {
                     exported += 1;
                     self.phi.with_label_values(&[&p.node_id]).set(p.phi);
                     self.suspected
@@ -513,17 +509,16 @@ impl Collector for PeerCollector {
                         .set(i64::from(p.suspected));
                 }
             }
-            for (s, n) in MemberStatus::ALL.iter().zip(by_status) {
+            for (s, n) in Status::ALL.iter().zip(by_status) {
                 self.peers.with_label_values(&[s.as_str()]).set(n);
             }
             self.suspected_count.set(suspected);
             self.phi_max.set(phi_max);
             self.exported.set(exported);
-            let n = snap.peers.len();
-            let (min, mean) = if n == 0 {
+            let (min, mean) = if observed == 0 {
                 (0.0, 0.0)
             } else {
-                (fill_min, fill_sum / n as f64)
+                (fill_min, fill_sum / observed as f64)
             };
             self.window_fill.with_label_values(&["min"]).set(min);
             self.window_fill.with_label_values(&["mean"]).set(mean);

@@ -4,8 +4,8 @@
 use crate::api::PeerInfo;
 use std::sync::{Arc, RwLock};
 
-/// What the runtime publishes after every tick (or whenever it likes:
-/// scrapes read whatever is there).
+/// What the runtime publishes when a scrape or request asks for it
+/// ([`Refresher`]), or whenever it likes: readers read what is there.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct NodeSnapshot {
     /// This node's id (to compute which peers it observes).
@@ -16,11 +16,26 @@ pub struct NodeSnapshot {
     pub peers: Vec<PeerInfo>,
 }
 
-/// The snapshot shared between the runtime (writer, once per tick) and
-/// scrapes and HTTP handlers (readers).
+/// The snapshot shared between the runtime (writer) and scrapes and HTTP
+/// handlers (readers).
 pub type SharedSnapshot = Arc<RwLock<NodeSnapshot>>;
 
-/// Replaces the published snapshot (the runtime's one write per tick).
+/// How a handler asks the runtime to publish a fresh snapshot before it
+/// reads: it sends a reply channel, the runtime publishes and answers.
+/// The runtime builds a snapshot only when someone reads it.
+pub type Refresher = tokio::sync::mpsc::Sender<tokio::sync::oneshot::Sender<()>>;
+
+/// Asks for a fresh snapshot and waits for it (at most a second: a busy
+/// or stopped runtime leaves the reader with the last one).
+pub async fn refresh(refresher: Option<&Refresher>) {
+    let Some(r) = refresher else { return };
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    if r.try_send(tx).is_ok() {
+        let _ = tokio::time::timeout(std::time::Duration::from_secs(1), rx).await;
+    }
+}
+
+/// Replaces the published snapshot.
 pub fn publish(shared: &SharedSnapshot, snapshot: NodeSnapshot) {
     // A poisoned lock only means a reader panicked: the data is a plain
     // value, still whole.

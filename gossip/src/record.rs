@@ -1,9 +1,9 @@
 //! Membership records: what a node states about itself, signed by it.
 
+use crate::NodeId;
 use crate::auth::{AuthError, Authority, Signer};
 use crate::key::{RingKey, term};
 use crate::wire::{MAX_BODY_BYTES, SignedRecord, decode_exact};
-use crate::NodeId;
 use serde::{Deserialize, Serialize};
 use std::sync::Arc;
 

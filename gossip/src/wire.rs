@@ -270,17 +270,23 @@ impl Frame {
     /// strings cannot fail; the fallback only keeps this total.
     pub fn encode(&self) -> Vec<u8> {
         let mut out = Vec::with_capacity(64);
+        self.encode_into(&mut out);
+        out
+    }
+
+    /// Appends the encoded frame to `out` (a buffer reused frame after
+    /// frame allocates nothing once it is large enough).
+    pub fn encode_into(&self, out: &mut Vec<u8>) {
         out.push(PROTOCOL_VERSION);
         out.push(self.kind_byte());
         let body = match self {
-            Frame::Heartbeat(b) => rmp_serde::encode::write(&mut out, b),
-            Frame::Probe(b) => rmp_serde::encode::write(&mut out, b),
-            Frame::Summary(b) => rmp_serde::encode::write(&mut out, b),
-            Frame::Digest(b) => rmp_serde::encode::write(&mut out, b),
-            Frame::Records(b) => rmp_serde::encode::write(&mut out, b),
+            Frame::Heartbeat(b) => rmp_serde::encode::write(out, b),
+            Frame::Probe(b) => rmp_serde::encode::write(out, b),
+            Frame::Summary(b) => rmp_serde::encode::write(out, b),
+            Frame::Digest(b) => rmp_serde::encode::write(out, b),
+            Frame::Records(b) => rmp_serde::encode::write(out, b),
         };
         debug_assert!(body.is_ok());
-        out
     }
 
     /// Its exact encoded length, without building the frame (the

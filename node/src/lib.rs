@@ -10,9 +10,7 @@
 //! (phimon-exporter), and detecting its own stalls (the runtime, which
 //! reports them with [`Node::observer_stalled`]).
 
-mod engine;
-
-pub use engine::{
+pub use phimon_alert::{
     AlertConfig, AlertEngine, AlertEvent, EventKind, Scope, SubjectUpdate, event_id,
     node_incident_id,
 };

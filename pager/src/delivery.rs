@@ -166,9 +166,7 @@ impl Delivery {
                 client: client.clone(),
                 metrics: metrics.clone(),
                 backoff,
-                rng: StdRng::seed_from_u64(
-                    seed ^ phimon_alert::rendezvous::node_hash(&webhook.name) ^ i as u64,
-                ),
+                rng: StdRng::seed_from_u64(seed ^ name_hash(&webhook.name) ^ i as u64),
                 webhook,
                 stopped: stopped.clone(),
             };
@@ -317,6 +315,16 @@ impl Worker {
             }
         }
     }
+}
+
+/// A stable 64-bit hash of a webhook's name: each webhook's retry jitter
+/// gets its own random stream from one seed.
+fn name_hash(name: &str) -> u64 {
+    use sha2::Digest;
+    let d = sha2::Sha256::digest(name.as_bytes());
+    let mut w = [0u8; 8];
+    w.copy_from_slice(&d[..8]);
+    u64::from_be_bytes(w)
 }
 
 #[cfg(test)]

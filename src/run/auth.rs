@@ -12,7 +12,7 @@ use phimon_transport::{CredentialVerifier, RecordSigner, Signature, VerifiedCred
 use sha2::{Digest, Sha256};
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::time::SystemTime;
+use std::time::{Duration, Instant, SystemTime};
 
 /// Most certificates in a credential.
 const MAX_CHAIN: usize = 8;
@@ -20,6 +20,10 @@ const MAX_CHAIN: usize = 8;
 /// Most verified credentials remembered: a node's credential comes with
 /// each version of its record, and is verified once.
 const CACHE: usize = 100_000;
+
+/// How long a verified credential is trusted before its chain is checked
+/// again: a CA or CRL reload applies to records within this long.
+const REVERIFY: Duration = Duration::from_secs(300);
 
 /// Encodes a chain (DER, leaf first) as a credential.
 pub fn encode_chain<C: AsRef<[u8]>>(chain: &[C]) -> Vec<u8> {
@@ -36,14 +40,18 @@ pub fn encode_chain<C: AsRef<[u8]>>(chain: &[C]) -> Vec<u8> {
 /// The chain of a credential, every length checked.
 fn decode_chain(bytes: &[u8]) -> Result<Vec<&[u8]>, AuthError> {
     let bad = |why: &str| AuthError::Credential(format!("malformed chain: {why}"));
-    let (count, mut rest) = bytes.split_first_chunk::<2>().ok_or_else(|| bad("truncated"))?;
+    let (count, mut rest) = bytes
+        .split_first_chunk::<2>()
+        .ok_or_else(|| bad("truncated"))?;
     let count = usize::from(u16::from_be_bytes(*count));
     if count == 0 || count > MAX_CHAIN {
         return Err(bad("certificate count"));
     }
     let mut chain = Vec::with_capacity(count);
     for _ in 0..count {
-        let (len, tail) = rest.split_first_chunk::<4>().ok_or_else(|| bad("truncated"))?;
+        let (len, tail) = rest
+            .split_first_chunk::<4>()
+            .ok_or_else(|| bad("truncated"))?;
         let len = u32::from_be_bytes(*len) as usize;
         let der = tail.get(..len).ok_or_else(|| bad("truncated"))?;
         chain.push(der);
@@ -91,7 +99,7 @@ impl Signer for CertSigner {
 /// chain's key.
 pub struct CertAuthority {
     verifier: CredentialVerifier,
-    cache: HashMap<[u8; 32], VerifiedCredential>,
+    cache: HashMap<[u8; 32], (Instant, VerifiedCredential)>,
 }
 
 impl CertAuthority {
@@ -105,30 +113,30 @@ impl CertAuthority {
 
     fn credential(&mut self, bytes: &[u8]) -> Result<&VerifiedCredential, AuthError> {
         let key: [u8; 32] = Sha256::digest(bytes).into();
-        let now = SystemTime::now();
-        let fresh = self.cache.get(&key).is_some_and(|c| c.not_after > now);
+        let (now, wall) = (Instant::now(), SystemTime::now());
+        let fresh = self
+            .cache
+            .get(&key)
+            .is_some_and(|(at, c)| c.not_after > wall && now.duration_since(*at) < REVERIFY);
         if !fresh {
             let chain = decode_chain(bytes)?;
             let verified = self
                 .verifier
-                .verify_chain(&chain, now)
+                .verify_chain(&chain, wall)
                 .map_err(|e| AuthError::Credential(e.to_string()))?;
             if self.cache.len() >= CACHE {
-                self.cache.retain(|_, c| c.not_after > now);
+                self.cache
+                    .retain(|_, (at, c)| c.not_after > wall && now.duration_since(*at) < REVERIFY);
                 if self.cache.len() >= CACHE {
                     self.cache.clear();
                 }
             }
-            self.cache.insert(key, verified);
+            self.cache.insert(key, (now, verified));
         }
         self.cache
             .get(&key)
+            .map(|(_, c)| c)
             .ok_or_else(|| AuthError::Credential("cache".into()))
-    }
-
-    /// Forgets every verified credential: after the CA or CRL changed.
-    pub fn forget(&mut self) {
-        self.cache.clear();
     }
 }
 

@@ -1,22 +1,23 @@
 //! Local-health awareness: noticing that this process itself stalled.
 //!
-//! The runtime wakes at least every `tick`. When a wake-up comes much later
-//! than that, the process was not running (SIGSTOP, a blocked event loop,
-//! a paused VM, swap storms): silence it observed during the gap says
+//! The runtime arms one timer at the node's next deadline, which is never
+//! more than a heartbeat interval away. Waking up much later than that
+//! deadline means the process was not running (SIGSTOP, a blocked event
+//! loop, a paused VM, swap storms): the silence it observed meanwhile says
 //! nothing about its peers. [`StallDetector`] is a pure state machine fed
-//! with the monotonic time of every wake-up; the runtime then tells the
-//! detector registry to measure silences from the end of the stall, and
-//! reports itself degraded (and pages no one) for a hold period.
+//! with every wake-up and the deadline that was armed; the runtime then
+//! tells the node, which measures silences from the end of the stall and
+//! raises no new suspicion (and pages no one) for a while.
 
 use phimon_detector::Timestamp;
 use std::time::Duration;
 
-/// A stall of the observer: it was not running from `from` to `to`.
+/// A stall of this node: it was not running from `from` to `to`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Stall {
-    /// Last wake-up before the stall.
+    /// When it should have woken up.
     pub from: Timestamp,
-    /// First wake-up after it.
+    /// When it did.
     pub to: Timestamp,
 }
 
@@ -27,72 +28,44 @@ impl Stall {
     }
 }
 
-/// Watches wake-up times for gaps longer than `threshold`.
+/// Watches wake-ups for lateness beyond `threshold`.
 ///
-/// Call [`wake`](Self::wake) first thing on every wake-up, before any
-/// received message is processed, so a heartbeat queued during the stall
-/// is not recorded as one long interval.
+/// Call [`wake`](Self::wake) first thing on every wake-up, with the
+/// deadline the timer was armed for, before any received message is
+/// processed, so a heartbeat queued during the stall is not recorded as
+/// one long interval.
 #[derive(Debug, Clone)]
 pub struct StallDetector {
     threshold: Duration,
-    hold: Duration,
-    last_wake: Option<Timestamp>,
-    degraded_until: Option<Timestamp>,
-    max_lateness: Duration,
-    stalls: u64,
+    /// The latest deadline already judged, so one late deadline is one
+    /// stall however many wake-ups follow it.
+    judged: Option<Timestamp>,
 }
 
 impl StallDetector {
-    /// Gaps above `threshold` are stalls; the node stays degraded for
-    /// `hold` after each (long enough for peers' heartbeats to arrive and
-    /// re-establish their rhythm).
-    pub fn new(threshold: Duration, hold: Duration) -> Self {
+    /// Wake-ups more than `threshold` after their deadline are stalls.
+    pub fn new(threshold: Duration) -> Self {
         StallDetector {
             threshold,
-            hold,
-            last_wake: None,
-            degraded_until: None,
-            max_lateness: Duration::ZERO,
-            stalls: 0,
+            judged: None,
         }
     }
 
-    /// Records a wake-up at `now`; returns the stall that ended now, if any.
+    /// Records a wake-up at `now` of a loop whose timer was armed for
+    /// `armed`; returns how late it woke (for the lateness histogram) and
+    /// the stall that ended now, if any.
     #[must_use]
-    pub fn wake(&mut self, now: Timestamp) -> Option<Stall> {
-        let prev = self
-            .last_wake
-            .replace(now.max(self.last_wake.unwrap_or(now)));
-        let prev = prev?;
-        let gap = now - prev;
-        self.max_lateness = self.max_lateness.max(gap);
-        if gap > self.threshold {
-            self.stalls += 1;
-            self.degraded_until = Some(now + self.hold);
-            Some(Stall {
-                from: prev,
-                to: now,
-            })
-        } else {
-            None
+    pub fn wake(&mut self, now: Timestamp, armed: Option<Timestamp>) -> (Duration, Option<Stall>) {
+        let Some(due) = armed.filter(|d| *d <= now) else {
+            return (Duration::ZERO, None);
+        };
+        let late = now - due;
+        if self.judged == Some(due) {
+            return (late, None);
         }
-    }
-
-    /// True while the node recovers from a recent stall.
-    pub fn degraded(&self, now: Timestamp) -> bool {
-        self.degraded_until.is_some_and(|u| now < u)
-    }
-
-    /// Largest gap between wake-ups since the last call, then resets it
-    /// (the tick-lateness gauge).
-    pub fn take_max_gap(&mut self) -> Duration {
-        std::mem::take(&mut self.max_lateness)
-    }
-
-    /// Stalls seen since start.
-    #[cfg(test)]
-    pub fn stalls(&self) -> u64 {
-        self.stalls
+        self.judged = Some(due);
+        let stall = (late > self.threshold).then_some(Stall { from: due, to: now });
+        (late, stall)
     }
 }
 
@@ -105,27 +78,19 @@ mod tests {
     }
 
     #[test]
-    fn regular_wakes_are_healthy_and_a_gap_is_a_stall() {
-        let mut s = StallDetector::new(Duration::from_millis(500), Duration::from_secs(3));
-        for i in 0..100 {
-            assert_eq!(s.wake(ms(i * 100)), None);
-        }
-        assert!(!s.degraded(ms(9_900)));
-        let stall = s.wake(ms(20_000)).unwrap();
-        assert_eq!(stall.duration(), Duration::from_millis(10_100));
-        assert!(s.degraded(ms(20_000)));
-        assert!(s.degraded(ms(22_999)));
-        assert!(!s.degraded(ms(23_000)));
-        assert_eq!(s.stalls(), 1);
-        assert_eq!(s.take_max_gap(), Duration::from_millis(10_100));
-        assert_eq!(s.take_max_gap(), Duration::ZERO);
-    }
-
-    #[test]
-    fn time_going_backwards_is_not_a_stall() {
-        let mut s = StallDetector::new(Duration::from_millis(500), Duration::from_secs(1));
-        assert_eq!(s.wake(ms(1000)), None);
-        assert_eq!(s.wake(ms(900)), None);
-        assert_eq!(s.wake(ms(1100)), None);
+    fn punctual_wakes_are_healthy_and_a_late_one_is_a_stall() {
+        let mut s = StallDetector::new(Duration::from_millis(500));
+        // Woken on time, early (a message), or a little late.
+        assert_eq!(s.wake(ms(1000), Some(ms(1000))), (Duration::ZERO, None));
+        assert_eq!(s.wake(ms(1500), Some(ms(2000))), (Duration::ZERO, None));
+        assert_eq!(s.wake(ms(2100), Some(ms(2000))).1, None);
+        // Due at 3 s, woken at 13 s: a 10 s stall, reported once even if
+        // a message is handled before the timer fires.
+        let (late, stall) = s.wake(ms(13_000), Some(ms(3000)));
+        assert_eq!(late, Duration::from_secs(10));
+        assert_eq!(stall.unwrap().duration(), Duration::from_secs(10));
+        assert_eq!(s.wake(ms(13_001), Some(ms(3000))).1, None);
+        // No timer armed: nothing to judge.
+        assert_eq!(s.wake(ms(20_000), None), (Duration::ZERO, None));
     }
 }

@@ -1,38 +1,45 @@
 //! `phimon run`: the sidecar. Loads the configuration, then drives the
-//! sans-IO cores (gossip with its detectors, alert engine) from one tokio
-//! task, with the QUIC transport, the HTTP server and webhook delivery
-//! running beside it.
+//! sans-IO node ([`Node`]: protocol core and alert engine) from one task
+//! of a single-threaded tokio runtime, beside the QUIC transport, the HTTP
+//! server and webhook delivery.
 //!
-//! The driving loop is the only place that reads the clock. On every
-//! wake-up it first asks the [`health::StallDetector`] whether the process
-//! itself was away (SIGSTOP, blocked loop, paused VM), and if so tells the
-//! detectors before any message is processed, so that a stall of the
-//! observer is never recorded as a slow peer.
+//! The loop does only IO. It arms one timer at [`Node::poll_timeout`] —
+//! the next heartbeat to send, the earliest time a monitored peer's phi
+//! can reach the threshold, a pending page — and otherwise sleeps until a
+//! datagram, a message, a signal or an HTTP request arrives. Nothing walks
+//! the peers on a fixed tick: snapshots for `/metrics` and `/v1/peers` are
+//! built when a scrape asks for one.
+//!
+//! The loop is the only place that reads the clock. On every wake-up it
+//! first asks the [`health::StallDetector`] whether the process itself was
+//! away (it woke long after its deadline: SIGSTOP, a blocked loop, a
+//! paused VM), and if so tells the node before any frame is handled, so a
+//! stall of this node is never recorded as a slow peer.
 
+mod auth;
 mod generation;
 mod health;
 mod record;
+mod snapshot;
 mod wiring;
 
 use crate::UsageError;
 use anyhow::Context as _;
-use phimon_alert::{
-    AlertEngine, AlertRecord, ClusterView, MemberView, SUSPICIONS_KEY, decode_suspicions,
-};
+use phimon_alert::AlertRecord;
 use phimon_config::Config;
 use phimon_detector::Timestamp;
-use phimon_exporter::{
-    HttpState, IntervalHistogram, Metrics, NodeSnapshot, PeerInfo, SharedSnapshot,
-};
-use phimon_gossip::transport::{Received, Transport};
-use phimon_gossip::{Event, Gossip, NodeId};
+use phimon_exporter::{HttpState, IntervalHistogram, Metrics, SharedSnapshot};
+use phimon_gossip::wire::Channel as FrameChannel;
+use phimon_gossip::{Event, NodeId, Status};
+use phimon_node::Node;
 use phimon_pager::{Delivery, Outbox, OutboxLimits, Webhook};
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use phimon_transport::{Channel, Peer, Received, Transport};
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 use tokio::signal::unix::{SignalKind, signal};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, oneshot};
 
 /// Arguments of `phimon run`.
 #[derive(Debug, clap::Args)]
@@ -48,17 +55,17 @@ pub struct RunArgs {
     pub record_arrivals: Option<PathBuf>,
 }
 
-/// How often the loop wakes even when nothing happens: the resolution of
-/// stall detection, alert evaluation and the published snapshot.
-const TICK: Duration = Duration::from_millis(100);
+/// How often the certificate files are checked for changes (a reload by
+/// file replacement, as cert-manager and step-ca renewals do).
+const CERT_CHECK: Duration = Duration::from_secs(30);
 
 /// Runs `phimon run` until SIGTERM or Ctrl-C.
 pub fn run(args: RunArgs) -> anyhow::Result<()> {
     let config = crate::check_config::load_valid(&args.config)?;
     init_tracing();
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .thread_name("phimon")
+    // One thread: the node's work is a few packets a second, and handing
+    // them between worker threads cost more than the work itself.
+    let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .context("starting the tokio runtime")?;
@@ -81,35 +88,27 @@ fn init_tracing() {
         .try_init();
 }
 
-/// Per-peer bookkeeping the runtime keeps beside the core: interval
-/// quantiles for `/v1/peers`.
-#[derive(Default)]
-struct PeerExtra {
-    last: Option<Timestamp>,
-    skip_next: bool,
-    histogram: IntervalHistogram,
-}
-
 /// Everything the driving loop owns.
 struct Sidecar {
     config: Config,
     origin: Instant,
-    core: Gossip,
-    engine: AlertEngine,
+    node: Node,
     transport: Transport,
     inbox: mpsc::Receiver<Received>,
     outbox: Option<Outbox>,
     delivery: Option<Delivery>,
     metrics: Arc<Metrics>,
     snapshot: SharedSnapshot,
+    refresh: mpsc::Receiver<oneshot::Sender<()>>,
     stall: health::StallDetector,
-    extras: HashMap<String, PeerExtra>,
-    last_report: String,
+    /// The deadline the timer was armed for at the last sleep.
+    armed: Option<Timestamp>,
+    /// Interval quantiles of the peers this node observes (`/v1/peers`).
+    histograms: HashMap<NodeId, (Option<Timestamp>, IntervalHistogram)>,
     transport_seen: wiring::TransportCounters,
-    gossip_seen: wiring::GossipCounters,
-    last_cert_check: Instant,
-    joined: bool,
     recorder: Option<record::ArrivalRecorder>,
+    /// Reused for every frame encoded: no allocation per heartbeat.
+    buf: Vec<u8>,
 }
 
 impl Sidecar {
@@ -175,15 +174,17 @@ impl Sidecar {
         );
 
         let now = Timestamp::from_duration(origin.elapsed());
-        let core = Gossip::new(
-            wiring::gossip_config(&config),
+        let node = Node::new(
+            wiring::node_config(&config),
             NodeId::new(config.node.id.clone()),
             self_address,
             generation,
+            Box::new(auth::CertSigner::new(transport.record_signer())),
+            Box::new(auth::CertAuthority::new(transport.credential_verifier())),
             rand::random(),
             now,
-        );
-        let engine = AlertEngine::new(wiring::alert_config(&config), config.node.id.clone());
+        )
+        .map_err(|e| UsageError(format!("cannot start the node: {e}")))?;
 
         // Alerting: durable outbox, then delivery. A broken data_dir must
         // not stop failure detection: run without paging and say so.
@@ -208,11 +209,12 @@ impl Sidecar {
                     let delivery = if webhooks.is_empty() {
                         None
                     } else {
+                        let sink: Arc<dyn phimon_pager::DeliveryMetrics> = metrics.clone();
                         Some(
                             Delivery::spawn(
                                 outbox.clone(),
                                 webhooks,
-                                Some(metrics.clone()),
+                                Some(sink),
                                 // A page is urgent: once the receiver is back
                                 // it must not wait minutes for the next try.
                                 phimon_pager::Backoff {
@@ -236,9 +238,11 @@ impl Sidecar {
         let listener = tokio::net::TcpListener::bind(config.http.listen)
             .await
             .with_context(|| format!("cannot listen on http.listen {}", config.http.listen))?;
+        let (refresh_tx, refresh) = mpsc::channel(64);
         let app = phimon_exporter::router(HttpState {
             snapshot: snapshot.clone(),
             metrics: metrics.clone(),
+            refresh: Some(refresh_tx),
         });
         tokio::spawn(async move {
             if let Err(e) = axum::serve(listener, app).await {
@@ -246,28 +250,27 @@ impl Sidecar {
             }
         });
 
+        // Late by more than half an interval (at least 250 ms, at most
+        // 2 s): a heartbeat deadline is never further away than that.
         let stall_threshold =
             (config.gossip.interval / 2).clamp(Duration::from_millis(250), Duration::from_secs(2));
-        let hold = config.gossip.interval * 3 + Duration::from_secs(1);
         Ok(Sidecar {
-            joined: config.cluster.seeds.is_empty(),
             config,
             origin,
-            core,
-            engine,
+            node,
             transport,
             inbox,
             outbox,
             delivery,
             metrics,
             snapshot,
-            stall: health::StallDetector::new(stall_threshold, hold),
-            extras: HashMap::new(),
-            last_report: String::new(),
+            refresh,
+            stall: health::StallDetector::new(stall_threshold),
+            armed: None,
+            histograms: HashMap::new(),
             transport_seen: Default::default(),
-            gossip_seen: Default::default(),
-            last_cert_check: Instant::now(),
             recorder,
+            buf: Vec::with_capacity(2048),
         })
     }
 
@@ -279,22 +282,26 @@ impl Sidecar {
         Timestamp::from_duration(at.saturating_duration_since(self.origin))
     }
 
-    /// First thing on every wake-up: notice our own stalls.
+    /// First thing on every wake-up: notice this process's own stalls.
     fn wake(&mut self) -> Timestamp {
         let now = self.now();
-        if let Some(stall) = self.stall.wake(now) {
+        let (late, stall) = self.stall.wake(now, self.armed);
+        if !late.is_zero() {
+            self.metrics.tick_lateness.observe(late.as_secs_f64());
+        }
+        if let Some(stall) = stall {
             self.metrics.local_stalls.inc();
             tracing::warn!(
                 "this process was stalled for {:.1} s (paused, blocked or suspended); \
                  peers' silence during the stall is not held against them",
                 stall.duration().as_secs_f64()
             );
-            self.core.observer_resumed(now);
+            self.node.observer_stalled(now);
             if let Some(r) = &mut self.recorder {
                 r.observer_stalled(stall.from, stall.to);
             }
-            for extra in self.extras.values_mut() {
-                extra.skip_next = true;
+            for (last, _) in self.histograms.values_mut() {
+                *last = None;
             }
         }
         now
@@ -304,12 +311,14 @@ impl Sidecar {
         let mut term = signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
         let mut int = signal(SignalKind::interrupt()).context("installing the SIGINT handler")?;
         let mut hup = signal(SignalKind::hangup()).context("installing the SIGHUP handler")?;
-        let mut tick = tokio::time::interval(TICK);
-        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+        let mut certs =
+            tokio::time::interval_at(tokio::time::Instant::now() + CERT_CHECK, CERT_CHECK);
+        certs.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
         loop {
-            let deadline = self.core.poll_timeout().map(|t| {
-                let d = Duration::from_micros(t.as_micros());
-                tokio::time::Instant::from_std(self.origin + d)
+            let deadline = self.node.poll_timeout();
+            self.armed = deadline;
+            let sleep = deadline.map(|t| {
+                tokio::time::Instant::from_std(self.origin + Duration::from_micros(t.as_micros()))
             });
             tokio::select! {
                 _ = term.recv() => break,
@@ -321,20 +330,33 @@ impl Sidecar {
                         Err(e) => tracing::error!("SIGHUP: certificate reload failed, keeping the old ones: {e}"),
                     }
                 }
-                _ = tick.tick() => {
-                    let now = self.wake();
-                    self.core.handle_timeout(now);
-                    self.on_tick(now);
-                }
                 msg = self.inbox.recv() => {
                     let Some(msg) = msg else { break };
                     let now = self.wake();
-                    let at = self.timestamp_of(msg.received_at).min(now);
-                    self.on_message(at, msg);
+                    self.on_received(now, msg);
+                    // Handle what else is already there before sending.
+                    while let Ok(msg) = self.inbox.try_recv() {
+                        self.on_received(now, msg);
+                    }
                 }
-                _ = sleep_until(deadline) => {
+                _ = sleep_until(sleep) => {
                     let now = self.wake();
-                    self.core.handle_timeout(now);
+                    self.node.handle_timeout(now);
+                }
+                reply = self.refresh.recv() => {
+                    let now = self.wake();
+                    self.publish(now);
+                    if let Some(reply) = reply {
+                        let _ = reply.send(());
+                    }
+                }
+                _ = certs.tick() => {
+                    self.wake();
+                    match self.transport.reload_certs_if_changed() {
+                        Ok(true) => tracing::info!("certificate files changed: reloaded"),
+                        Ok(false) => {}
+                        Err(e) => tracing::warn!("certificate files changed but cannot be loaded: {e}"),
+                    }
                 }
             }
             self.flush();
@@ -342,117 +364,38 @@ impl Sidecar {
         self.shutdown().await
     }
 
-    fn on_message(&mut self, at: Timestamp, msg: Received) {
-        let from = NodeId::new(msg.node_id);
-        if let Err(e) = self.core.handle_message(at, &from, &msg.payload) {
-            if matches!(e, phimon_gossip::GossipError::SenderMismatch { .. }) {
-                self.metrics.auth_failures.inc();
-            } else {
-                self.metrics.decode_errors.inc();
-            }
-            tracing::debug!(peer = %from, "rejected message: {e}");
+    fn on_received(&mut self, now: Timestamp, msg: Received) {
+        let at = self.timestamp_of(msg.received_at).min(now);
+        let r = match msg.channel {
+            Channel::Datagram => self.node.handle_datagram(at, &msg.node_id, &msg.payload),
+            Channel::Message => self.node.handle_message(at, &msg.node_id, &msg.payload),
+        };
+        if let Err(e) = r {
+            self.metrics.decode_errors.inc();
+            tracing::debug!(peer = %msg.node_id, "refused frame: {e}");
         }
     }
 
-    /// Sends what the core wants sent and handles what it reported.
+    /// Sends what the node wants sent, makes its pages durable and handles
+    /// what it reported.
     fn flush(&mut self) {
-        while let Some(t) = self.core.poll_transmit() {
-            // An empty address means "on that node's existing connection":
-            // the transport handles it.
-            if let Err(e) = self.transport.send(
-                &t.to_addr,
-                t.to_node.as_ref().map(|n| n.as_str()),
-                t.payload,
-            ) {
-                tracing::debug!("send to {:?} refused: {e}", t.to_addr);
+        while let Some(t) = self.node.poll_transmit() {
+            self.buf.clear();
+            t.frame.encode_into(&mut self.buf);
+            let peer = Peer {
+                node_id: t.to.node,
+                addr: t.to.addr.to_string(),
+            };
+            let sent = match t.frame.channel() {
+                FrameChannel::Datagram => self.transport.send_datagram(&peer, &self.buf),
+                FrameChannel::Message => self.transport.send_message(&peer, self.buf.clone()),
+            };
+            if let Err(e) = sent {
+                tracing::debug!("send to {:?} refused: {e}", peer.addr);
             }
         }
-        while let Some(event) = self.core.poll_event() {
-            self.on_event(event);
-        }
-    }
-
-    fn on_event(&mut self, event: Event) {
-        match event {
-            Event::HeartbeatObserved {
-                node,
-                generation,
-                at,
-            } => {
-                self.metrics.heartbeats_received.inc();
-                if let Some(r) = &mut self.recorder {
-                    r.heartbeat(node.as_str(), generation, at);
-                }
-                self.joined = true;
-                let extra = self.extras.entry(node.as_str().to_owned()).or_default();
-                if let Some(last) = extra.last {
-                    if extra.skip_next {
-                        extra.skip_next = false;
-                    } else {
-                        extra.histogram.record(at - last);
-                    }
-                }
-                extra.last = Some(at);
-            }
-            Event::NodeJoined {
-                node,
-                generation,
-                address,
-            } => {
-                tracing::info!(%node, generation, %address, "node joined");
-            }
-            Event::NodeRestarted {
-                node,
-                old_generation,
-                new_generation,
-            } => {
-                tracing::info!(%node, old_generation, new_generation, "node restarted");
-                self.extras.remove(node.as_str());
-            }
-            Event::NodeLeft { node, generation } => {
-                tracing::info!(%node, generation, "node left gracefully");
-                let now = self.now();
-                if let Some(r) = &mut self.recorder {
-                    r.close(node.as_str(), now);
-                }
-            }
-            Event::NodeDead { node, generation } => {
-                tracing::warn!(%node, generation, "node suspected (phi reached the threshold)");
-            }
-            Event::NodeAlive { node, generation } => {
-                tracing::info!(%node, generation, "node heard from again");
-            }
-            Event::NodeRemoved { node } => {
-                tracing::info!(%node, "node forgotten after dead_grace");
-                let now = self.now();
-                if let Some(r) = &mut self.recorder {
-                    r.close(node.as_str(), now);
-                }
-                self.extras.remove(node.as_str());
-            }
-            Event::SelfRefuted {
-                old_generation,
-                new_generation,
-            } => {
-                tracing::warn!(
-                    old_generation,
-                    new_generation,
-                    "gossip claimed this node is further along than it is; moved to a new generation"
-                );
-                if let Err(e) = generation::write(&self.config.node.data_dir, new_generation) {
-                    tracing::error!("cannot persist generation {new_generation}: {e}");
-                }
-            }
-            other => tracing::debug!("gossip event {other:?}"),
-        }
-    }
-
-    /// Alerting, the published snapshot and metrics, every [`TICK`].
-    fn on_tick(&mut self, now: Timestamp) {
-        let degraded = self.stall.degraded(now);
-        let view = self.cluster_view(now, degraded);
-        self.engine.handle_tick(now, &view);
-        while let Some(ev) = self.engine.poll_event() {
+        let now = self.now();
+        while let Some(ev) = self.node.poll_alert() {
             self.metrics.record_event(&ev);
             let record = AlertRecord::from_event(&ev, now, SystemTime::now());
             tracing::warn!("alert: {}", record.summary());
@@ -464,153 +407,157 @@ impl Sidecar {
                 None => tracing::error!("no usable outbox: alert not delivered"),
             }
         }
-        let report = self.engine.suspicion_report_value();
-        if report != self.last_report {
-            if let Err(e) = self.core.set_kv(SUSPICIONS_KEY, &report) {
-                tracing::warn!("cannot gossip the suspicion report: {e}");
-            }
-            self.last_report = report;
+        while let Some(event) = self.node.poll_event() {
+            self.on_event(now, event);
         }
-        self.publish(now);
         if let Some(r) = &mut self.recorder {
             r.tick(now);
         }
-        self.metrics.local_health_degraded.set(i64::from(degraded));
+        self.metrics
+            .local_health_degraded
+            .set(i64::from(self.node.gossip().is_degraded(now)));
         self.metrics
             .alert_isolated
-            .set(i64::from(self.engine.is_isolated()));
-        let gap = self.stall.take_max_gap();
-        self.metrics
-            .tick_lateness
-            .observe(gap.saturating_sub(TICK).as_secs_f64());
-        self.transport_seen
-            .update(&self.metrics, &self.transport.stats().snapshot());
-        self.gossip_seen.update(self.core.stats());
-        if self.last_cert_check.elapsed() > Duration::from_secs(30) {
-            self.last_cert_check = Instant::now();
-            match self.transport.reload_certs_if_changed() {
-                Ok(true) => tracing::info!("certificate files changed: reloaded"),
-                Ok(false) => {}
-                Err(e) => tracing::warn!("certificate files changed but cannot be loaded: {e}"),
-            }
-        }
+            .set(i64::from(self.node.gossip().is_isolated()));
     }
 
-    /// Peers whose heartbeat this node has seen advance. Ids only heard
-    /// of through gossip (`joining`) are not peers yet: anyone with a valid
-    /// certificate can invent them by the thousand, and counting them
-    /// would dilute quorum and isolation decisions and flood `/v1/peers`.
-    fn confirmed_peers(&self) -> impl Iterator<Item = phimon_gossip::Member<'_>> + '_ {
-        self.core
-            .members()
-            .filter(|m| !m.is_self() && m.status() != phimon_gossip::MemberStatus::Joining)
-    }
-
-    fn cluster_view(&self, now: Timestamp, degraded: bool) -> ClusterView {
-        let mut members = Vec::new();
-        let mut suspicions = BTreeMap::new();
-        for m in self.confirmed_peers() {
-            let id = m.node_id().as_str().to_owned();
-            if let Some(v) = m.kv_get(SUSPICIONS_KEY) {
-                if let Ok(r) = decode_suspicions(v) {
-                    suspicions.insert(id.clone(), r.suspects.into_iter().collect::<BTreeSet<_>>());
+    fn on_event(&mut self, now: Timestamp, event: Event) {
+        match event {
+            Event::Heartbeat {
+                node,
+                generation,
+                at,
+                ..
+            } => {
+                self.metrics.heartbeats_received.inc();
+                if let Some(r) = &mut self.recorder {
+                    r.heartbeat(node.as_str(), generation, at);
                 }
-            }
-            members.push(MemberView {
-                node_id: id,
-                generation: m.generation(),
-                heartbeat: m.heartbeat(),
-                status: wiring::member_status(m.status()),
-                phi: m.phi(now).unwrap_or(0.0),
-            });
-        }
-        ClusterView {
-            generation: self.core.generation(),
-            members,
-            suspicions,
-            degraded,
-        }
-    }
-
-    fn publish(&mut self, now: Timestamp) {
-        let mut peers = Vec::new();
-        for m in self.confirmed_peers() {
-            let id = m.node_id().as_str();
-            let (mean, std, fill, age) = match m.detector() {
-                Some(d) => {
-                    let w = d.window();
-                    let (mean, var) = w.mean_var().unwrap_or((0.0, 0.0));
-                    let age = d
-                        .last_arrival()
-                        .map_or(0.0, |l| (now - l).as_secs_f64() * 1000.0);
-                    (
-                        mean / 1000.0,
-                        var.sqrt() / 1000.0,
-                        w.len() as f64 / w.capacity() as f64,
-                        age,
-                    )
+                let (last, histogram) = self.histograms.entry(node).or_default();
+                if let Some(last) = *last {
+                    histogram.record(at - last);
                 }
-                None => (0.0, 0.0, 0.0, 0.0),
-            };
-            let q = self.extras.get(id).and_then(|e| e.histogram.quantiles());
-            peers.push(PeerInfo {
-                node_id: id.to_owned(),
-                address: m.address().to_owned(),
-                generation: m.generation(),
-                status: wiring::member_status(m.status()),
-                phi: m.phi(now).unwrap_or(0.0),
-                suspected: self.engine.is_suspected(id),
-                last_heartbeat_age_ms: age,
-                interval_mean_ms: mean,
-                interval_stddev_ms: std,
-                interval_p50_ms: q.map_or(0.0, |q| q.p50_ms),
-                interval_p99_ms: q.map_or(0.0, |q| q.p99_ms),
-                interval_max_ms: q.map_or(0.0, |q| q.max_ms),
-                window_fill: fill,
-            });
-        }
-        peers.sort_by(|a, b| a.node_id.cmp(&b.node_id));
-        phimon_exporter::snapshot::publish(
-            &self.snapshot,
-            NodeSnapshot {
-                node_id: self.config.node.id.clone(),
-                joined: self.joined,
-                peers,
+                *last = Some(at);
+            }
+            Event::Joined {
+                node,
+                generation,
+                address,
+            } => tracing::info!(%node, generation, %address, "node joined"),
+            Event::Restarted {
+                node,
+                old_generation,
+                new_generation,
+            } => {
+                tracing::info!(%node, old_generation, new_generation, "node restarted");
+                self.histograms.remove(&node);
+            }
+            Event::Status { node, from, to, .. } => match to {
+                Status::Suspected => {
+                    tracing::warn!(%node, %from, "node suspected by its observers")
+                }
+                Status::Left => tracing::info!(%node, "node left gracefully"),
+                _ => tracing::info!(%node, %from, %to, "node status"),
             },
-        );
+            Event::Verdict {
+                subject,
+                suspected,
+                phi,
+                ..
+            } => {
+                if suspected {
+                    tracing::warn!(node = %subject, phi = format!("{phi:.2}"), "this node suspects it");
+                } else {
+                    tracing::debug!(node = %subject, "this node hears it");
+                }
+            }
+            Event::Observing { subject, started } => {
+                tracing::debug!(node = %subject, started, "observing");
+                if !started {
+                    self.histograms.remove(&subject);
+                    if let Some(r) = &mut self.recorder {
+                        r.close(subject.as_str(), now);
+                    }
+                }
+            }
+            Event::Removed { node } => {
+                tracing::info!(%node, "node forgotten after dead_grace");
+                if let Some(r) = &mut self.recorder {
+                    r.close(node.as_str(), now);
+                }
+                self.histograms.remove(&node);
+            }
+            Event::GenerationBumped { old, new } => {
+                tracing::warn!(
+                    old,
+                    new,
+                    "a record of this node from a previous life was newer; moved to a new generation"
+                );
+                if let Err(e) = generation::write(&self.config.node.data_dir, new) {
+                    tracing::error!("cannot persist generation {new}: {e}");
+                }
+            }
+            Event::Isolation { isolated, .. } => {
+                if isolated {
+                    tracing::warn!(
+                        "this node lost contact with most of the nodes it observes: isolated"
+                    );
+                } else {
+                    tracing::info!("this node is back in contact");
+                }
+            }
+            other => tracing::debug!("event {other:?}"),
+        }
     }
 
-    /// Leaves gracefully: announce `left`, let it spread for a moment,
-    /// flush the transport, stop delivery (undelivered pages stay on disk).
+    /// Publishes a fresh snapshot for the HTTP handlers and scrapes.
+    fn publish(&mut self, now: Timestamp) {
+        let joined = self.config.cluster.seeds.is_empty() || self.node.gossip().joined();
+        let histograms: HashMap<NodeId, IntervalHistogram> = self
+            .histograms
+            .iter()
+            .map(|(k, (_, h))| (k.clone(), h.clone()))
+            .collect();
+        let snap = snapshot::build(&self.node, &histograms, now, joined);
+        phimon_exporter::snapshot::publish(&self.snapshot, snap);
+        self.transport_seen
+            .update(&self.metrics, &self.transport.snapshot());
+    }
+
+    /// Leaves gracefully: announce `leaving` then `left`, let it spread
+    /// for a moment, flush the transport, stop delivery (undelivered pages
+    /// stay on disk).
     async fn shutdown(mut self) -> anyhow::Result<()> {
         tracing::info!("leaving the cluster");
         let now = self.now();
-        // The traces end where this node stopped listening.
         if let Some(mut r) = self.recorder.take() {
             r.finish(now);
         }
-        self.core.leave(now);
+        self.node.leave(now);
+        self.flush();
         let deadline =
             Instant::now() + (self.config.gossip.interval * 3).min(Duration::from_secs(3));
-        while !self.core.leave_complete() && Instant::now() < deadline {
-            let now = self.now();
-            self.core.handle_timeout(now);
-            self.flush();
+        while !self.node.leave_complete() && Instant::now() < deadline {
             let wait = self
-                .core
+                .node
                 .poll_timeout()
-                .map(|t| Duration::from_micros(t.as_micros().saturating_sub(now.as_micros())))
-                .unwrap_or(TICK)
-                .min(TICK);
+                .map(|t| {
+                    Duration::from_micros(t.as_micros().saturating_sub(self.now().as_micros()))
+                })
+                .unwrap_or(Duration::from_millis(100))
+                .min(Duration::from_millis(100));
             tokio::select! {
-                _ = tokio::time::sleep(wait) => {}
+                _ = tokio::time::sleep(wait) => {
+                    let now = self.now();
+                    self.node.handle_timeout(now);
+                }
                 msg = self.inbox.recv() => if let Some(msg) = msg {
-                    let at = self.now();
-                    self.on_message(at, msg);
+                    let now = self.now();
+                    self.on_received(now, msg);
                 }
             }
+            self.flush();
         }
-        self.flush();
         self.transport.flush(Duration::from_secs(1)).await;
         self.transport.shutdown().await;
         if let Some(d) = self.delivery.take() {

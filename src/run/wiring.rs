@@ -1,17 +1,17 @@
 //! Mapping the configuration onto each crate's settings, and metrics that
-//! mirror counters kept elsewhere (transport, gossip core).
+//! mirror counters kept elsewhere (the transport).
 
-use phimon_alert::{AlertConfig, MemberStatus};
 use phimon_config::{Config, WebhookSection};
 use phimon_exporter::{ExportConfig, Metrics};
-use phimon_gossip::transport::{StatsSnapshot, TransportConfig};
-use phimon_gossip::{GossipConfig, GossipStats};
+use phimon_gossip::GossipConfig;
+use phimon_node::{AlertConfig, NodeConfig};
 use phimon_pager::WebhookConfig;
+use phimon_transport::{StatsSnapshot, TransportConfig};
 use prometheus::IntGauge;
 use std::net::{IpAddr, SocketAddr, UdpSocket};
 
-/// Largest gossip message. The transport accepts a little more, so a full
-/// message always fits.
+/// Largest reliable message. The transport accepts a little more, so a
+/// full message always fits.
 const MAX_MESSAGE_BYTES: usize = 60 * 1024;
 
 /// The transport's settings.
@@ -21,6 +21,7 @@ pub fn transport_config(c: &Config) -> TransportConfig {
         ca_pem_path: c.tls.ca.clone(),
         cert_pem_path: c.tls.cert.clone(),
         key_pem_path: c.tls.key.clone(),
+        crl_pem_path: c.tls.crl.clone(),
         cluster_name: c.cluster.name.clone(),
         node_id: Some(c.node.id.clone()),
         max_message_bytes: MAX_MESSAGE_BYTES + 4 * 1024,
@@ -28,31 +29,32 @@ pub fn transport_config(c: &Config) -> TransportConfig {
     }
 }
 
-/// The gossip core's settings.
-pub fn gossip_config(c: &Config) -> GossipConfig {
-    GossipConfig {
-        cluster_name: c.cluster.name.clone(),
-        interval: c.gossip.interval,
-        fanout: c.gossip.fanout,
-        dead_grace: c.gossip.dead_grace,
-        seeds: c.cluster.seeds.clone(),
-        max_message_bytes: MAX_MESSAGE_BYTES,
-        detector: c.detector.detector_config(c.gossip.interval),
-        phi_threshold: c.detector.threshold,
-        // A sidecar judges its peers: only simulators turn this off.
-        local_detection: true,
-        ..GossipConfig::default()
-    }
-}
-
-/// The alert engine's settings.
-pub fn alert_config(c: &Config) -> AlertConfig {
-    AlertConfig {
-        cluster: c.cluster.name.clone(),
-        threshold: c.detector.threshold,
-        resolve_threshold: c.alert.resolve_threshold,
-        for_: c.alert.for_,
-        ..AlertConfig::default()
+/// The sans-IO node's settings: the protocol core's and the alert
+/// engine's.
+pub fn node_config(c: &Config) -> NodeConfig {
+    NodeConfig {
+        gossip: GossipConfig {
+            cluster: c.cluster.name.clone(),
+            interval: c.gossip.interval,
+            fanout: c.gossip.fanout,
+            observers: c.gossip.observers,
+            dead_grace: c.gossip.dead_grace,
+            seeds: c.cluster.seeds.clone(),
+            max_message_bytes: MAX_MESSAGE_BYTES,
+            detector: c.detector.detector_config(c.gossip.interval),
+            threshold: c.detector.threshold,
+            resolve_threshold: c.alert.resolve_threshold,
+            for_: c.alert.for_,
+            ..GossipConfig::default()
+        },
+        alert: AlertConfig {
+            cluster: c.cluster.name.clone(),
+            threshold: c.detector.threshold,
+            // A pager ranked later waits one heartbeat per observer before
+            // it for them to agree.
+            rank_delay: c.gossip.interval,
+            ..AlertConfig::default()
+        },
     }
 }
 
@@ -60,7 +62,6 @@ pub fn alert_config(c: &Config) -> AlertConfig {
 pub fn export_config(c: &Config) -> ExportConfig {
     ExportConfig {
         export_all_peers: c.http.export_all_peers,
-        observers: alert_config(c).observers,
     }
 }
 
@@ -73,17 +74,6 @@ pub fn webhook_config(w: &WebhookSection) -> WebhookConfig {
         secret_file: w.secret_file.clone(),
         secret_env: w.secret_env.clone(),
         timeout: w.timeout,
-    }
-}
-
-/// The membership status the exporter shows for the core's judgement.
-pub fn member_status(s: phimon_gossip::MemberStatus) -> MemberStatus {
-    use phimon_gossip::MemberStatus as G;
-    match s {
-        G::Dead => MemberStatus::Dead,
-        G::Leaving => MemberStatus::Leaving,
-        G::Left => MemberStatus::Left,
-        _ => MemberStatus::Alive,
     }
 }
 
@@ -144,40 +134,29 @@ impl TransportCounters {
     pub fn update(&mut self, m: &Metrics, now: &StatsSnapshot) {
         let prev = self.last.clone().unwrap_or_default();
         let d = |a: u64, b: u64| a.saturating_sub(b);
-        m.gossip_messages
-            .with_label_values(&["sent"])
-            .inc_by(d(now.messages_out, prev.messages_out));
-        m.gossip_messages
-            .with_label_values(&["received"])
-            .inc_by(d(now.messages_in, prev.messages_in));
-        m.gossip_bytes
-            .with_label_values(&["sent"])
-            .inc_by(d(now.bytes_out, prev.bytes_out));
-        m.gossip_bytes
-            .with_label_values(&["received"])
-            .inc_by(d(now.bytes_in, prev.bytes_in));
+        let grew = |a: u64, b: u64| a.saturating_sub(b);
+        m.gossip_messages.with_label_values(&["sent"]).inc_by(d(
+            now.messages_out + now.datagrams_out,
+            prev.messages_out + prev.datagrams_out,
+        ));
+        m.gossip_messages.with_label_values(&["received"]).inc_by(d(
+            now.messages_in + now.datagrams_in,
+            prev.messages_in + prev.datagrams_in,
+        ));
+        m.gossip_bytes.with_label_values(&["sent"]).inc_by(d(
+            now.bytes_out + now.datagram_bytes_out,
+            prev.bytes_out + prev.datagram_bytes_out,
+        ));
+        m.gossip_bytes.with_label_values(&["received"]).inc_by(d(
+            now.bytes_in + now.datagram_bytes_in,
+            prev.bytes_in + prev.datagram_bytes_in,
+        ));
         m.auth_failures
-            .inc_by(d(now.auth_failures, prev.auth_failures));
+            .inc_by(grew(now.auth_failures, prev.auth_failures));
         m.decode_errors
-            .inc_by(d(now.frame_too_large, prev.frame_too_large));
+            .inc_by(grew(now.frame_too_large, prev.frame_too_large));
         m.connections_open
             .set(i64::try_from(now.connections_open).unwrap_or(i64::MAX));
         self.last = Some(now.clone());
-    }
-}
-
-/// Logs what the gossip core dropped on its own (junk from members).
-#[derive(Default)]
-pub struct GossipCounters {
-    last: GossipStats,
-}
-
-impl GossipCounters {
-    /// Logs the growth since the last call.
-    pub fn update(&mut self, now: &GossipStats) {
-        if *now != self.last {
-            tracing::debug!("gossip core: {now:?}");
-            self.last = now.clone();
-        }
     }
 }

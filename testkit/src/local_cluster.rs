@@ -10,7 +10,7 @@ use crate::certs::DevCerts;
 use anyhow::{Context as _, bail};
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
-use phimon_exporter::api::{MemberStatus, PeerInfo};
+use phimon_exporter::api::{PeerInfo, Status};
 use std::fmt::Write as _;
 use std::net::{SocketAddr, TcpListener, UdpSocket};
 use std::path::{Path, PathBuf};
@@ -340,9 +340,7 @@ impl LocalCluster {
                 let peers = self.peers(i).await.unwrap_or_default();
                 let good = running.iter().filter(|&&j| j != i).all(|&j| {
                     peers.iter().any(|p| {
-                        p.node_id == self.nodes[j].id
-                            && p.status == MemberStatus::Alive
-                            && !p.suspected
+                        p.node_id == self.nodes[j].id && p.status == Status::Alive && !p.suspected
                     })
                 });
                 ok &= good;
