@@ -73,13 +73,6 @@ enum Command {
     CheckConfig(check_config::CheckConfigArgs),
 }
 
-/// mimalloc instead of glibc's malloc: messages are many small buffers
-/// allocated on one thread and freed on another (QUIC tasks, the
-/// simulator's two threads), where glibc's arenas are slow (figures in
-/// docs/performance.md).
-#[global_allocator]
-static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {

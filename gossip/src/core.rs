@@ -19,6 +19,12 @@ use std::time::Duration;
 /// learn the same change, so it never waits for heartbeats that stopped.
 const TARGET_LINGER: u32 = 3;
 
+/// Every how many intervals a node probes a random live peer. Heartbeats
+/// already compare fingerprints with the observers every interval and
+/// news is pushed at once; random probes catch what both miss (views that
+/// drift apart along the ring) and cost a packet and its answer each.
+const PROBE_EVERY: u64 = 5;
+
 /// Every how many intervals a node also probes a member it does not count
 /// as live (or a seed), so partitions heal.
 const HEAL_EVERY: u64 = 10;
@@ -806,11 +812,13 @@ impl Gossip {
             self.contact_seed();
             return;
         }
-        if let Some(peer) = self.random_live_peer(None) {
-            self.outbox.push_back(Transmit {
-                to: peer,
-                frame: probe.clone(),
-            });
+        if self.round % PROBE_EVERY == 0 {
+            if let Some(peer) = self.random_live_peer(None) {
+                self.outbox.push_back(Transmit {
+                    to: peer,
+                    frame: probe.clone(),
+                });
+            }
         }
         if self.round % HEAL_EVERY == 0 {
             // A member this node does not count as live, or a seed: if a

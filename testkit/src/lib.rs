@@ -16,12 +16,16 @@
 //! - [`promtool`]: Prometheus' own tools in tests.
 //! - [`soak`]: a cluster behind the proxy for a while, its footprint over
 //!   time; the `phimon-dev soak` command.
+//! - [`bench`]: CPU and memory per node of an idle fleet, then the time
+//!   from a kill -9 to suspicion at the victim's observers and elsewhere;
+//!   the `phimon-dev bench` command.
 //!
 //! The kit never links the sidecar: it runs the `phimon` binary whose
 //! path the caller gives (tests pass `env!("CARGO_BIN_EXE_phimon")`,
 //! `phimon demo` its own executable, `phimon-dev` the `phimon` beside
 //! it). Nothing on `phimon run`'s code path uses this crate.
 
+pub mod bench;
 pub mod certs;
 pub mod chaos;
 pub mod local_cluster;

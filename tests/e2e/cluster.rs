@@ -3,7 +3,7 @@
 
 use crate::common::{bin, converged, paging, rewrite, sink};
 use nix::sys::signal::Signal;
-use phimon_exporter::api::{MemberStatus, PeerInfo};
+use phimon_exporter::api::{PeerInfo, Status};
 use phimon_testkit::local_cluster::metric;
 use phimon_testkit::local_cluster::{ClusterSpec, LocalCluster};
 use std::time::{Duration, Instant};
@@ -85,7 +85,7 @@ async fn five_nodes_converge_detect_a_kill_and_welcome_the_restart() {
             "node-5",
             Duration::from_secs(20),
             "alive again with a new generation",
-            |p| p.generation > gen_before && !p.suspected && p.status == MemberStatus::Alive,
+            |p| p.generation > gen_before && !p.suspected && p.status == Status::Alive,
         )
         .await;
     }
@@ -226,7 +226,7 @@ async fn sigterm_leaves_gracefully_and_is_never_paged() {
     assert!(status.success(), "exit status {status:?}");
     for i in 0..2 {
         wait_for(&c, i, "node-3", Duration::from_secs(10), "left", |p| {
-            p.status == MemberStatus::Left
+            p.status == Status::Left
         })
         .await;
     }

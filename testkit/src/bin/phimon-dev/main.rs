@@ -32,6 +32,27 @@ enum Command {
     Soak(SoakArgs),
     /// Regenerate the seeded trace corpus of `phimon eval --compare`.
     Corpus(corpus::CorpusArgs),
+    /// CPU and memory per node of an idle loopback fleet with default
+    /// settings, then kill -9 of one node and the time until the others
+    /// suspect it.
+    Bench(BenchArgs),
+}
+
+/// Arguments of `phimon-dev bench`.
+#[derive(Debug, clap::Args)]
+struct BenchArgs {
+    /// The `phimon` binary to run (default: the one beside this program).
+    #[arg(long, value_name = "PATH")]
+    phimon: Option<PathBuf>,
+    /// Number of nodes.
+    #[arg(long, default_value_t = 20)]
+    nodes: usize,
+    /// Idle time before the kill (CPU is measured over it, after 10 s).
+    #[arg(long, default_value = "40s", value_parser = humantime::parse_duration)]
+    idle: Duration,
+    /// Print one JSON object instead of lines.
+    #[arg(long)]
+    json: bool,
 }
 
 /// Arguments of `phimon-dev soak`.
@@ -96,11 +117,38 @@ fn run_soak(args: SoakArgs) -> anyhow::Result<()> {
     rt.block_on(soak::run(&phimon, &spec, &mut std::io::stdout()))
 }
 
+fn run_bench(args: BenchArgs) -> anyhow::Result<()> {
+    if !(2..=200).contains(&args.nodes) {
+        return Err(UsageError(format!("--nodes must be 2..=200, got {}", args.nodes)).into());
+    }
+    if args.idle < Duration::from_secs(15) {
+        return Err(UsageError("--idle must be at least 15s".into()).into());
+    }
+    let phimon = phimon_binary(args.phimon)?;
+    let dir = tempfile::tempdir()?;
+    let spec = phimon_testkit::bench::BenchSpec {
+        nodes: args.nodes,
+        idle: args.idle,
+        ..Default::default()
+    };
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let report = rt.block_on(phimon_testkit::bench::run(&phimon, dir.path(), &spec))?;
+    if args.json {
+        println!("{}", serde_json::to_string(&report)?);
+    } else {
+        print!("{}", report.render());
+    }
+    Ok(())
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Soak(args) => run_soak(args),
         Command::Corpus(args) => corpus::run(args),
+        Command::Bench(args) => run_bench(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
