@@ -92,6 +92,9 @@ pub struct AlertEvent {
     pub at: Timestamp,
     /// When the incident started on this node's clock.
     pub started_at: Timestamp,
+    /// Why (`suspected` pages about a node; filled in by the sans-IO node,
+    /// which holds the detectors).
+    pub evidence: Option<Box<crate::Evidence>>,
 }
 
 fn hex_digest(parts: &[&[u8]]) -> String {
@@ -360,6 +363,7 @@ impl AlertEngine {
             observer: self.self_id.clone(),
             at,
             started_at: started,
+            evidence: None,
         }
     }
 

@@ -9,6 +9,9 @@
 //!   rate-limited `restarted` pages, partition pages that share the
 //!   fleet's incident id, mass-failure grouping. Stable incident and event
 //!   ids ([`node_incident_id`], [`event_id`]).
+//! - [`Evidence`]: why a node was suspected (intervals, phi over the last
+//!   minute, the model's fit, the observers' verdicts, the pager's own
+//!   health), attached to `suspected` pages by the sans-IO node.
 //! - [`AlertRecord`]: an event with wall-clock times, self-contained:
 //!   what the pager's outbox persists and renders payloads from.
 //! - [`AlertConfig`] and [`WebhookFormat`]: plain data the config crate
@@ -23,10 +26,15 @@
 
 mod config;
 mod engine;
+mod evidence;
 mod record;
 
 pub use config::{AlertConfig, WebhookFormat};
 pub use engine::{
     AlertEngine, AlertEvent, EventKind, Scope, SubjectUpdate, event_id, node_incident_id,
+};
+pub use evidence::{
+    EVIDENCE_VERSION, Evidence, LocalHealth, MAX_INTERVALS, MAX_PHI_SAMPLES, ObserverEvidence,
+    PhiSample,
 };
 pub use record::AlertRecord;

@@ -39,6 +39,9 @@ pub struct AlertRecord {
     pub at_unix_ms: u64,
     /// When the incident started, Unix milliseconds.
     pub started_unix_ms: u64,
+    /// Why (`suspected` pages about a node).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub evidence: Option<Box<crate::Evidence>>,
 }
 
 fn unix_ms(t: SystemTime) -> u64 {
@@ -79,6 +82,7 @@ impl AlertRecord {
             threshold: finite(event.threshold),
             at_unix_ms: wall(event.at),
             started_unix_ms: wall(event.started_at),
+            evidence: event.evidence.clone(),
         }
     }
 
@@ -165,6 +169,7 @@ mod tests {
             observer: "o".into(),
             at: Timestamp::from_micros(10_000_000),
             started_at: Timestamp::from_micros(4_000_000),
+            evidence: None,
         };
         let wall = UNIX_EPOCH + Duration::from_secs(1_700_000_000);
         let r = AlertRecord::from_event(&ev, Timestamp::from_micros(11_000_000), wall);

@@ -16,7 +16,7 @@ pub use phimon_gossip::Status;
 /// Every node knows every peer's status; only the peer's observers (a
 /// few nodes, `observed` true here) receive its heartbeats, so only they
 /// have its phi and interval statistics (0 elsewhere).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
 pub struct PeerInfo {
     /// The peer's node id.
     pub node_id: String,

@@ -82,7 +82,7 @@ mod tests {
     use crate::snapshot::{NodeSnapshot, publish};
     use axum::body::Body;
     use axum::http::Request;
-    use phimon_alert::MemberStatus;
+    use phimon_gossip::Status;
     use std::sync::RwLock;
     use tower::ServiceExt;
 
@@ -91,7 +91,7 @@ mod tests {
             node_id: id.into(),
             address: format!("{id}.internal:7800"),
             generation: 2,
-            status: MemberStatus::Alive,
+            status: Status::Alive,
             phi,
             suspected: phi >= 8.0,
             last_heartbeat_age_ms: 250.0,
@@ -101,6 +101,8 @@ mod tests {
             interval_p99_ms: 1040.0,
             interval_max_ms: 1100.0,
             window_fill: 0.5,
+            observed: true,
+            ..PeerInfo::default()
         }
     }
 
@@ -114,7 +116,11 @@ mod tests {
             ..ExportConfig::default()
         };
         let metrics = Arc::new(Metrics::new("0.1.0", export, snapshot.clone()).unwrap());
-        HttpState { snapshot, metrics }
+        HttpState {
+            snapshot,
+            metrics,
+            refresh: None,
+        }
     }
 
     async fn get(state: &HttpState, path: &str) -> (StatusCode, String, String) {

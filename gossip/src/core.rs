@@ -621,6 +621,32 @@ impl Gossip {
         self.after_change(now);
     }
 
+    /// New settings of local judgement (a live reload): `threshold`,
+    /// `resolve_threshold`, `for_` and `detector` of `config` apply at
+    /// once; detectors keep their windows. Every other field of `config`
+    /// is ignored (the ring, timing and identity cannot change live).
+    pub fn reconfigure(&mut self, config: &GossipConfig, now: Timestamp) {
+        let mut cfg = self.cfg.clone();
+        cfg.threshold = config.threshold;
+        cfg.resolve_threshold = config.resolve_threshold;
+        cfg.for_ = config.for_;
+        cfg.detector = config.detector.clone();
+        let cfg = cfg.clamped();
+        let hold = cfg.interval * 3 + Duration::from_secs(1);
+        self.monitor.set_judgement(
+            Judgement {
+                detector: cfg.detector.clone(),
+                threshold: cfg.threshold,
+                resolve_threshold: cfg.resolve_threshold,
+                for_: cfg.for_,
+                hold,
+            },
+            now,
+        );
+        self.cfg = cfg;
+        self.after_change(now);
+    }
+
     /// This node itself was stalled (process paused, event loop blocked)
     /// until `to`: silences are measured from `to` and no new suspicion
     /// is raised for a while, so the stall is never held against peers.
@@ -789,6 +815,7 @@ impl Gossip {
 
     fn beat(&mut self, now: Timestamp) {
         self.round += 1;
+        self.monitor.sample(now);
         self.targets.retain(|t| t.until.is_none_or(|u| u > now));
         if self.leave == Leave::Staying {
             self.seq += 1;

@@ -59,6 +59,45 @@ pub(crate) struct Subject {
     /// Heartbeat counts of earlier generations (the detector counts the
     /// current one).
     carried: HeartbeatCounts,
+    /// phi when the published verdict was reached.
+    verdict_phi: f64,
+    /// phi sampled once per interval, oldest first once full (evidence).
+    history: PhiHistory,
+}
+
+/// How many phi samples a subject keeps: a minute at 1 s heartbeats.
+pub const PHI_HISTORY: usize = 64;
+
+/// A ring of (time, phi) samples.
+#[derive(Debug, Clone)]
+pub(crate) struct PhiHistory {
+    samples: Vec<(Timestamp, f32)>,
+    head: usize,
+}
+
+impl PhiHistory {
+    fn new() -> Self {
+        PhiHistory {
+            samples: Vec::new(),
+            head: 0,
+        }
+    }
+
+    fn push(&mut self, at: Timestamp, phi: f64) {
+        let v = (at, phi.min(f64::from(f32::MAX)) as f32);
+        if self.samples.len() < PHI_HISTORY {
+            self.samples.push(v);
+        } else {
+            self.samples[self.head] = v;
+            self.head = (self.head + 1) % PHI_HISTORY;
+        }
+    }
+
+    /// The samples, oldest first.
+    pub(crate) fn iter(&self) -> impl Iterator<Item = (Timestamp, f64)> + '_ {
+        let (a, b) = self.samples.split_at(self.head);
+        b.iter().chain(a.iter()).map(|&(t, p)| (t, f64::from(p)))
+    }
 }
 
 /// What a heartbeat was.
@@ -102,6 +141,8 @@ impl Subject {
             since: now,
             deadline: None,
             carried: HeartbeatCounts::default(),
+            verdict_phi: 0.0,
+            history: PhiHistory::new(),
         }
     }
 
@@ -109,6 +150,46 @@ impl Subject {
         let carried = self.counts();
         *self = Subject::new(self.id.clone(), self.key, generation, cfg, now);
         self.carried = carried;
+    }
+
+    /// The detector rebuilt with other settings, keeping its window: the
+    /// intervals it holds are replayed into a fresh detector, ending at
+    /// the same last arrival.
+    fn reconfigure(&mut self, cfg: &Judgement) {
+        let Some(last) = self.detector.last_arrival() else {
+            self.detector = PeerDetector::new(&cfg.detector);
+            return;
+        };
+        let carried = self.counts();
+        let intervals: Vec<u64> = self
+            .detector
+            .recent_intervals(usize::MAX)
+            .map(|d| u64::try_from(d.as_micros()).unwrap_or(u64::MAX))
+            .collect();
+        let span: u64 = intervals.iter().sum();
+        let mut t = last.as_micros().saturating_sub(span);
+        let mut d = PeerDetector::new(&cfg.detector);
+        if self.heard {
+            d.record(Timestamp::from_micros(t));
+            for i in intervals {
+                t = t.saturating_add(i);
+                d.record(Timestamp::from_micros(t));
+            }
+        } else {
+            d.start_at(last);
+        }
+        self.detector = d;
+        self.carried = carried;
+    }
+
+    /// phi once per interval over the last minute or so, oldest first.
+    pub(crate) fn history(&self) -> impl Iterator<Item = (Timestamp, f64)> + '_ {
+        self.history.iter()
+    }
+
+    /// phi when the published verdict was reached.
+    pub(crate) fn verdict_phi(&self) -> f64 {
+        self.verdict_phi
     }
 
     /// Heartbeats received, lost, reordered and duplicated, all
@@ -230,6 +311,7 @@ impl Monitor {
         }
         if !s.heard {
             s.heard = true;
+            s.verdict_phi = s.detector.phi(at);
             self.changed = true;
         }
         self.reschedule(i, at);
@@ -283,6 +365,7 @@ impl Monitor {
             let after = s.verdict();
             if after != before {
                 self.changed = true;
+                s.verdict_phi = phi;
                 if let Some(suspected) = after {
                     changes.push(VerdictChange {
                         subject: s.id.clone(),
@@ -320,6 +403,31 @@ impl Monitor {
         }
     }
 
+    /// Samples every subject's phi (once per interval: the evidence's
+    /// phi history).
+    pub(crate) fn sample(&mut self, now: Timestamp) {
+        for s in &mut self.subjects {
+            let phi = s.phi(now);
+            s.history.push(now, phi);
+        }
+    }
+
+    /// New settings of local judgement: thresholds apply at once, and
+    /// detectors are rebuilt with their windows kept when the detector
+    /// settings changed.
+    pub(crate) fn set_judgement(&mut self, cfg: Judgement, now: Timestamp) {
+        let rebuild = cfg.detector != self.cfg.detector;
+        self.cfg = cfg;
+        if rebuild {
+            for s in &mut self.subjects {
+                s.reconfigure(&self.cfg);
+            }
+        }
+        for i in 0..self.subjects.len() {
+            self.reschedule(i, now);
+        }
+    }
+
     /// Whether a published verdict may have changed since the last call.
     pub(crate) fn take_changed(&mut self) -> bool {
         std::mem::take(&mut self.changed)
@@ -349,6 +457,7 @@ impl Monitor {
                     subject: s.id.clone(),
                     generation: s.generation,
                     suspected,
+                    phi_centi: (s.verdict_phi.clamp(0.0, 1e6) * 100.0) as u32,
                 })
             })
             .collect();

@@ -72,6 +72,10 @@ pub struct Verdict {
     /// `true`: phi crossed the threshold (suspected); `false`: heartbeats
     /// of this generation arrive (alive).
     pub suspected: bool,
+    /// The observer's phi when the verdict was reached, times 100
+    /// (evidence for pages and operators; it does not change while the
+    /// verdict stands, so the record does not either).
+    pub phi_centi: u32,
 }
 
 /// One published key/value.
@@ -350,6 +354,7 @@ mod tests {
                 subject: NodeId::from("b"),
                 generation: 3,
                 suspected: true,
+                phi_centi: 812,
             }],
         }
     }

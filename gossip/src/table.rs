@@ -668,6 +668,7 @@ mod tests {
             subject: subject.clone(),
             generation: 1,
             suspected,
+            phi_centi: 0,
         };
         let mut with = |id: &NodeId, v: Verdict, version: u64| {
             let mut s = auth.signer(id);

@@ -16,13 +16,15 @@ pub struct Member<'a> {
 }
 
 /// One observer's verdict on a member, from [`Member::observers`].
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq)]
 pub struct ObserverVerdict<'a> {
     /// The observer.
     pub observer: &'a NodeId,
     /// Its verdict on the member's current generation: `Some(true)`
     /// suspected, `Some(false)` alive, `None` none yet.
     pub suspected: Option<bool>,
+    /// Its phi when it reached that verdict.
+    pub phi: Option<f64>,
 }
 
 impl<'a> Member<'a> {
@@ -100,13 +102,14 @@ impl<'a> Member<'a> {
             .into_iter()
             .map(|o| {
                 let e = &entries[o];
+                let v = e
+                    .body()
+                    .verdict_on(node)
+                    .filter(|v| v.generation == generation);
                 ObserverVerdict {
                     observer: e.record.node(),
-                    suspected: e
-                        .body()
-                        .verdict_on(node)
-                        .filter(|v| v.generation == generation)
-                        .map(|v| v.suspected),
+                    suspected: v.map(|v| v.suspected),
+                    phi: v.map(|v| f64::from(v.phi_centi) / 100.0),
                 }
             })
             .collect()
@@ -201,6 +204,16 @@ impl<'a> Observed<'a> {
     /// Time of its last heartbeat (or of the start of monitoring).
     pub fn last_arrival(&self) -> Option<Timestamp> {
         self.s.detector.last_arrival()
+    }
+
+    /// phi sampled once per interval, about the last minute, oldest first.
+    pub fn phi_history(&self) -> impl Iterator<Item = (Timestamp, f64)> + 'a {
+        self.s.history()
+    }
+
+    /// phi when this node reached its current verdict.
+    pub fn verdict_phi(&self) -> f64 {
+        self.s.verdict_phi()
     }
 
     /// Heartbeats received, lost (sequence gaps), reordered and

@@ -11,9 +11,10 @@
 //! reports them with [`Node::observer_stalled`]).
 
 pub use phimon_alert::{
-    AlertConfig, AlertEngine, AlertEvent, EventKind, Scope, SubjectUpdate, event_id,
-    node_incident_id,
+    AlertConfig, AlertEngine, AlertEvent, EVIDENCE_VERSION, EventKind, Evidence, LocalHealth,
+    MAX_INTERVALS, ObserverEvidence, PhiSample, Scope, SubjectUpdate, event_id, node_incident_id,
 };
+use phimon_detector::Fit;
 
 use phimon_detector::Timestamp;
 use phimon_gossip::{
@@ -54,6 +55,8 @@ pub struct Node {
     gossip: Gossip,
     engine: AlertEngine,
     events: VecDeque<Event>,
+    /// Pages from the engine, with their evidence.
+    alerts: VecDeque<AlertEvent>,
     /// [`Gossip::table_changes`] when pagers were last refreshed.
     seen_changes: u64,
 }
@@ -102,6 +105,7 @@ impl Node {
             gossip,
             engine,
             events: VecDeque::new(),
+            alerts: VecDeque::new(),
             seen_changes: u64::MAX,
         };
         n.after(now);
@@ -182,10 +186,11 @@ impl Node {
         self.gossip.poll_transmit()
     }
 
-    /// The next page to make durable and deliver.
+    /// The next page to make durable and deliver. A `suspected` page
+    /// about a node carries its [`Evidence`].
     #[must_use]
     pub fn poll_alert(&mut self) -> Option<AlertEvent> {
-        self.engine.poll_event()
+        self.alerts.pop_front()
     }
 
     /// The next protocol event (for logs, metrics, recordings).
@@ -213,9 +218,97 @@ impl Node {
         &self.engine
     }
 
-    /// Replaces the alert settings (live reload).
-    pub fn set_alert_config(&mut self, alert: AlertConfig) {
-        self.engine.set_config(alert);
+    /// New settings (a live reload): the detectors' and alerting's.
+    /// Detector windows and open incidents are kept; see
+    /// [`Gossip::reconfigure`] for what can change.
+    pub fn reconfigure(&mut self, config: &NodeConfig, now: Timestamp) {
+        self.gossip.reconfigure(&config.gossip, now);
+        self.engine.set_config(config.alert.clone());
+        self.after(now);
+    }
+
+    /// Why this node suspects `subject`, as of `now`, if it observes it:
+    /// what a page about it carries, and `GET /v1/peers/{id}` serves.
+    pub fn evidence(&self, subject: &NodeId, now: Timestamp) -> Option<Evidence> {
+        let m = self.gossip.member(subject)?;
+        let o = m.observed()?;
+        let d = o.detector();
+        let ms = |us: f64| us / 1000.0;
+        let (model, fit): (&str, Vec<(String, f64)>) = match d.fit() {
+            Fit::Adaptive {
+                expected_micros,
+                jitter_micros,
+                late_from_micros,
+                late_fraction,
+                late_events,
+                late_mean_excess_micros,
+            } => (
+                "adaptive",
+                vec![
+                    ("expected_interval_ms".into(), ms(expected_micros)),
+                    ("jitter_ms".into(), ms(jitter_micros)),
+                    ("late_from_ms".into(), ms(late_from_micros)),
+                    ("late_fraction".into(), late_fraction),
+                    ("late_events".into(), late_events),
+                    ("late_mean_excess_ms".into(), ms(late_mean_excess_micros)),
+                ],
+            ),
+            Fit::Normal {
+                mean_micros,
+                std_dev_micros,
+            } => (
+                "normal",
+                vec![
+                    ("mean_ms".into(), ms(mean_micros)),
+                    ("std_dev_ms".into(), ms(std_dev_micros)),
+                ],
+            ),
+            Fit::Exponential { mean_micros } => {
+                ("exponential", vec![("mean_ms".into(), ms(mean_micros))])
+            }
+            _ => ("unknown", Vec::new()),
+        };
+        let counts = o.counts();
+        let (subjects, subjects_suspected) = self
+            .gossip
+            .subjects()
+            .fold((0, 0), |(n, s), x| (n + 1, s + usize::from(x.suspected())));
+        Some(Evidence {
+            version: EVIDENCE_VERSION,
+            intervals_ms: d
+                .recent_intervals(MAX_INTERVALS)
+                .map(|i| i.as_secs_f64() * 1000.0)
+                .collect(),
+            phi_history: o
+                .phi_history()
+                .map(|(t, phi)| PhiSample {
+                    t_s: -(now - t).as_secs_f64(),
+                    phi,
+                })
+                .collect(),
+            silence_ms: o
+                .last_arrival()
+                .map_or(0.0, |l| (now - l).as_secs_f64() * 1000.0),
+            model: model.to_owned(),
+            fit,
+            heartbeats_lost: counts.lost,
+            heartbeats_received: counts.received,
+            observers: m
+                .observers()
+                .into_iter()
+                .map(|v| ObserverEvidence {
+                    node_id: v.observer.to_string(),
+                    suspected: v.suspected,
+                    phi: v.phi,
+                })
+                .collect(),
+            local_health: LocalHealth {
+                degraded: self.gossip.is_degraded(now),
+                isolated: self.gossip.is_isolated(),
+                subjects,
+                subjects_suspected,
+            },
+        })
     }
 
     /// Feeds what the core reported to the engine, in order.
@@ -286,6 +379,14 @@ impl Node {
         }
         self.engine.set_degraded(self.gossip.is_degraded(now));
         self.engine.handle_timeout(now);
+        while let Some(mut a) = self.engine.poll_event() {
+            if a.kind == EventKind::Suspected && a.scope == Scope::Node {
+                a.evidence = self
+                    .evidence(&NodeId::from(a.subject.as_str()), now)
+                    .map(Box::new);
+            }
+            self.alerts.push_back(a);
+        }
     }
 
     fn update_subject(&mut self, now: Timestamp, node: &NodeId, me: &NodeId) {

@@ -486,6 +486,7 @@ mod tests {
             threshold: 8.0,
             at_unix_ms: 1_700_000_000_000 + i,
             started_unix_ms: 1_700_000_000_000,
+            evidence: None,
         }
     }
 

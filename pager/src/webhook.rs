@@ -443,6 +443,7 @@ mod tests {
             threshold: 8.0,
             at_unix_ms: 1_700_000_010_000,
             started_unix_ms: 1_700_000_000_000,
+            evidence: None,
         }
     }
 

@@ -253,6 +253,7 @@ impl Cluster {
                         subject: s.clone(),
                         generation: 1,
                         suspected: false,
+                        phi_centi: 0,
                     })
                     .collect();
                 v.sort_by(|a, b| a.subject.cmp(&b.subject));

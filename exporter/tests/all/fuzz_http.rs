@@ -17,11 +17,11 @@
 
 use axum::body::Body;
 use axum::http::{Method, Request, StatusCode};
-use phimon_alert::MemberStatus;
 use phimon_exporter::snapshot::publish;
 use phimon_exporter::{
     ExportConfig, HttpState, Metrics, NodeSnapshot, PeerInfo, SharedSnapshot, router,
 };
+use phimon_gossip::Status;
 use proptest::prelude::*;
 use proptest::test_runner::TestCaseError;
 use std::collections::BTreeSet;
@@ -77,7 +77,7 @@ fn peer() -> impl Strategy<Value = PeerInfo> {
         hostile_id(),
         ".{0,40}",
         any::<u64>(),
-        0u8..4,
+        0u8..5,
         number(),
         any::<bool>(),
         prop::array::uniform6(number()),
@@ -87,12 +87,7 @@ fn peer() -> impl Strategy<Value = PeerInfo> {
                 node_id,
                 address,
                 generation,
-                status: [
-                    MemberStatus::Alive,
-                    MemberStatus::Leaving,
-                    MemberStatus::Left,
-                    MemberStatus::Dead,
-                ][usize::from(s)],
+                status: Status::ALL[usize::from(s)],
                 phi,
                 suspected,
                 last_heartbeat_age_ms: n[0],
@@ -102,6 +97,8 @@ fn peer() -> impl Strategy<Value = PeerInfo> {
                 interval_p99_ms: n[4],
                 interval_max_ms: n[5],
                 window_fill: n[0].min(1.0),
+                observed: s % 2 == 0,
+                ..PeerInfo::default()
             },
         )
 }
@@ -195,7 +192,11 @@ fn state(peers: Vec<PeerInfo>, joined: bool, export_all: bool) -> HttpState {
         ..ExportConfig::default()
     };
     let metrics = Arc::new(Metrics::new("0.1.0", export, snapshot.clone()).unwrap());
-    HttpState { snapshot, metrics }
+    HttpState {
+        snapshot,
+        metrics,
+        refresh: None,
+    }
 }
 
 fn runtime() -> tokio::runtime::Runtime {

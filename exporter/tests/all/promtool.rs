@@ -1,9 +1,9 @@
 //! `promtool check metrics` on a real scrape, and the series counts that
 //! docs/metrics.md quotes.
 
-use phimon_alert::MemberStatus;
 use phimon_exporter::snapshot::publish;
 use phimon_exporter::{ExportConfig, Metrics, NodeSnapshot, PeerInfo, SharedSnapshot};
+use phimon_gossip::Status;
 use phimon_testkit::promtool::assert_promtool_clean;
 use std::sync::{Arc, RwLock};
 
@@ -12,7 +12,7 @@ fn peer(i: usize, phi: f64) -> PeerInfo {
         node_id: format!("node-{i}"),
         address: format!("10.0.0.{}:7800", i % 250),
         generation: 1,
-        status: MemberStatus::Alive,
+        status: Status::Alive,
         phi,
         suspected: phi >= 8.0,
         last_heartbeat_age_ms: 100.0,
@@ -22,6 +22,8 @@ fn peer(i: usize, phi: f64) -> PeerInfo {
         interval_p99_ms: 1030.0,
         interval_max_ms: 1050.0,
         window_fill: 1.0,
+        observed: true,
+        ..PeerInfo::default()
     }
 }
 

@@ -94,6 +94,7 @@ fn engine_events_are_counted_by_kind_and_scope() {
         observer: "node-1".into(),
         at: Timestamp::from_micros(5),
         started_at: Timestamp::from_micros(1),
+        evidence: None,
     };
     m.record_event(&event);
     assert_eq!(
@@ -131,6 +132,7 @@ fn outbox_gauges_and_corrupt_records_are_read_from_the_outbox() {
         threshold: 8.0,
         at_unix_ms: 1_700_000_000_000,
         started_unix_ms: 1_700_000_000_000,
+        evidence: None,
     };
     outbox.enqueue(&record, enqueued).unwrap();
     let text = m.render();

@@ -103,6 +103,7 @@ fn record(i: u64, incident: &str, event: EventKind) -> AlertRecord {
         threshold: 8.0,
         at_unix_ms: 1_700_000_000_000 + i,
         started_unix_ms: 1_700_000_000_000,
+        evidence: None,
     }
 }
 

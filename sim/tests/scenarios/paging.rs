@@ -147,3 +147,115 @@ fn nodes_failing_together_are_one_group_page() {
         1
     );
 }
+
+#[test]
+fn a_page_carries_its_evidence() {
+    let mut c = joined(8, config());
+    c.run_for(secs(60));
+    c.crash(3);
+    c.run_until(secs(60), |c| c.all_see(3, Status::Suspected))
+        .expect("suspected");
+    c.run_for(secs(5));
+    let subject = c.id(3).to_string();
+    let a = alerts(&c);
+    let page = a
+        .iter()
+        .find(|a| a.kind == EventKind::Suspected && a.subject == subject)
+        .expect("paged");
+    let e = page.evidence.as_deref().expect("evidence");
+    assert_eq!(e.version, phimon_node::EVIDENCE_VERSION);
+    // The heartbeats' real spacing: every second, within the latency.
+    assert_eq!(e.intervals_ms.len(), phimon_node::MAX_INTERVALS);
+    assert!(
+        e.intervals_ms.iter().all(|i| (990.0..1010.0).contains(i)),
+        "{:?}",
+        e.intervals_ms
+    );
+    assert!(e.silence_ms > 3000.0, "{}", e.silence_ms);
+    assert_eq!(e.model, "adaptive");
+    // The observers that decide, with the pager among the agreeing ones.
+    let observers: Vec<String> = c
+        .node(0)
+        .unwrap()
+        .gossip()
+        .member(c.id(3))
+        .unwrap()
+        .observers()
+        .iter()
+        .map(|o| o.observer.to_string())
+        .collect();
+    let listed: Vec<String> = e.observers.iter().map(|o| o.node_id.clone()).collect();
+    assert_eq!(listed, observers);
+    assert!(
+        e.observers
+            .iter()
+            .any(|o| o.node_id == page.observer && o.suspected == Some(true))
+    );
+    assert!(
+        e.observers
+            .iter()
+            .filter(|o| o.suspected == Some(true))
+            .count()
+            >= 2
+    );
+    // phi climbed to the threshold over the silence.
+    let last = e.phi_history.last().unwrap();
+    assert!(last.t_s <= 0.0 && last.t_s > -1.5, "{last:?}");
+    assert!(last.phi >= 6.0, "{:?}", e.phi_history);
+    assert!(e.phi_history.iter().any(|s| s.phi < 1.0));
+    assert!(!e.local_health.degraded && !e.local_health.isolated);
+}
+
+#[test]
+fn a_live_threshold_change_keeps_the_windows() {
+    let mut c = joined(5, config());
+    c.run_for(secs(60));
+    let fill = |c: &Cluster| -> Vec<usize> {
+        c.node(0)
+            .unwrap()
+            .gossip()
+            .subjects()
+            .map(|s| s.detector().window().len())
+            .collect()
+    };
+    let before = fill(&c);
+    assert!(before.iter().all(|&n| n >= 55), "{before:?}");
+    let mut cfg = config().node;
+    cfg.gossip.threshold = 3.0;
+    cfg.gossip.resolve_threshold = 1.0;
+    cfg.gossip.detector.min_std_dev = std::time::Duration::from_millis(50);
+    cfg.alert.threshold = 3.0;
+    let now = c.now();
+    c.node_mut(0).unwrap().reconfigure(&cfg, now);
+    c.flush(0);
+    assert_eq!(fill(&c), before, "windows kept");
+    // The next page about a node this node pages for is at the new
+    // threshold: kill one of its subjects.
+    let subject = c
+        .node(0)
+        .unwrap()
+        .gossip()
+        .subjects()
+        .next()
+        .unwrap()
+        .node_id()
+        .clone();
+    let v = c.index_of(&subject).unwrap();
+    c.crash(v);
+    c.run_until(secs(60), |c| c.all_see(v, Status::Suspected))
+        .expect("suspected");
+    c.run_for(secs(5));
+    let verdict_phi = c
+        .node(0)
+        .unwrap()
+        .gossip()
+        .member(&subject)
+        .unwrap()
+        .observed()
+        .unwrap()
+        .verdict_phi();
+    assert!(
+        (3.0..4.0).contains(&verdict_phi),
+        "suspected at phi {verdict_phi}"
+    );
+}
