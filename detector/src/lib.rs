@@ -59,6 +59,15 @@ pub use time::Timestamp;
 pub trait AccrualDetector {
     /// Records a heartbeat received at `at`.
     fn record(&mut self, at: Timestamp);
+    /// Records heartbeat number `seq` of the sender's counter, received at
+    /// `at`; returns whether it was recorded. A model without a use for
+    /// sequence numbers (the default) records the arrival as
+    /// [`record`](Self::record) does.
+    fn record_seq(&mut self, at: Timestamp, seq: u64) -> bool {
+        let _ = seq;
+        self.record(at);
+        true
+    }
     /// The suspicion level at `now`: finite, non-negative, non-decreasing
     /// in `now` between two heartbeats.
     fn phi(&self, now: Timestamp) -> f64;
@@ -69,6 +78,9 @@ pub trait AccrualDetector {
 impl<D: AccrualDetector + ?Sized> AccrualDetector for Box<D> {
     fn record(&mut self, at: Timestamp) {
         (**self).record(at)
+    }
+    fn record_seq(&mut self, at: Timestamp, seq: u64) -> bool {
+        (**self).record_seq(at, seq)
     }
     fn phi(&self, now: Timestamp) -> f64 {
         (**self).phi(now)
@@ -81,6 +93,9 @@ impl<D: AccrualDetector + ?Sized> AccrualDetector for Box<D> {
 impl AccrualDetector for PeerDetector {
     fn record(&mut self, at: Timestamp) {
         PeerDetector::record(self, at)
+    }
+    fn record_seq(&mut self, at: Timestamp, seq: u64) -> bool {
+        PeerDetector::record_seq(self, at, seq)
     }
     fn phi(&self, now: Timestamp) -> f64 {
         PeerDetector::phi(self, now)
