@@ -8,11 +8,13 @@
 //!   ([`IntervalWindow`], exact integer running sums) and its phi under the
 //!   configured [`Distribution`]: `adaptive` (the default: robust
 //!   location, bursts folded, a Bayesian late-heartbeat tail learned per
-//!   peer), `normal` or `exponential`.
+//!   peer and, from sequence numbers, a model of its lost heartbeats),
+//!   `normal` or `exponential`.
 //!   O(1), allocation-free `record` and `phi`; `record_seq` filters
-//!   duplicate and reordered heartbeats by sequence number and counts
-//!   losses ([`HeartbeatCounts`]); `when_phi_reaches` says when phi will
-//!   cross a threshold (the runtime's one timer per peer); `started_at`
+//!   duplicate and reordered heartbeats by sequence number, counts losses
+//!   ([`HeartbeatCounts`]) and learns them as losses, not late arrivals;
+//!   `when_phi_reaches` says when phi will cross a threshold (the
+//!   runtime's one timer per peer); `started_at`
 //!   starts an observer hand-over on the prior; [`Fit`] and
 //!   `recent_intervals` are the evidence a page quotes.
 //! - [`Registry`]: the detectors of every peer, keyed by node id, reset
@@ -37,6 +39,7 @@ pub mod compare;
 mod config;
 #[cfg(feature = "corpus")]
 pub mod corpus;
+mod loss;
 mod peer;
 pub mod qos;
 mod registry;

@@ -339,3 +339,83 @@ proptest! {
         prop_assert_eq!(back.outages_ms, marked.outages_ms);
     }
 }
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(64))]
+
+    /// With sequence numbers, whatever the losses, runs, partitions,
+    /// reordering and duplicates: phi stays finite and non-decreasing in
+    /// silence, and `when_phi_reaches` is the first microsecond it reaches
+    /// a threshold.
+    #[test]
+    fn lossy_sequences_keep_phi_monotone_and_the_timer_exact(
+        beats in prop::collection::vec(
+            (
+                prop_oneof![
+                    8 => Just(0u64),
+                    3 => 1u64..3,
+                    1 => 3u64..12,
+                    1 => 12u64..400,
+                ],
+                prop_oneof![6 => 900_000u64..1_100_000, 1 => 0u64..5_000, 1 => 1_000_000u64..9_000_000],
+                prop_oneof![12 => Just(0u8), 1 => 1u8..4],
+            ),
+            1..250,
+        ),
+        interval in prop_oneof![Just(1_000_000u64), 50_000u64..5_000_000],
+        probes in probes(),
+        thresholds in prop::collection::vec(prop_oneof![0.5f64..4.0, 4.0f64..12.0, 12.0f64..40.0], 1..4),
+    ) {
+        let mut d = PeerDetector::new(&DetectorConfig {
+            first_heartbeat_estimate: Duration::from_micros(interval),
+            ..DetectorConfig::default()
+        });
+        let (mut t, mut seq) = (1_000u64, 0u64);
+        d.record_seq(Timestamp::from_micros(t), seq);
+        for (i, &(gap, iv, late)) in beats.iter().enumerate() {
+            // `gap` lost, the next one after `iv` scaled to the interval,
+            // then `late` of the skipped ones turn up (reordered) and one
+            // duplicate.
+            t += iv * interval / 1_000_000 * (gap + 1).min(3);
+            seq += gap + 1;
+            d.record_seq(Timestamp::from_micros(t), seq);
+            for back in 1..=u64::from(late).min(gap) {
+                d.record_seq(Timestamp::from_micros(t + back), seq - back);
+            }
+            if late > 0 {
+                d.record_seq(Timestamp::from_micros(t + 9), seq);
+            }
+            let last = d.last_arrival().unwrap().as_micros();
+            let mut prev = 0.0f64;
+            for &p in &probes {
+                let phi = d.phi(Timestamp::from_micros(last.saturating_add(p)));
+                prop_assert!(phi.is_finite() && phi >= 0.0, "phi {phi} at +{p} after beat {i}");
+                prop_assert!(phi >= prev, "phi fell from {prev} to {phi} at +{p} us after beat {i}");
+                prev = phi;
+            }
+            // Dense probes around the due times of the next heartbeats,
+            // where the terms of the sum change.
+            let mut prev = 0.0f64;
+            for k in 0..1000u64 {
+                let at = last + k * interval / 100;
+                let phi = d.phi(Timestamp::from_micros(at));
+                prop_assert!(phi >= prev, "phi fell from {prev} to {phi} at +{} us after beat {i}", at - last);
+                prev = phi;
+            }
+            if i % 5 == 0 {
+                for &th in &thresholds {
+                    let Some(at) = d.when_phi_reaches(th) else {
+                        let end = d.phi(Timestamp::from_micros(u64::MAX));
+                        prop_assert!(end < th, "None for {th}, but phi reaches {end}");
+                        continue;
+                    };
+                    let at = at.as_micros();
+                    prop_assert!(d.phi(Timestamp::from_micros(at)) >= th);
+                    if at > last {
+                        prop_assert!(d.phi(Timestamp::from_micros(at - 1)) < th);
+                    }
+                }
+            }
+        }
+    }
+}
