@@ -16,7 +16,9 @@ use std::time::Duration;
 pub struct EvalArgs {
     /// Arrival trace: `# key=value` headers (interval_ms, end_ms, optional
     /// crash_ms, optional repeatable outage_ms=START-END), a line
-    /// `arrival_ms`, then one arrival time (ms) per line.
+    /// `arrival_ms`, then one arrival time (ms) per line; or a line
+    /// `arrival_ms,seq` and `ARRIVAL,SEQ` lines (heartbeat sequence
+    /// numbers: a gap is a lost heartbeat).
     #[arg(long, value_name = "FILE", required_unless_present = "compare")]
     pub trace: Option<PathBuf>,
     /// Compare phimon's detector with the baselines (Akka, Cassandra,
@@ -181,6 +183,21 @@ fn render(
             .crash_ms
             .map_or("none".to_string(), |c| format!("at {c} ms"))
     );
+    if let Some(seqs) = &trace.seqs {
+        // Numbers never seen between the lowest and the highest.
+        let mut sorted = seqs.clone();
+        sorted.sort_unstable();
+        sorted.dedup();
+        let span = match (sorted.first(), sorted.last()) {
+            (Some(lo), Some(hi)) => hi - lo + 1,
+            _ => 0,
+        };
+        let _ = writeln!(
+            s,
+            "           sequence numbers: {} heartbeats missing from the sequence (lost)",
+            span.saturating_sub(sorted.len() as u64)
+        );
+    }
     if !trace.outages_ms.is_empty() {
         let spans: Vec<String> = trace
             .outages_ms

@@ -58,14 +58,33 @@
 //!   partition does not make a peer's tail heavy for good, and the
 //!   statistics fade over [`TAIL_MEMORY_WINDOWS`] windows.
 //!
-//! phi is continuous, non-decreasing in `t`, finite, and keeps growing
-//! (logarithmically far out) for as long as the peer stays silent. Record
-//! and phi are O(1) and allocation-free; phi costs nothing inside the
-//! expected interval, one table logarithm beyond it, and the normal tail
-//! only while jitter can still be the more probable explanation.
+//! - **Lost heartbeats** (with sequence numbers only, see
+//!   [`crate::loss`]): a gap in the sequence is a loss, not a long
+//!   interval, so lost heartbeats never enter the statistics above. The
+//!   silence is then explained by runs of lost heartbeats as well:
+//!
+//!   ```text
+//!   P_later(t) = P(run = 0) · S(t) + sum over j >= 1 of P(run = j) · S(t - j mu)
+//!   ```
+//!
+//!   with `S` the single-interval law above (`P_later` without losses) and
+//!   `P(run = j)` the learned probability that exactly `j` heartbeats in a
+//!   row were lost after the last one that arrived: every heartbeat due
+//!   so far was lost, or the first one after the lost ones is still on
+//!   its way. Without sequence numbers, or on a link that lost none, this
+//!   is `S(t)`: phi is the same as before.
+//!
+//! phi is non-decreasing in `t`, finite, and keeps growing
+//! (logarithmically far out) for as long as the peer stays silent;
+//! continuous without losses, with steps up where a term of the loss sum
+//! is dropped. Record and phi are O(1) and allocation-free; phi costs
+//! nothing inside the expected interval, one table logarithm beyond it,
+//! and the normal tail only while jitter can still be the more probable
+//! explanation; with losses, a sum of at most five terms.
 
+use crate::loss::LossChain;
 use crate::tail::phi_normal;
-use std::f64::consts::{LOG10_2, LOG10_E};
+use std::f64::consts::{LN_10, LOG10_2, LOG10_E};
 
 /// Intervals the location is the median of (odd).
 pub const RECENT: usize = 9;
@@ -102,6 +121,10 @@ const SETTLED: f64 = 64.0;
 /// Below this score the silence is so far inside the jitter band that
 /// Q(y) = 1 in `f64`: phi is exactly 0.
 const INSIDE: f64 = -8.3;
+
+/// Terms of heartbeats that may be on their way that phi sums (besides a
+/// stall of the sender and the runs of heartbeats not yet due).
+const LOSS_TERMS: u64 = 3;
 
 /// Learned state of the adaptive model. Plain numbers; no allocation.
 ///
@@ -158,6 +181,9 @@ pub(crate) struct Adaptive {
     /// The last learned interval was late: short intervals now are the
     /// burst of heartbeats that queued up behind it.
     after_late: bool,
+    /// The loss process, learned from sequence numbers (inactive without
+    /// them: phi is then the single-interval law alone).
+    loss: LossChain,
 }
 
 impl Adaptive {
@@ -190,6 +216,7 @@ impl Adaptive {
             recent_late: 0,
             pending: 0,
             after_late: false,
+            loss: LossChain::new(window),
         };
         a.refresh_band();
         a.refresh_tail();
@@ -206,6 +233,19 @@ impl Adaptive {
     /// one is learned: it may be a faster heartbeat interval.
     pub(crate) fn is_burst(&self, micros: u64) -> bool {
         self.after_late && (micros as f64) < 0.25 * self.mu
+    }
+
+    /// Learns that the heartbeat after the previous one arrived (its
+    /// interval is learned by [`push`](Self::push)).
+    pub(crate) fn delivered(&mut self) {
+        self.loss.observe(0, self.mu, self.mu);
+    }
+
+    /// Learns a heartbeat that came `gap >= 1` sequence numbers after the
+    /// previous one: `gap` heartbeats were lost. Its interval spans them,
+    /// so it is not an interval of the single-interval law.
+    pub(crate) fn lost(&mut self, gap: u64, silence_micros: u64) {
+        self.loss.observe(gap, silence_micros as f64, self.mu);
     }
 
     /// Learns a (folded) interval, microseconds.
@@ -292,6 +332,8 @@ impl Adaptive {
             late_fraction: 10f64.powf(-self.tail_level),
             late_events: self.tail_events,
             late_mean_excess_micros: 1.0 / (self.inv_tail_scale * events),
+            loss_after_delivered: self.loss.first(),
+            loss_after_lost: self.loss.again(),
         }
     }
 
@@ -413,7 +455,68 @@ impl Adaptive {
 
     /// phi after `elapsed` microseconds of silence (beyond the acceptable
     /// pause).
+    #[inline]
     pub(crate) fn phi(&self, elapsed: f64) -> f64 {
+        if self.loss.active() {
+            return self.phi_with_losses(elapsed);
+        }
+        self.phi_one(elapsed)
+    }
+
+    /// phi when the heartbeats due during the silence may have been lost:
+    ///
+    /// ```text
+    /// P_later(t) = P(run = 0) · S(t) + sum over j >= 1 of P(run = j) · S(t - j mu)
+    /// ```
+    ///
+    /// where `S` is the single-interval law ([`phi_one`](Self::phi_one))
+    /// and a run is the number of heartbeats lost in a row after the last
+    /// one that arrived: either every heartbeat due so far was lost, or
+    /// the first one after the lost ones is still on its way. `S(x)` is 1
+    /// while `x` is far inside the jitter band, so the terms of the runs
+    /// longer than `J` (the heartbeats not yet due) add up to
+    /// `P(run > J)`. Of the other terms, the three of the heartbeats due
+    /// last are kept (and `j = 0`, a stall of the sender): an older one's
+    /// `S` is its late tail, many decades below. Dropping a term only
+    /// raises phi, and one that enters does so at `S = 1` as part of
+    /// `P(run > J)`: the sum, computed from the tail outward, never grows
+    /// with `t`, so phi is non-decreasing.
+    #[inline(never)]
+    fn phi_with_losses(&self, t: f64) -> f64 {
+        let inside = self.mu + INSIDE * self.sigma;
+        if t.is_nan() || t < inside {
+            return 0.0;
+        }
+        // J: the last heartbeat whose jitter band has begun.
+        let due = ((t - inside) / self.mu).floor();
+        let last = if due < 1e15 {
+            due as u64
+        } else {
+            1_000_000_000_000_000
+        };
+        let survive = |j: u64| (-self.phi_one(t - j as f64 * self.mu) * LN_10).exp();
+        let first = last.saturating_sub(LOSS_TERMS - 1).max(1);
+        let mut p = self.loss.at_least(last + 1);
+        let mut j = last;
+        while j >= first {
+            let e = self.loss.exactly(j);
+            if e > 0.0 {
+                p += e * survive(j);
+            }
+            j -= 1;
+        }
+        let p = self.loss.none() * survive(0) + p;
+        if p > 0.0 {
+            -p.log10()
+        } else {
+            // Every term underflowed: the stall's alone, which is larger.
+            self.phi_one(t) - self.loss.none().log10()
+        }
+    }
+
+    /// phi of the single-interval law: the silence is one interval, on
+    /// time (jitter) or late.
+    fn phi_one(&self, elapsed: f64) -> f64 {
         let over = elapsed - self.mu;
         let y = over * self.inv_sigma;
         if y < INSIDE {

@@ -8,11 +8,13 @@
 //!   ([`IntervalWindow`], exact integer running sums) and its phi under the
 //!   configured [`Distribution`]: `adaptive` (the default: robust
 //!   location, bursts folded, a Bayesian late-heartbeat tail learned per
-//!   peer), `normal` or `exponential`.
+//!   peer and, from sequence numbers, a model of its lost heartbeats),
+//!   `normal` or `exponential`.
 //!   O(1), allocation-free `record` and `phi`; `record_seq` filters
-//!   duplicate and reordered heartbeats by sequence number and counts
-//!   losses ([`HeartbeatCounts`]); `when_phi_reaches` says when phi will
-//!   cross a threshold (the runtime's one timer per peer); `started_at`
+//!   duplicate and reordered heartbeats by sequence number, counts losses
+//!   ([`HeartbeatCounts`]) and learns them as losses, not late arrivals;
+//!   `when_phi_reaches` says when phi will cross a threshold (the
+//!   runtime's one timer per peer); `started_at`
 //!   starts an observer hand-over on the prior; [`Fit`] and
 //!   `recent_intervals` are the evidence a page quotes.
 //! - [`tail`]: the normal upper tail in log space, accurate and finite for
@@ -30,6 +32,7 @@
 
 mod adaptive;
 mod config;
+mod loss;
 mod peer;
 pub mod tail;
 mod time;
@@ -48,6 +51,15 @@ pub use time::Timestamp;
 pub trait AccrualDetector {
     /// Records a heartbeat received at `at`.
     fn record(&mut self, at: Timestamp);
+    /// Records heartbeat number `seq` of the sender's counter, received at
+    /// `at`; returns whether it was recorded. A model without a use for
+    /// sequence numbers (the default) records the arrival as
+    /// [`record`](Self::record) does.
+    fn record_seq(&mut self, at: Timestamp, seq: u64) -> bool {
+        let _ = seq;
+        self.record(at);
+        true
+    }
     /// The suspicion level at `now`: finite, non-negative, non-decreasing
     /// in `now` between two heartbeats.
     fn phi(&self, now: Timestamp) -> f64;
@@ -58,6 +70,9 @@ pub trait AccrualDetector {
 impl<D: AccrualDetector + ?Sized> AccrualDetector for Box<D> {
     fn record(&mut self, at: Timestamp) {
         (**self).record(at)
+    }
+    fn record_seq(&mut self, at: Timestamp, seq: u64) -> bool {
+        (**self).record_seq(at, seq)
     }
     fn phi(&self, now: Timestamp) -> f64 {
         (**self).phi(now)
@@ -70,6 +85,9 @@ impl<D: AccrualDetector + ?Sized> AccrualDetector for Box<D> {
 impl AccrualDetector for PeerDetector {
     fn record(&mut self, at: Timestamp) {
         PeerDetector::record(self, at)
+    }
+    fn record_seq(&mut self, at: Timestamp, seq: u64) -> bool {
+        PeerDetector::record_seq(self, at, seq)
     }
     fn phi(&self, now: Timestamp) -> f64 {
         PeerDetector::phi(self, now)

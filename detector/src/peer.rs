@@ -205,6 +205,14 @@ pub enum Fit {
         /// Mean lateness beyond `late_from_micros` of a late heartbeat,
         /// prior included, microseconds.
         late_mean_excess_micros: f64,
+        /// Probability that the heartbeat after a delivered one is lost,
+        /// learned from sequence numbers (0 without them, or on a link
+        /// that lost none).
+        loss_after_delivered: f64,
+        /// Probability that the heartbeat after a lost one is lost too
+        /// (about `loss_after_delivered` for independent loss, higher for
+        /// bursty loss).
+        loss_after_lost: f64,
     },
     /// The `normal` model.
     Normal {
@@ -227,7 +235,8 @@ pub enum Fit {
 ///   (an observer hand-over).
 /// - Feed it every heartbeat received from the peer with
 ///   [`record_seq`](Self::record_seq) (the sender's sequence number:
-///   duplicates and reordered heartbeats are filtered and counted) or
+///   duplicates and reordered heartbeats are filtered and counted, lost
+///   ones learned as losses) or
 ///   [`record`](Self::record) (arrival times only, as in a trace), at the
 ///   local monotonic time of reception.
 /// - Read the suspicion level at any later time with [`phi`](Self::phi),
@@ -262,7 +271,21 @@ pub struct PeerDetector {
     /// Bit `i` set: heartbeat `last_seq - 1 - i` arrived (64 before the
     /// highest), so a late one can be told from a duplicate.
     seen: u64,
+    /// The last recorded heartbeat came after a gap in the sequence
+    /// numbers and is not learned yet: until the next one, heartbeats of
+    /// the gap that turn up late were overtaken, not lost.
+    gap: Option<Gap>,
     counts: HeartbeatCounts,
+}
+
+/// A heartbeat recorded after `size` skipped sequence numbers, `missing`
+/// of which have not arrived since, `interval` microseconds after the
+/// previous recorded one.
+#[derive(Debug, Clone, Copy)]
+struct Gap {
+    size: u64,
+    missing: u64,
+    interval: u64,
 }
 
 impl PeerDetector {
@@ -289,6 +312,7 @@ impl PeerDetector {
             ),
             last_seq: None,
             seen: 0,
+            gap: None,
             counts: HeartbeatCounts::default(),
         };
         d.refresh_estimate();
@@ -321,8 +345,11 @@ impl PeerDetector {
     /// heartbeat interval), received at `at`. A heartbeat whose number is
     /// not above the highest recorded one (a duplicate, or one overtaken
     /// by a later one) is counted and otherwise ignored: it is never an
-    /// interval. Numbers skipped are counted as lost. Returns whether the
-    /// heartbeat was recorded. O(1), no allocation.
+    /// interval. Numbers skipped are counted as lost, and the `adaptive`
+    /// model learns them as lost heartbeats, not as a long interval (once
+    /// the next heartbeat arrives: skipped ones that turn up before it were
+    /// overtaken, not lost). Returns whether the heartbeat was recorded.
+    /// O(1), no allocation.
     pub fn record_seq(&mut self, at: Timestamp, seq: u64) -> bool {
         match self.last_seq {
             Some(last) if seq <= last => {
@@ -331,6 +358,11 @@ impl PeerDetector {
                     self.seen |= 1 << (back - 1);
                     self.counts.reordered += 1;
                     self.counts.lost = self.counts.lost.saturating_sub(1);
+                    if let Some(gap) = &mut self.gap {
+                        if back <= gap.size {
+                            gap.missing = gap.missing.saturating_sub(1);
+                        }
+                    }
                 } else {
                     self.counts.duplicate += 1;
                 }
@@ -345,13 +377,13 @@ impl PeerDetector {
                 self.seen = self.seen.checked_shl(shift.saturating_add(1)).unwrap_or(0)
                     | 1u64.checked_shl(shift).unwrap_or(0);
                 self.last_seq = Some(seq);
-                self.record(at);
+                self.learn(at, Some(gap));
                 true
             }
             None => {
                 self.last_seq = Some(seq);
                 self.seen = 0;
-                self.record(at);
+                self.learn(at, None);
                 true
             }
         }
@@ -361,6 +393,13 @@ impl PeerDetector {
     /// the previous one (a caller bug or clock mix-up) counts as a zero
     /// interval and does not move the last arrival back.
     pub fn record(&mut self, at: Timestamp) {
+        self.learn(at, None);
+    }
+
+    /// Records an arrival; `gap` is the count of sequence numbers skipped
+    /// since the previous recorded heartbeat, if it came with one.
+    fn learn(&mut self, at: Timestamp, gap: Option<u64>) {
+        self.settle_gap();
         self.counts.received += 1;
         match self.last {
             None => self.last = Some(at),
@@ -374,14 +413,50 @@ impl PeerDetector {
                         // The window's estimate is only read for reports
                         // (`estimate()` computes it then), so the hot path
                         // skips it.
-                        if !self.adaptive.is_burst(interval) {
-                            self.adaptive.push(interval);
+                        match gap {
+                            // Learned with the next heartbeat, once late
+                            // arrivals had the chance to fill the gap.
+                            Some(size @ 1..) => {
+                                self.gap = Some(Gap {
+                                    size,
+                                    missing: size,
+                                    interval,
+                                });
+                            }
+                            Some(0) => self.learn_interval(interval, true),
+                            None => self.learn_interval(interval, false),
                         }
                     } else {
                         self.refresh_estimate();
                     }
                 }
                 self.last = Some(at.max(last));
+            }
+        }
+    }
+
+    /// Learns an interval between two heartbeats that followed each other
+    /// (`in_sequence`: their sequence numbers say so).
+    fn learn_interval(&mut self, interval: u64, in_sequence: bool) {
+        if in_sequence {
+            self.adaptive.delivered();
+        }
+        if !self.adaptive.is_burst(interval) {
+            self.adaptive.push(interval);
+        }
+    }
+
+    /// Learns the heartbeat that came after a gap: if every skipped one
+    /// arrived since, they were overtaken (a burst reordered by the
+    /// network), and its interval is an ordinary one; otherwise the ones
+    /// still missing were lost, and a lost heartbeat is not a late one:
+    /// the interval, which spans them, is not learned.
+    fn settle_gap(&mut self) {
+        if let Some(gap) = self.gap.take() {
+            if gap.missing == 0 {
+                self.learn_interval(gap.interval, true);
+            } else {
+                self.adaptive.lost(gap.missing, gap.interval);
             }
         }
     }
@@ -416,6 +491,7 @@ impl PeerDetector {
     /// The silence is measured from `resumed_at` and the interval that
     /// spans the stall is not recorded.
     pub fn observer_resumed(&mut self, resumed_at: Timestamp) {
+        self.settle_gap();
         if let Some(last) = self.last {
             if last < resumed_at {
                 self.last = Some(resumed_at);
@@ -447,6 +523,7 @@ impl PeerDetector {
         self.adaptive.reset();
         self.last_seq = None;
         self.seen = 0;
+        self.gap = None;
         self.counts = HeartbeatCounts::default();
         self.refresh_estimate();
     }
@@ -455,16 +532,19 @@ impl PeerDetector {
     /// reaches `threshold` if no heartbeat comes before: the one timer a
     /// runtime needs per peer instead of polling phi. Exact to the
     /// microsecond (phi is non-decreasing in silence, so this is a search
-    /// over it: about 40 evaluations of phi). `None` before the first
-    /// heartbeat (phi stays 0), for a NaN threshold, or when phi never
-    /// gets there (an infinite threshold).
+    /// over it: a doubling bracket, then steps that alternate between the
+    /// point where the chord between the bracket's ends crosses the
+    /// threshold and the middle, about 15 evaluations of phi). `None`
+    /// before the first heartbeat (phi stays 0), for a NaN threshold, or
+    /// when phi never gets there (an infinite threshold).
     pub fn when_phi_reaches(&self, threshold: f64) -> Option<Timestamp> {
         let last = self.last?;
         if threshold.is_nan() {
             return None;
         }
-        let reached = |elapsed: u64| self.phi_after(elapsed as f64) >= threshold;
-        if reached(0) {
+        let phi = |elapsed: u64| self.phi_after(elapsed as f64);
+        let (mut lo, mut phi_lo) = (0u64, phi(0));
+        if phi_lo >= threshold {
             return Some(last);
         }
         // Bracket: the first power of two (from the expected interval) at
@@ -472,20 +552,31 @@ impl PeerDetector {
         // infinite threshold fails, at the end of the clock.
         let room = u64::MAX - last.as_micros();
         let mut hi = (self.prior_mean_micros as u64).clamp(1, room);
-        while !reached(hi) {
+        let mut phi_hi = phi(hi);
+        while phi_hi < threshold {
             if hi == room {
                 return None;
             }
+            (lo, phi_lo) = (hi, phi_hi);
             hi = hi.saturating_mul(2).min(room);
+            phi_hi = phi(hi);
         }
         // Invariant: phi at `lo` is below the threshold, at `hi` it is not.
-        let mut lo = 0u64;
+        // Where phi is smooth the chord's crossing is close; where it
+        // jumps, the bisection steps in between still halve the bracket.
+        let mut chord = true;
         while hi - lo > 1 {
-            let mid = lo + (hi - lo) / 2;
-            if reached(mid) {
-                hi = mid;
+            let mut mid = lo + (hi - lo) / 2;
+            if chord && phi_hi.is_finite() {
+                let f = (threshold - phi_lo) / (phi_hi - phi_lo);
+                mid = (lo + ((hi - lo) as f64 * f) as u64).clamp(lo + 1, hi - 1);
+            }
+            chord = !chord;
+            let p = phi(mid);
+            if p >= threshold {
+                (hi, phi_hi) = (mid, p);
             } else {
-                lo = mid;
+                (lo, phi_lo) = (mid, p);
             }
         }
         Some(Timestamp::from_micros(last.as_micros() + hi))
@@ -740,6 +831,142 @@ mod tests {
         d.reset();
         assert_eq!(d.counts(), HeartbeatCounts::default());
         assert!(d.record_seq(ms(5000), 0), "a new generation starts over");
+    }
+
+    /// A 1 s link, `lost(i)` saying whether heartbeat `i` is lost, with
+    /// sequence numbers (or without).
+    fn link(n: u64, with_seq: bool, lost: impl Fn(u64) -> bool) -> PeerDetector {
+        let mut d = PeerDetector::new(&DetectorConfig::default());
+        for i in (0..n).filter(|&i| !lost(i)) {
+            let at = ms(i * 1000 + (i * 7919) % 3);
+            if with_seq {
+                d.record_seq(at, i);
+            } else {
+                d.record(at);
+            }
+        }
+        d
+    }
+
+    fn silence_to(d: &PeerDetector, threshold: f64) -> f64 {
+        let last = d.last_arrival().unwrap();
+        (d.when_phi_reaches(threshold).unwrap().as_micros() - last.as_micros()) as f64 / 1e6
+    }
+
+    #[test]
+    fn a_clean_link_is_judged_the_same_with_sequence_numbers() {
+        let (with, without) = (link(600, true, |_| false), link(600, false, |_| false));
+        let last = with.last_arrival().unwrap().as_micros();
+        for k in 0..2000 {
+            let at = Timestamp::from_micros(last + k * 10_000);
+            assert_eq!(with.phi(at), without.phi(at), "{k}");
+        }
+    }
+
+    #[test]
+    fn a_lost_heartbeat_is_not_a_late_one() {
+        // 1 % loss for an hour: learned as late heartbeats, the losses
+        // make a link wait 8 s; as losses, 5.0-5.5 s, after the fifth
+        // heartbeat of a run of four lost ones is due.
+        let lossy = |i: u64| i % 100 == 57;
+        let (with, without) = (link(3600, true, lossy), link(3600, false, lossy));
+        let (w, wo) = (silence_to(&with, 8.0), silence_to(&without, 8.0));
+        assert!(w > 5.0 && w < 5.5, "{w}");
+        assert!(wo > 7.0, "{wo}");
+        let Fit::Adaptive {
+            late_events,
+            loss_after_delivered,
+            loss_after_lost,
+            ..
+        } = with.fit()
+        else {
+            panic!()
+        };
+        assert!(late_events < 0.01, "{late_events}");
+        assert!((loss_after_delivered - 0.01).abs() < 0.002);
+        assert!(loss_after_lost < 0.02, "{loss_after_lost}");
+        // Four lost in a row, then the fifth arrives: not suspected.
+        let four = link(3605, true, |i| lossy(i) || (3600..3604).contains(&i));
+        let last = four.last_arrival().unwrap();
+        let before = Timestamp::from_micros(last.as_micros() - 1);
+        assert_eq!(four.counts().lost, 36 + 4);
+        let mut d = link(3600, true, lossy);
+        assert!(d.phi(before) < 8.0, "{}", d.phi(before));
+        d.record_seq(last, 3604);
+        assert!(d.phi(last) < 0.01);
+    }
+
+    #[test]
+    fn bursty_loss_is_tolerated_as_bursty() {
+        // Runs of 3 lost heartbeats about every 100: a 5 s silence (a run
+        // of 4) is ordinary, but loss explains at most 8.5 s (runs of 8;
+        // the ninth heartbeat may still be late).
+        let d = link(3600, true, |i| (i % 97) < 3 && i > 50);
+        let last = d.last_arrival().unwrap().as_micros();
+        assert!(d.phi(Timestamp::from_micros(last + 5_100_000)) < 5.0);
+        let t = silence_to(&d, 8.0);
+        assert!(t > 8.5 && t < 11.0, "{t}");
+    }
+
+    #[test]
+    fn a_burst_reordered_by_the_network_is_a_stall_not_a_loss() {
+        // After a 3 s pause the queued heartbeats 10, 11 and 12 leave at
+        // once and 12 overtakes the others: the interval is learned as a
+        // late one (a stall), and nothing as lost.
+        let mut d = PeerDetector::new(&DetectorConfig::default());
+        for i in 0..10 {
+            d.record_seq(ms(i * 1000), i);
+        }
+        d.record_seq(ms(12_000), 12);
+        d.record_seq(ms(12_001), 10);
+        d.record_seq(ms(12_002), 11);
+        d.record_seq(ms(13_000), 13);
+        let Fit::Adaptive {
+            late_events,
+            loss_after_delivered,
+            ..
+        } = d.fit()
+        else {
+            panic!()
+        };
+        assert!(late_events > 0.9, "{late_events}");
+        assert_eq!(loss_after_delivered, 0.0);
+        assert_eq!(d.counts().lost, 0);
+        // Left unfilled, the same gap is two lost heartbeats.
+        let mut d = PeerDetector::new(&DetectorConfig::default());
+        for i in 0..10 {
+            d.record_seq(ms(i * 1000), i);
+        }
+        d.record_seq(ms(12_000), 12);
+        d.record_seq(ms(13_000), 13);
+        let Fit::Adaptive {
+            late_events,
+            loss_after_delivered,
+            ..
+        } = d.fit()
+        else {
+            panic!()
+        };
+        assert!(late_events < 0.01 && loss_after_delivered > 0.0);
+    }
+
+    #[test]
+    fn heartbeats_missed_during_an_observer_stall_are_not_lost() {
+        let mut d = PeerDetector::new(&DetectorConfig::default());
+        for i in 0..20 {
+            d.record_seq(ms(i * 1000), i);
+        }
+        d.observer_resumed(ms(40_000));
+        d.record_seq(ms(40_100), 40);
+        d.record_seq(ms(41_100), 41);
+        let Fit::Adaptive {
+            loss_after_delivered,
+            ..
+        } = d.fit()
+        else {
+            panic!()
+        };
+        assert_eq!(loss_after_delivered, 0.0);
     }
 
     #[test]

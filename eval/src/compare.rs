@@ -249,7 +249,7 @@ pub fn alive_peaks<D: AccrualDetector>(mut detector: D, trace: &Trace) -> Vec<f6
     let mut peaks = Vec::new();
     let arrivals = &trace.arrivals_ms;
     for (i, &a) in arrivals.iter().enumerate() {
-        detector.record(Timestamp::from_millis_f64(a));
+        qos::record_arrival(&mut detector, trace, i);
         let last = detector.last_arrival().map_or(us(a), |t| t.as_micros());
         let next = arrivals.get(i + 1).map_or(end, |&n| us(n));
         // Suspicion that starts before the crash is a mistake, so the
@@ -481,6 +481,7 @@ mod tests {
             outages_ms: vec![],
             metadata: vec![],
             arrivals_ms: arrivals,
+            seqs: None,
         }
     }
 

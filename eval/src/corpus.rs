@@ -189,10 +189,11 @@ impl Scenario {
             due += interval;
         }
 
-        // The network: loss, partition, delay.
+        // The network: loss, partition, delay. Each arrival keeps the
+        // sequence number of its heartbeat (its index among the sends).
         let mut bad = false;
-        let mut arrivals: Vec<f64> = Vec::with_capacity(sends.len());
-        for &s in &sends {
+        let mut arrivals: Vec<(f64, u64)> = Vec::with_capacity(sends.len());
+        for (seq, &s) in (0u64..).zip(&sends) {
             let loss = if s >= self.loss_from_s * 1000.0 {
                 self.loss
             } else {
@@ -234,13 +235,15 @@ impl Scenario {
                 amp * 0.5 * (1.0 - libm::cos(2.0 * std::f64::consts::PI * s / (period * 1000.0)))
             });
             let delay = (self.base_delay_ms + drift + jitter).max(0.0);
-            arrivals.push(((s + delay) * 1000.0).round() / 1000.0);
+            arrivals.push((((s + delay) * 1000.0).round() / 1000.0, seq));
         }
-        // Delays reorder datagrams; the observer sees them in arrival order.
-        arrivals.sort_by(f64::total_cmp);
+        // Delays reorder datagrams; the observer sees them in arrival order
+        // (a stable sort: equal arrivals keep the order they were sent in).
+        arrivals.sort_by(|x, y| x.0.total_cmp(&y.0));
         if arrivals.is_empty() {
-            arrivals.push(0.0);
+            arrivals.push((0.0, 0));
         }
+        let (arrivals, seqs): (Vec<f64>, Vec<u64>) = arrivals.into_iter().unzip();
 
         let crash_ms = (crash_ms * 1000.0).round() / 1000.0;
         let last = arrivals.last().copied().unwrap_or(0.0);
@@ -260,6 +263,7 @@ impl Scenario {
                 ("seed".to_string(), self.seed.to_string()),
             ],
             arrivals_ms: arrivals,
+            seqs: Some(seqs),
         }
     }
 }
@@ -727,6 +731,29 @@ mod tests {
             assert!(crash <= a.end_ms && last <= a.end_ms, "{}", s.name);
             assert!(a.end_ms - crash >= AFTER_CRASH_MS - 1.0, "{}", s.name);
         }
+    }
+
+    #[test]
+    fn sequence_numbers_mark_the_lost_heartbeats() {
+        let by = |n: &str| CORPUS.iter().find(|s| s.name == n).unwrap().generate();
+        // A clean link: every heartbeat, in order.
+        let clean = by("steady-lan");
+        let seqs = clean.seqs.clone().unwrap();
+        assert_eq!(seqs.len(), clean.arrivals_ms.len());
+        assert!(seqs.iter().enumerate().all(|(i, &s)| s == i as u64));
+        // A lossy one: the numbers missing are the heartbeats dropped, and
+        // each number arrives at most once.
+        let lossy = by("bursty-loss");
+        let mut seqs = lossy.seqs.clone().unwrap();
+        seqs.sort_unstable();
+        seqs.dedup();
+        assert_eq!(seqs.len(), lossy.arrivals_ms.len());
+        let missing = seqs.last().unwrap() + 1 - seqs.len() as u64;
+        assert!(missing > 30, "{missing}");
+        // Jitter reorders datagrams: the burst after a sender pause
+        // arrives out of order.
+        let burst = by("gc-pauses").seqs.unwrap();
+        assert!(burst.windows(2).any(|w| w[1] < w[0]));
     }
 
     #[test]

@@ -84,6 +84,23 @@ impl Qos {
     }
 }
 
+/// Feeds arrival `i` of `trace` to `detector`: with its sequence number
+/// ([`AccrualDetector::record_seq`]) if the trace has them, as a bare
+/// arrival ([`AccrualDetector::record`]) otherwise. Every replay of a
+/// trace goes through here.
+pub fn record_arrival<D: AccrualDetector>(detector: &mut D, trace: &Trace, i: usize) {
+    let Some(&a) = trace.arrivals_ms.get(i) else {
+        return;
+    };
+    let at = Timestamp::from_millis_f64(a);
+    match trace.seq(i) {
+        Some(seq) => {
+            detector.record_seq(at, seq);
+        }
+        None => detector.record(at),
+    }
+}
+
 /// Thresholds `phimon eval` reports by default.
 pub const DEFAULT_THRESHOLDS: &[f64] = &[0.5, 1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 8.0, 10.0, 12.0, 16.0];
 
@@ -140,7 +157,7 @@ pub fn evaluate<D: AccrualDetector>(
     let arrivals = &trace.arrivals_ms;
     let mut silences = Silences::new(&spans);
     for (i, &a) in arrivals.iter().enumerate() {
-        detector.record(Timestamp::from_millis_f64(a));
+        record_arrival(&mut detector, trace, i);
         let last = detector.last_arrival().map_or(us(a), |t| t.as_micros());
         let (next, is_final) = match arrivals.get(i + 1) {
             Some(&n) => (us(n), false),
@@ -255,7 +272,7 @@ pub fn sample_phi<D: AccrualDetector>(
             if a > t {
                 break;
             }
-            detector.record(Timestamp::from_millis_f64(a));
+            record_arrival(&mut detector, trace, next_arrival);
             next_arrival += 1;
         }
         sink(t, detector.phi(Timestamp::from_millis_f64(t)));
@@ -283,6 +300,7 @@ mod tests {
             outages_ms: vec![],
             metadata: vec![],
             arrivals_ms: (0..n).map(|i| i as f64 * 1000.0).collect(),
+            seqs: None,
         }
     }
 

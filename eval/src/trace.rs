@@ -27,6 +27,22 @@
 //! 0
 //! 1001.5
 //! ```
+//!
+//! Optionally each arrival carries the heartbeat's sequence number (the
+//! sender's counter, one per heartbeat): the column line is then
+//! `arrival_ms,seq` and every data line `ARRIVAL,SEQ`. Sequence numbers
+//! need not increase (a delayed heartbeat arrives after a later one); a
+//! gap in them is a lost heartbeat. Replays feed such traces to
+//! [`AccrualDetector::record_seq`](crate::AccrualDetector::record_seq)
+//! (see [`crate::qos::record_arrival`]), the others to `record`.
+//!
+//! ```text
+//! # interval_ms=1000
+//! # end_ms=65000
+//! arrival_ms,seq
+//! 0,0
+//! 2001.5,2
+//! ```
 
 use std::fmt::Write as _;
 
@@ -60,8 +76,11 @@ pub enum TraceError {
         /// Header key.
         key: String,
     },
-    /// A data line came before the `arrival_ms` column line.
-    #[error("line {line}: expected the column line `arrival_ms`, found {text:?}")]
+    /// A data line came before the column line (`arrival_ms`, or
+    /// `arrival_ms,seq`).
+    #[error(
+        "line {line}: expected the column line `arrival_ms` (or `arrival_ms,seq`), found {text:?}"
+    )]
     MissingColumn {
         /// Line number.
         line: usize,
@@ -71,6 +90,17 @@ pub enum TraceError {
     /// An arrival is not a finite, non-negative number.
     #[error("line {line}: arrival {text:?} is not a finite number >= 0 (milliseconds)")]
     BadArrival {
+        /// Line number.
+        line: usize,
+        /// The offending text.
+        text: String,
+    },
+    /// A sequence number is missing or not an integer in 0..2^64 (in a
+    /// trace whose column line is `arrival_ms,seq`).
+    #[error(
+        "line {line}: expected `ARRIVAL,SEQ` with SEQ an integer >= 0 (the column line is `arrival_ms,seq`), found {text:?}"
+    )]
+    BadSeq {
         /// Line number.
         line: usize,
         /// The offending text.
@@ -122,6 +152,9 @@ pub struct Trace {
     pub metadata: Vec<(String, String)>,
     /// Arrival times, ms, non-decreasing.
     pub arrivals_ms: Vec<f64>,
+    /// The sequence number of each arrival (as long as `arrivals_ms`), if
+    /// the trace has the `seq` column.
+    pub seqs: Option<Vec<u64>>,
 }
 
 fn parse_number(s: &str) -> Option<f64> {
@@ -173,7 +206,9 @@ impl Trace {
         let mut outages: Vec<(usize, f64, f64)> = Vec::new();
         let mut metadata: Vec<(String, String)> = Vec::new();
         let mut in_data = false;
+        let mut with_seq = false;
         let mut arrivals: Vec<f64> = Vec::new();
+        let mut seqs: Vec<u64> = Vec::new();
         for (idx, raw) in text.lines().enumerate() {
             let line = idx + 1;
             let s = raw.trim();
@@ -215,16 +250,31 @@ impl Trace {
                 continue;
             }
             if !in_data {
-                if s != "arrival_ms" {
-                    return Err(TraceError::MissingColumn {
-                        line,
-                        text: s.to_string(),
-                    });
-                }
+                with_seq = match s.split(',').map(str::trim).collect::<Vec<_>>()[..] {
+                    ["arrival_ms"] => false,
+                    ["arrival_ms", "seq"] => true,
+                    _ => {
+                        return Err(TraceError::MissingColumn {
+                            line,
+                            text: s.to_string(),
+                        });
+                    }
+                };
                 in_data = true;
                 continue;
             }
-            let value = parse_number(s).ok_or_else(|| TraceError::BadArrival {
+            let arrival = if with_seq {
+                let bad = || TraceError::BadSeq {
+                    line,
+                    text: s.to_string(),
+                };
+                let (arrival, seq) = s.split_once(',').ok_or_else(bad)?;
+                seqs.push(seq.trim().parse::<u64>().map_err(|_| bad())?);
+                arrival
+            } else {
+                s
+            };
+            let value = parse_number(arrival).ok_or_else(|| TraceError::BadArrival {
                 line,
                 text: s.to_string(),
             })?;
@@ -281,6 +331,7 @@ impl Trace {
             outages_ms: outages.into_iter().map(|(_, s, e)| (s, e)).collect(),
             metadata,
             arrivals_ms: arrivals,
+            seqs: with_seq.then_some(seqs),
         })
     }
 
@@ -298,11 +349,26 @@ impl Trace {
         for (start, end) in &self.outages_ms {
             let _ = writeln!(out, "# outage_ms={start}-{end}");
         }
-        out.push_str("arrival_ms\n");
-        for a in &self.arrivals_ms {
-            let _ = writeln!(out, "{a}");
+        match &self.seqs {
+            Some(seqs) => {
+                out.push_str("arrival_ms,seq\n");
+                for (a, seq) in self.arrivals_ms.iter().zip(seqs) {
+                    let _ = writeln!(out, "{a},{seq}");
+                }
+            }
+            None => {
+                out.push_str("arrival_ms\n");
+                for a in &self.arrivals_ms {
+                    let _ = writeln!(out, "{a}");
+                }
+            }
         }
         out
+    }
+
+    /// The sequence number of arrival `i`, if the trace has them.
+    pub fn seq(&self, i: usize) -> Option<u64> {
+        self.seqs.as_ref().and_then(|s| s.get(i).copied())
     }
 
     /// The spans, in microseconds, during which a suspicion is an outage
@@ -371,6 +437,40 @@ mod tests {
         assert!(matches!(e, TraceError::BadArrival { .. }));
         let e = Trace::parse("# interval_ms=1\n# end_ms=1\narrival_ms\n5\n").unwrap_err();
         assert!(matches!(e, TraceError::Inconsistent(_)));
+    }
+
+    #[test]
+    fn sequence_numbers_are_an_optional_column() {
+        let text = "# interval_ms=1000\n# end_ms=5000\narrival_ms, seq\n0,7\n2000.5, 9\n2001,8\n";
+        let t = Trace::parse(text).unwrap();
+        assert_eq!(t.arrivals_ms, vec![0.0, 2000.5, 2001.0]);
+        assert_eq!(t.seqs, Some(vec![7, 9, 8]));
+        assert_eq!((t.seq(1), t.seq(3)), (Some(9), None));
+        assert_eq!(Trace::parse(&t.to_text()).unwrap(), t);
+        assert!(t.to_text().contains("arrival_ms,seq\n0,7\n2000.5,9\n"));
+        // Without the column: no sequence numbers, as before.
+        let old = Trace::parse("# interval_ms=1\n# end_ms=1\narrival_ms\n0\n").unwrap();
+        assert_eq!((&old.seqs, old.seq(0)), (&None, None));
+        for (line, want) in [
+            ("5\n", "BadSeq"),
+            ("5,-1\n", "BadSeq"),
+            ("5,x\n", "BadSeq"),
+            ("5,1.5\n", "BadSeq"),
+            ("5,18446744073709551616\n", "BadSeq"),
+            ("x,1\n", "BadArrival"),
+        ] {
+            let e = Trace::parse(&format!(
+                "# interval_ms=1\n# end_ms=9\narrival_ms,seq\n{line}"
+            ))
+            .unwrap_err();
+            assert!(format!("{e:?}").starts_with(want), "{line}: {e:?}");
+            assert!(e.to_string().contains("line 4"), "{e}");
+        }
+        let e = Trace::parse("# interval_ms=1\n# end_ms=9\narrival_ms,seqs\n").unwrap_err();
+        assert!(
+            matches!(e, TraceError::MissingColumn { line: 3, .. }),
+            "{e}"
+        );
     }
 
     const HEAD: &str = "# interval_ms=1000\n# end_ms=20000\n# crash_ms=15000\n";

@@ -242,6 +242,8 @@ impl Node {
                 late_fraction,
                 late_events,
                 late_mean_excess_micros,
+                loss_after_delivered,
+                loss_after_lost,
             } => (
                 "adaptive",
                 vec![
@@ -251,6 +253,8 @@ impl Node {
                     ("late_fraction".into(), late_fraction),
                     ("late_events".into(), late_events),
                     ("late_mean_excess_ms".into(), ms(late_mean_excess_micros)),
+                    ("loss_after_delivered".into(), loss_after_delivered),
+                    ("loss_after_lost".into(), loss_after_lost),
                 ],
             ),
             Fit::Normal {

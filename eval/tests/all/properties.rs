@@ -134,6 +134,7 @@ fn trace_with(
         outages_ms: spans,
         metadata: vec![],
         arrivals_ms: arrivals,
+        seqs: None,
     }
 }
 

@@ -130,3 +130,59 @@ fn the_default_beats_the_best_baseline_on_the_committed_corpus() {
     assert!(r < 0.95, "ratio {r:.2}");
     assert_eq!(c.contenders[0].zero_mistakes.undetected, 0);
 }
+
+/// The silence after which phi reaches the default threshold at the end of
+/// `scenario`'s trace, replayed with its sequence numbers (or without).
+fn learned_silence(scenario: phimon_eval::corpus::Scenario, with_seq: bool) -> f64 {
+    let mut t = scenario.generate();
+    if !with_seq {
+        t.seqs = None;
+    }
+    let mut d = PeerDetector::new(&DetectorConfig {
+        first_heartbeat_estimate: std::time::Duration::from_secs_f64(t.interval_ms / 1000.0),
+        ..DetectorConfig::default()
+    });
+    for i in 0..t.arrivals_ms.len() {
+        phimon_eval::qos::record_arrival(&mut d, &t, i);
+    }
+    let last = d.last_arrival().expect("a heartbeat").as_micros();
+    let at = d.when_phi_reaches(DEFAULT_THRESHOLD).expect("phi grows");
+    (at.as_micros() - last) as f64 / 1e6
+}
+
+#[test]
+fn lost_heartbeats_are_learned_as_losses_not_as_late_ones() {
+    use phimon_eval::corpus::{Jitter, Loss, Scenario};
+    // 1 % independent loss on 1 s heartbeats: with sequence numbers a
+    // link that learned its loss tolerates 4 lost in a row (the fifth
+    // heartbeat is due at 5 s) and suspects soon after; learned as late
+    // heartbeats, the same losses made it wait 5.6-8 s.
+    for (seed, alive) in [(7000, 3600.0), (7001, 600.0), (7002, 300.0)] {
+        let link = Scenario {
+            loss: Loss::Bernoulli(0.01),
+            ..Scenario::quiet("loss-1pct", seed, 1000.0, alive)
+        };
+        let with = learned_silence(link, true);
+        assert!(
+            with > 5.01 && with < 5.5,
+            "{alive} s: phi 8 after {with:.2} s"
+        );
+        let without = learned_silence(link, false);
+        assert!(
+            without > with + 0.4,
+            "{alive} s without sequence numbers: {without:.2} s"
+        );
+    }
+    // 20 % loss with 50 +- 30 ms of delay on 500 ms heartbeats: measured
+    // 6.4-7.6 s (13-14 lost in a row), 6.7-7.1 s before.
+    for seed in [9000, 9001, 9002] {
+        let link = Scenario {
+            base_delay_ms: 50.0,
+            jitter: Jitter::Normal(30.0),
+            loss: Loss::Bernoulli(0.2),
+            ..Scenario::quiet("loss-20pct", seed, 500.0, 3600.0)
+        };
+        let with = learned_silence(link, true);
+        assert!(with > 6.3 && with < 8.0, "20 %: phi 8 after {with:.2} s");
+    }
+}
