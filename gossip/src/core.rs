@@ -10,7 +10,7 @@ use crate::{GossipConfig, GossipError, NodeId, Status};
 use phimon_detector::Timestamp;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -259,6 +259,21 @@ impl Snapshot {
     }
 }
 
+/// Most members a reachability check probes: everyone in a small fleet,
+/// a random sample in a large one.
+const REACH_PROBES: usize = 16;
+
+/// Every how many intervals an isolated node checks again.
+const REACH_AGAIN: u32 = 3;
+
+/// A reachability check: whom this node asked, who answered, until when.
+#[derive(Debug)]
+struct ReachCheck {
+    until: Timestamp,
+    asked: Vec<NodeId>,
+    answered: HashSet<NodeId>,
+}
+
 /// Isolation bookkeeping.
 #[derive(Debug, Clone, Copy)]
 struct Isolation {
@@ -316,8 +331,10 @@ pub struct Gossip {
     force_own: bool,
     leave: Leave,
     isolation: Option<Isolation>,
-    /// When a lonely suspicion next counts towards isolation.
-    isolation_due: Option<Timestamp>,
+    /// The reachability check in progress.
+    reach: Option<ReachCheck>,
+    /// When an isolated node checks again.
+    reach_again: Option<Timestamp>,
     last_refutation: Option<Timestamp>,
     seeds: Vec<Arc<str>>,
     seed_cursor: usize,
@@ -485,7 +502,8 @@ impl Gossip {
             force_own: false,
             leave: Leave::Staying,
             isolation: None,
-            isolation_due: None,
+            reach: None,
+            reach_again: None,
             last_refutation: None,
             seeds,
             seed_cursor: 0,
@@ -551,7 +569,7 @@ impl Gossip {
         }
         match frame {
             Frame::Heartbeat(hb) => self.on_heartbeat(now, from, &hb),
-            Frame::Probe(p) => self.on_fingerprint(now, from, p.fingerprint),
+            Frame::Probe(p) => self.on_probe(now, from, &p),
             Frame::Summary(s) => self.on_summary(now, from, s),
             Frame::Digest(d) => self.on_digest(from, d),
             Frame::Records(r) => self.on_records(now, from, r),
@@ -733,7 +751,7 @@ impl Gossip {
             }
         };
         earliest(self.monitor.next_deadline());
-        earliest(self.isolation_due);
+        earliest(self.next_isolation_check());
         earliest(self.table.next_collection(self.cfg.dead_grace));
         if let Leave::Leaving(since) = self.leave {
             earliest(Some(since + self.cfg.interval * LEAVE_LINGER));
@@ -831,10 +849,7 @@ impl Gossip {
                 });
             }
         }
-        let probe = Frame::Probe(Probe {
-            fingerprint: self.table.fingerprint(),
-            members: u32::try_from(self.table.len()).unwrap_or(u32::MAX),
-        });
+        let probe = Frame::Probe(self.probe(false));
         if !self.joined() {
             self.contact_seed();
             return;
@@ -976,7 +991,7 @@ impl Gossip {
             }
             let verdicts = self.monitor.judge(now, false);
             if !verdicts.is_empty() {
-                self.on_verdicts(verdicts);
+                self.on_verdicts(now, verdicts);
             }
             if self.monitor.take_changed() {
                 self.own_dirty = true;
@@ -986,7 +1001,6 @@ impl Gossip {
             }
         }
         self.check_isolation(now);
-        self.isolation_due = self.next_isolation_check(now);
         self.flush_pushes();
     }
 
@@ -1062,7 +1076,10 @@ impl Gossip {
         }
     }
 
-    fn on_verdicts(&mut self, changes: Vec<VerdictChange>) {
+    fn on_verdicts(&mut self, now: Timestamp, changes: Vec<VerdictChange>) {
+        if changes.iter().any(|c| c.suspected) {
+            self.start_reach_check(now);
+        }
         for c in changes {
             self.events.push_back(Event::Verdict {
                 subject: c.subject,
@@ -1074,48 +1091,121 @@ impl Gossip {
         self.own_dirty = true;
     }
 
-    /// Subjects this node suspects while the fleet does not (no quorum of
-    /// their observers in this node's table): the silence this node sees
-    /// alone. With the time each suspicion began.
-    fn lonely_suspicions(&self) -> impl Iterator<Item = Timestamp> + '_ {
-        self.monitor.subjects.iter().filter_map(|s| match s.local {
-            crate::monitor::Local::Suspected { since } => {
-                let confirmed = self
-                    .table
-                    .get(s.key)
-                    .is_some_and(|e| e.status == Status::Suspected);
-                (!confirmed).then_some(since)
-            }
-            _ => None,
-        })
+    /// This node's probe.
+    fn probe(&self, reply: bool) -> Probe {
+        Probe {
+            fingerprint: self.table.fingerprint(),
+            members: u32::try_from(self.table.len()).unwrap_or(u32::MAX),
+            reply,
+        }
     }
 
-    /// How long a suspicion must stay this node's alone before it counts
-    /// towards isolation: the time the other observers' verdicts need to
-    /// arrive when the subject really died.
-    fn lonely_after(&self) -> Duration {
-        self.cfg.interval * 2
-    }
-
-    /// Isolation: more than half of this node's subjects (at least two)
-    /// went silent within `isolation_window`, and the fleet confirms none
-    /// of those suspicions after a while — this node, not they, lost
-    /// contact. The event names the version of this node's record its
-    /// peers last confirmed (a fingerprint equal to its own): the version
-    /// they hold of it, which names the fleet's incident about it.
-    fn check_isolation(&mut self, now: Timestamp) {
-        let total = self.monitor.subjects.len();
-        let (window, after) = (self.cfg.isolation_window, self.lonely_after());
-        let mut lonely = 0;
-        let mut recent = 0;
-        for since in self.lonely_suspicions() {
-            lonely += 1;
-            if since + window >= now && since + after <= now {
-                recent += 1;
+    fn on_probe(&mut self, now: Timestamp, from: &NodeId, p: &Probe) {
+        if p.reply {
+            let to = self.peer_of(from);
+            self.outbox.push_back(Transmit {
+                to,
+                frame: Frame::Probe(self.probe(false)),
+            });
+        }
+        if let Some(check) = &mut self.reach {
+            if check.asked.contains(from) {
+                check.answered.insert(from.clone());
             }
         }
-        match self.isolation {
-            None if total >= 2 && recent * 2 > total => {
+        self.on_fingerprint(now, from, p.fingerprint);
+    }
+
+    /// How long a reachability check waits for answers: a round trip on
+    /// any network phimon runs on, with room.
+    fn reach_wait(&self) -> Duration {
+        self.cfg.interval.max(Duration::from_millis(500))
+    }
+
+    /// Starts a reachability check: probes, asking for an answer, the
+    /// members that declare themselves alive (a random sample of them in a
+    /// large fleet), whatever their status. This node is in contact with
+    /// the fleet if, itself counted, more than half of those it asked
+    /// answer. Called when this node starts suspecting a subject, and now
+    /// and then while it is isolated.
+    fn start_reach_check(&mut self, now: Timestamp) {
+        if self.reach.is_some() {
+            return;
+        }
+        let suspects: Vec<RingKey> = self
+            .monitor
+            .subjects
+            .iter()
+            .filter(|s| matches!(s.local, crate::monitor::Local::Suspected { .. }))
+            .map(|s| s.key)
+            .collect();
+        let candidates: Vec<usize> = (0..self.table.len())
+            .filter(|&i| {
+                let e = &self.table.entries()[i];
+                e.key != self.me.key && e.body().status == Declared::Alive
+            })
+            .collect();
+        let mut asked = Vec::new();
+        let mut pool = candidates;
+        while asked.len() < REACH_PROBES && !pool.is_empty() {
+            let i = pool.swap_remove(self.rng.random_range(0..pool.len()));
+            asked.push(i);
+        }
+        if asked.len() < 2 {
+            // Too few others to ask: a tiny fleet decides by its subjects
+            // alone (more than half of them, at least two, suspected).
+            let total = self.monitor.subjects.len();
+            self.set_isolated(now, total >= 2 && suspects.len() * 2 > total);
+            return;
+        }
+        let asked: Vec<NodeId> = asked
+            .into_iter()
+            .map(|i| self.table.entries()[i].record.node().clone())
+            .collect();
+        for node in &asked {
+            let to = self.peer_of(node);
+            self.outbox.push_back(Transmit {
+                to,
+                frame: Frame::Probe(self.probe(true)),
+            });
+        }
+        self.reach = Some(ReachCheck {
+            until: now + self.reach_wait(),
+            asked,
+            answered: HashSet::new(),
+        });
+    }
+
+    /// Isolation: when this node starts suspecting peers it checks that it
+    /// can still reach a majority of the fleet (or of a random sample of
+    /// it). If not, this node, not its subjects, lost contact (it is cut
+    /// off, or on the minority side of a split): it is isolated
+    /// (it pages about itself only) until a later check is answered. The
+    /// event names the version of this node's record its peers last
+    /// confirmed (a fingerprint equal to its own): the version they hold
+    /// of it, which names the fleet's incident about it.
+    fn check_isolation(&mut self, now: Timestamp) {
+        let Some(check) = self.reach.as_ref() else {
+            if self.isolation.is_some() && self.reach_again.is_some_and(|t| t <= now) {
+                self.reach_again = None;
+                self.start_reach_check(now);
+            }
+            return;
+        };
+        // This node counts itself: a majority of the fleet, a strict one.
+        let reached = (1 + check.answered.len()) * 2 > 1 + check.asked.len();
+        if !reached && now < check.until {
+            return;
+        }
+        self.reach = None;
+        self.set_isolated(now, !reached);
+    }
+
+    /// Enters or leaves isolation, and schedules the next check while
+    /// isolated.
+    fn set_isolated(&mut self, now: Timestamp, isolated: bool) {
+        match (self.isolation, isolated) {
+            (None, true) => {
                 let iso = Isolation {
                     generation: self.me.generation,
                     version: self.me.confirmed,
@@ -1127,7 +1217,7 @@ impl Gossip {
                     version: iso.version,
                 });
             }
-            Some(iso) if lonely * 2 <= total => {
+            (Some(iso), false) => {
                 self.isolation = None;
                 self.events.push_back(Event::Isolation {
                     isolated: false,
@@ -1137,19 +1227,23 @@ impl Gossip {
             }
             _ => {}
         }
+        if self.isolation.is_some() {
+            self.reach_again = Some(now + self.cfg.interval * REACH_AGAIN);
+        }
     }
 
-    /// When a suspicion of this node's alone is old enough to count
-    /// towards isolation.
-    fn next_isolation_check(&self, now: Timestamp) -> Option<Timestamp> {
-        if self.isolation.is_some() {
-            return None;
+    /// When the isolation check has work next.
+    fn next_isolation_check(&self) -> Option<Timestamp> {
+        match &self.reach {
+            Some(c) => Some(c.until),
+            None => self.reach_again,
         }
-        let after = self.lonely_after();
-        self.lonely_suspicions()
-            .map(|since| since + after)
-            .filter(|t| *t > now)
-            .min()
+    }
+
+    /// Whether a reachability check is waiting for answers: this node
+    /// does not know yet whether it is isolated, and should not page.
+    pub fn checking_reachability(&self) -> bool {
+        self.reach.is_some()
     }
 
     /// Signs and spreads a new version of this node's record if anything

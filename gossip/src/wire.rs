@@ -134,14 +134,18 @@ pub struct Heartbeat {
     pub fingerprint: u64,
 }
 
-/// A random peer's table check, once per interval: the receiver
-/// reconciles when its fingerprint differs.
+/// A peer's table check: the receiver reconciles when its fingerprint
+/// differs. With `reply`, the receiver answers with a probe of its own:
+/// how a node that starts suspecting peers checks it can still reach the
+/// fleet (it is isolated if most do not answer).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Probe {
     /// The sender's table fingerprint.
     pub fingerprint: u64,
     /// Records in the sender's table.
     pub members: u32,
+    /// Answer with a probe (without `reply`).
+    pub reply: bool,
 }
 
 /// First step of a reconciliation: the initiator's fingerprint per
@@ -479,6 +483,7 @@ mod tests {
             Frame::Probe(Probe {
                 fingerprint: 3,
                 members: 20,
+                reply: true,
             }),
             Frame::Summary(Summary {
                 fingerprint: 9,

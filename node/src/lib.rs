@@ -381,7 +381,10 @@ impl Node {
             let leader = self.group_leader();
             self.engine.set_group_leader(leader == Some(me));
         }
-        self.engine.set_degraded(self.gossip.is_degraded(now));
+        // No page while this node does not know yet whether it, rather
+        // than the peers it suspects, lost contact.
+        self.engine
+            .set_degraded(self.gossip.is_degraded(now) || self.gossip.checking_reachability());
         self.engine.handle_timeout(now);
         while let Some(mut a) = self.engine.poll_event() {
             if a.kind == EventKind::Suspected && a.scope == Scope::Node {

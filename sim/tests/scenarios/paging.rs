@@ -259,3 +259,47 @@ fn a_live_threshold_change_keeps_the_windows() {
         "suspected at phi {verdict_phi}"
     );
 }
+
+#[test]
+fn a_minority_pages_only_about_itself() {
+    let mut c = joined(5, config());
+    c.run_for(secs(30));
+    c.partition(&[0, 1, 2], &[3, 4]);
+    c.run_for(secs(30));
+    c.heal();
+    c.run_until(secs(60), |c| (0..5).all(|x| c.all_see(x, Status::Alive)))
+        .expect("healed");
+    c.run_for(secs(10));
+    let minority = [c.id(3).to_string(), c.id(4).to_string()];
+    let a = alerts(&c);
+    for p in &a {
+        if minority.contains(&p.observer) {
+            assert_eq!(
+                p.scope,
+                Scope::Partition,
+                "minority paged about a peer: {p:#?}"
+            );
+        } else if p.kind == EventKind::Suspected {
+            assert!(
+                minority.contains(&p.subject) || p.scope == Scope::Group,
+                "a majority node was paged: {p:#?}"
+            );
+        }
+    }
+    assert!(
+        a.iter().any(|p| p.kind == EventKind::Suspected
+            && p.scope == Scope::Node
+            && minority.contains(&p.subject)),
+        "the majority never paged about the minority: {a:#?}"
+    );
+    // Every incident that opened was closed.
+    for inc in distinct(a.iter().filter(|p| p.kind == EventKind::Suspected), |a| {
+        &a.incident_id
+    }) {
+        assert!(
+            a.iter()
+                .any(|p| p.incident_id == inc && p.kind != EventKind::Suspected),
+            "incident {inc} never closed: {a:#?}"
+        );
+    }
+}
