@@ -187,16 +187,21 @@ mod tests {
             [
                 "address",
                 "generation",
+                "heartbeats_lost",
                 "interval_max_ms",
                 "interval_mean_ms",
                 "interval_p50_ms",
                 "interval_p99_ms",
                 "interval_stddev_ms",
                 "last_heartbeat_age_ms",
+                "locally_suspected",
                 "node_id",
+                "observed",
+                "observers",
                 "phi",
                 "status",
                 "suspected",
+                "suspected_by",
             ]
         );
         assert_eq!(arr[1]["status"], "alive");

@@ -21,7 +21,7 @@ fn demo_runs_unattended_and_summarises() {
         "detection",
         "page ",
         "restart ",
-        "recovered page",
+        "closing page",
         "signatures all verified",
         "result: ok",
     ] {

@@ -72,6 +72,7 @@ fn readme_config_reference_matches_the_schema() {
         "tls.ca",
         "tls.cert",
         "tls.key",
+        "tls.crl",
         "alert.webhook[].name",
         "alert.webhook[].url",
         "alert.webhook[].secret_file",
