@@ -106,6 +106,7 @@
 //! what it is for.
 
 use std::collections::HashMap;
+use std::hash::{BuildHasherDefault, Hasher};
 use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, Weak};
@@ -671,12 +672,38 @@ impl Bucket {
     }
 }
 
+/// Hashes a key id by itself. Ids are PRF output, so uniform, and only
+/// our own derivations insert them (an attacker only chooses ids to look
+/// up, which cannot lengthen a bucket): SipHash would buy nothing for
+/// its cost on every packet.
+#[derive(Default)]
+pub(crate) struct KeyIdHasher(u64);
+
+impl Hasher for KeyIdHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        // Only `write_u64` is used for `u64` keys; fold anything else.
+        for b in bytes {
+            self.0 = self.0.rotate_left(8) ^ u64::from(*b);
+        }
+    }
+
+    fn write_u64(&mut self, n: u64) {
+        self.0 = n;
+    }
+}
+
+type KeyMap<V> = HashMap<u64, V, BuildHasherDefault<KeyIdHasher>>;
+
 /// Size of one receive arena chunk: delivered payloads are slices of it,
 /// so a heartbeat costs an allocation only every few hundred packets.
 const ARENA_CHUNK: usize = 16 * 1024;
 
 struct RxState {
-    keys: HashMap<u64, RxKey>,
+    keys: KeyMap<RxKey>,
     arena: BytesMut,
     notices: Bucket,
     /// Taken at shutdown, so that the inbox ends with the transport.
@@ -699,7 +726,7 @@ pub(crate) struct FastPath {
     /// Send keys by id. Weak: the connection table owns them, and a
     /// `TxPath` holds its connection, which holds the socket, which holds
     /// this.
-    tx: Mutex<HashMap<u64, Weak<TxPath>>>,
+    tx: Mutex<KeyMap<Weak<TxPath>>>,
     stats: Arc<TransportStats>,
     runtime: tokio::runtime::Handle,
 }
@@ -720,7 +747,7 @@ impl FastPath {
     ) -> FastPath {
         FastPath {
             rx: Mutex::new(RxState {
-                keys: HashMap::new(),
+                keys: KeyMap::default(),
                 arena: BytesMut::new(),
                 notices: Bucket {
                     tokens: f64::from(NOTICES_PER_SECOND),
@@ -728,7 +755,7 @@ impl FastPath {
                 },
                 inbox: Some(inbox),
             }),
-            tx: Mutex::new(HashMap::new()),
+            tx: Mutex::new(KeyMap::default()),
             stats,
             runtime,
         }

@@ -244,6 +244,14 @@ pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 /// Size of one datagram arena chunk.
 const ARENA_CHUNK: usize = 16 * 1024;
 
+thread_local! {
+    /// Where sealed datagrams are built: reused, so a send neither
+    /// allocates nor clears a buffer, and per thread, so callers on
+    /// several threads never wait for each other.
+    static SEAL_BUFFER: std::cell::RefCell<[u8; MAX_PACKET]> =
+        const { std::cell::RefCell::new([0; MAX_PACKET]) };
+}
+
 impl Transport {
     /// Loads the TLS material, binds the UDP socket and starts accepting.
     /// Must be called within a tokio runtime (a current-thread one is
@@ -713,19 +721,16 @@ impl Inner {
     ) {
         let via = tx.map_or(Via::Quic { check: false }, |t| t.via(Instant::now()));
         if let (Via::Fast, Some(tx)) = (via, tx) {
-            // On the stack: no allocation, nothing shared between callers.
-            let mut buf = [0u8; MAX_PACKET];
-            if let Some(n) = tx.seal(payload, &mut buf) {
-                match self.socket.send_fast(tx.remote, tx.local_ip(), &buf[..n]) {
-                    Ok(()) => {
-                        self.stats.datagram_sent(payload.len());
-                        self.stats.fast_path_sent();
-                        return;
-                    }
-                    Err(e) => {
-                        tracing::debug!(remote = %tx.remote, error = %e, "sealed datagram not sent: using QUIC");
-                    }
-                }
+            let sent = SEAL_BUFFER.with(|b| match b.try_borrow_mut() {
+                Ok(mut buf) => self.seal_and_send(tx, payload, &mut buf),
+                // Unreachable (nothing below re-enters), but a fresh
+                // buffer beats a panic.
+                Err(_) => self.seal_and_send(tx, payload, &mut [0u8; MAX_PACKET]),
+            });
+            if sent {
+                self.stats.datagram_sent(payload.len());
+                self.stats.fast_path_sent();
+                return;
             }
         }
         if let (Via::Quic { check: true }, Some(tx)) = (via, tx) {
@@ -733,6 +738,21 @@ impl Inner {
             let _ = conn.send_datagram(tx.check_frame());
         }
         self.send_on(conn, Channel::Datagram, self.tagged(payload));
+    }
+
+    /// Seals `payload` into `buf` and writes it to the socket; false if
+    /// it must go over QUIC instead.
+    fn seal_and_send(&self, tx: &TxPath, payload: &[u8], buf: &mut [u8; MAX_PACKET]) -> bool {
+        let Some(n) = tx.seal(payload, buf) else {
+            return false;
+        };
+        match self.socket.send_fast(tx.remote, tx.local_ip(), &buf[..n]) {
+            Ok(()) => true,
+            Err(e) => {
+                tracing::debug!(remote = %tx.remote, error = %e, "sealed datagram not sent: using QUIC");
+                false
+            }
+        }
     }
 
     /// Sends on a live connection: a datagram (already tagged, see
