@@ -23,8 +23,9 @@
 //! have 0x80 set, and our endpoints do not offer greasing of the fixed bit
 //! (`grease_quic_bit(false)`), so no compliant peer clears it towards us.
 //! A first byte with both high bits clear is therefore never QUIC; the
-//! socket ([`crate::socket`]) hands such packets here and the rest to
-//! quinn — one port, one socket.
+//! socket (our [`quinn::AsyncUdpSocket`], given to
+//! [`quinn::Endpoint::new_with_abstract_socket`]) hands such packets here
+//! and the rest to quinn — one port, one socket.
 //!
 //! # Keys
 //!
@@ -40,8 +41,10 @@
 //!
 //! # Switching over, and back
 //!
-//! QUIC datagrams carry a one-byte frame tag ([`Frame`]) so that both ends
-//! can coordinate without a stream:
+//! QUIC datagrams carry a one-byte frame tag (0: a caller's datagram,
+//! 1: `Ready{key id}`, 2: `Check{key id, sent}`, 3: `Unavailable{key id}`,
+//! each id and count a big-endian u64) so that both ends can coordinate
+//! without a stream:
 //!
 //! - a receiver that installed its key sends `Ready{key id}` over QUIC;
 //!   until it arrives the sender keeps using QUIC datagrams (so nothing is
@@ -81,7 +84,7 @@
 //! - **Flood garbage:** each packet is dropped in order of cost: length,
 //!   type and version (`malformed`), then one hash lookup of the key id
 //!   (`unknown_key`), source, replay window, and only then the AEAD
-//!   (about a microsecond). To reach the AEAD an attacker needs a live key
+//!   (about a thousand instructions for a heartbeat). To reach the AEAD an attacker needs a live key
 //!   id, visible only on the path, and the peer's address. Nothing is
 //!   allocated for a dropped packet. Notices answering unknown key ids are
 //!   limited to [`NOTICES_PER_SECOND`] in all and are smaller than what
@@ -89,17 +92,29 @@
 //! - **Forge notices:** it can make a sender send one extra QUIC `Check`
 //!   per second per connection, if it knows a live key id and can spoof
 //!   the peer's address. A notice never closes or changes anything.
-//! - **Drop packets (on path):** as with QUIC datagrams: heartbeats are
-//!   late. Dropping only fast-path packets leads to the fallback.
+//! - **Drop or delay packets (on path):** as with QUIC datagrams:
+//!   heartbeats are late (reordering within the window is accepted).
+//!   Dropping only fast-path packets leads to the fallback.
+//! - **Turn the fast path off:** no. `Ready`, `Check` and `Unavailable`
+//!   travel inside the authenticated QUIC connection; only the peer can
+//!   send them.
+//! - **Keep guessing tags:** after [`INTEGRITY_LIMIT`] forged packets
+//!   (2^36, RFC 9001's limit for ChaCha20-Poly1305) a receive key is
+//!   retired and its connection's datagrams go over QUIC.
 //!
 //! What a member can do: speak only as itself. A receive key belongs to
 //! one connection, whose peer proved its certificate; the delivered
 //! `node_id` is that certificate's, never the packet's. A member cannot
-//! derive other pairs' keys (they come from other TLS sessions).
+//! derive other pairs' keys (they come from other TLS sessions). It can
+//! send as many datagrams as it could over QUIC, each costing us one AEAD
+//! open and a slot in the bounded receive queue (`receive_queue_len`;
+//! beyond it datagrams are dropped and counted).
 //!
-//! Key lifetime: as long as the connection. A key seals at most 2^63
-//! packets (then the connection falls back to QUIC datagrams); counters
-//! never repeat, so a nonce is never reused. A connection closed by a
+//! Key lifetime: as long as the connection (keys do not rotate with QUIC's
+//! key updates; reconnecting gives new ones). A key seals at most 2^63
+//! packets (then the connection falls back to QUIC datagrams), and
+//! counters never repeat, so a nonce is never reused; a receive key
+//! accepts at most [`INTEGRITY_LIMIT`] forgeries. A connection closed by a
 //! certificate reload (revocation, CA change) takes its keys with it.
 //! The payload is encrypted like a QUIC datagram would be, though the
 //! fast path does not depend on that: authenticity and freshness are
@@ -164,6 +179,11 @@ const FORCED_CHECK_GAP: Duration = Duration::from_secs(1);
 
 /// Window of counters remembered per receive key.
 const WINDOW: u64 = 128;
+
+/// Packets failing authentication that one receive key tolerates before
+/// it is retired: RFC 9001's integrity limit for AEAD_CHACHA20_POLY1305
+/// (6.6), which keeps the chance of any forgery succeeding below 2^-57.
+pub const INTEGRITY_LIMIT: u64 = 1 << 36;
 
 /// Whether a UDP packet belongs to the fast path (else to quinn).
 pub(crate) fn is_fast_path(first: u8) -> bool {
@@ -623,6 +643,8 @@ pub(crate) struct RxKey {
     window: ReplayWindow,
     /// Packets accepted.
     received: u64,
+    /// Packets whose tag did not verify.
+    forgeries: u64,
     /// `(sent, received)` at the last check.
     at_check: (u64, u64),
 }
@@ -641,6 +663,7 @@ impl RxKey {
             conn_id,
             window: ReplayWindow::default(),
             received: 0,
+            forgeries: 0,
             at_check: (0, 0),
         }
     }
@@ -848,6 +871,16 @@ impl FastPath {
             .open_in_place(nonce(counter), Aad::from(&*head), sealed)
         else {
             self.stats.datagram_dropped(DatagramDrop::BadMac);
+            k.forgeries += 1;
+            if k.forgeries >= INTEGRITY_LIMIT {
+                tracing::warn!(
+                    node = %k.node_id,
+                    remote = %k.remote,
+                    "fast-path key retired after too many forged packets: \
+                     this connection's datagrams move to QUIC at its next check"
+                );
+                rx.keys.remove(&key_id);
+            }
             return Reply::None;
         };
         k.window.accept(counter);
@@ -1114,6 +1147,29 @@ mod tests {
         assert_eq!(&inbox.try_recv().unwrap().payload[..], b"beat-1");
         let s = fp.stats.snapshot();
         assert_eq!((s.datagrams_in, s.fast_path_in), (2, 2));
+    }
+
+    #[test]
+    fn a_key_that_met_too_many_forgeries_is_retired() {
+        let (fp, mut inbox, _rt) = fast_path();
+        let s = exporter(b"session");
+        let (a_tx, _) = derive_keys(&s, "node-a", "node-b", true).unwrap();
+        let (_, b_rx) = derive_keys(&s, "node-b", "node-a", false).unwrap();
+        let id = b_rx.id;
+        let src: SocketAddr = "127.0.0.1:7000".parse().unwrap();
+        fp.install(rx_key(b_rx, src));
+        lock(&fp.rx).keys.get_mut(&id).unwrap().forgeries = INTEGRITY_LIMIT - 2;
+        let mut forged = seal(&a_tx, 5, b"beat");
+        *forged.last_mut().unwrap() ^= 1;
+        fp.on_packet(&mut forged.clone(), src, Instant::now());
+        fp.on_packet(&mut seal(&a_tx, 6, b"beat"), src, Instant::now());
+        assert_eq!(&inbox.try_recv().unwrap().payload[..], b"beat");
+        fp.on_packet(&mut forged, src, Instant::now());
+        // Retired: even genuine packets are refused now, and the sender
+        // hears `Unavailable` at its next check.
+        fp.on_packet(&mut seal(&a_tx, 7, b"beat"), src, Instant::now());
+        assert!(inbox.try_recv().is_err());
+        assert_eq!(fp.on_check(1, id, 8), Some(Frame::Unavailable(id)));
     }
 
     #[test]

@@ -28,8 +28,8 @@
 //! # The fast path
 //!
 //! Packet layout, key derivation, the switch-over and back, and what an
-//! outsider or a member can and cannot do with it are described in the
-//! `fastpath` module (`src/fastpath.rs`); in short:
+//! outsider or a member can and cannot do with it (the security review)
+//! are in [`fastpath`]; in short:
 //!
 //! - **Demux.** Our own [`quinn::AsyncUdpSocket`] wraps the node's one UDP
 //!   socket. A packet whose first byte has both high bits clear is never
@@ -115,7 +115,7 @@ mod config;
 mod conn;
 mod credential;
 mod dial;
-mod fastpath;
+pub mod fastpath;
 pub mod flood;
 mod quic;
 mod socket;
@@ -129,7 +129,7 @@ pub use credential::{
     CredentialError, CredentialVerifier, RecordSigner, SIGNATURE_CONTEXT, Signature,
     VerifiedCredential,
 };
-pub use fastpath::{DatagramPath, ID_LABEL, KEY_LABEL, NOTICES_PER_SECOND};
+pub use fastpath::{DatagramPath, ID_LABEL, INTEGRITY_LIMIT, KEY_LABEL, NOTICES_PER_SECOND};
 pub use quic::MAX_DATAGRAM;
 pub use stats::{DatagramDrop, HandshakeRefusal, StatsSnapshot, TransportStats};
 pub use tls::AuthFailure;
