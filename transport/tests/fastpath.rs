@@ -44,6 +44,23 @@ async fn until_fast(t: &Transport, to: &phimon_transport::Peer, rx: &mut mpsc::R
     while rx.try_recv().is_ok() {}
 }
 
+/// Waits until none of `ts` has written a UDP packet for 300 ms, so that
+/// no ACK or probe of earlier traffic is still due.
+async fn quiet(ts: &[&Transport]) {
+    let written = || -> u64 { ts.iter().map(|t| t.snapshot().udp_packets_out).sum() };
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut last = written();
+    loop {
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let now = written();
+        if now == last {
+            return;
+        }
+        assert!(Instant::now() < deadline, "endpoints never went quiet");
+        last = now;
+    }
+}
+
 /// Whatever arrives within `within`.
 async fn drain(rx: &mut mpsc::Receiver<Received>, within: Duration) -> Vec<Received> {
     let mut v = Vec::new();
@@ -62,6 +79,7 @@ async fn sealed_datagrams_flow_both_ways_one_packet_each_and_streams_still_work(
     assert_eq!(&recv(&mut b_rx, 5 * SECOND).await.payload[..], b"hello");
     until_fast(&a, &peer("node-b", &b), &mut b_rx).await;
     until_fast(&b, &by_id("node-a"), &mut a_rx).await;
+    quiet(&[&a, &b]).await;
 
     let (sa, sb) = (a.snapshot(), b.snapshot());
     for i in 0..20u32 {
