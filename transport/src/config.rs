@@ -90,6 +90,16 @@ pub struct TransportConfig {
     /// such as the peer's own heartbeat, instead of costing a packet of
     /// its own. Both ends must run phimon with it on to take effect.
     pub ack_frequency: bool,
+    /// Send datagrams as sealed UDP packets on the node's socket once a
+    /// connection is up (one packet per heartbeat instead of two, see
+    /// `fastpath` in the crate docs). Off: QUIC datagrams only. Receiving
+    /// sealed packets is always on, so nodes with either setting talk.
+    pub fast_path: bool,
+    /// While datagrams go on the fast path, one of them goes over QUIC at
+    /// least this often, with a check of the fast path: this keeps the
+    /// connection within `idle_timeout`, finds peers that restarted and
+    /// paths that drop sealed packets. At most half of `idle_timeout`.
+    pub fast_path_check_interval: Duration,
 }
 
 impl Default for TransportConfig {
@@ -118,6 +128,8 @@ impl Default for TransportConfig {
             max_incoming_streams: 16,
             receive_queue_len: 4096,
             ack_frequency: true,
+            fast_path: true,
+            fast_path_check_interval: Duration::from_secs(10),
         }
     }
 }
@@ -149,6 +161,7 @@ impl TransportConfig {
             ("message_timeout", self.message_timeout),
             ("backoff_initial", self.backoff_initial),
             ("backoff_max", self.backoff_max),
+            ("fast_path_check_interval", self.fast_path_check_interval),
         ] {
             if d.is_zero() {
                 return bad(field, "must be positive".into());
@@ -159,6 +172,12 @@ impl TransportConfig {
             || self.idle_timeout < Duration::from_secs(1)
         {
             return bad("idle_timeout", "must be within 1s..=24h".into());
+        }
+        if self.fast_path_check_interval > self.idle_timeout / 2 {
+            return bad(
+                "fast_path_check_interval",
+                "must be at most half of idle_timeout".into(),
+            );
         }
         if self.backoff_max < self.backoff_initial {
             return bad(

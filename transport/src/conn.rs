@@ -1,5 +1,7 @@
 //! One task per authenticated connection, either direction: it reads the
-//! peer's datagrams and message streams and delivers them.
+//! peer's QUIC datagrams (a caller's datagram, or a fast-path control
+//! frame) and message streams, and delivers them. Sealed datagrams never
+//! pass here: the socket delivers them (see [`crate::socket`]).
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -9,7 +11,9 @@ use bytes::Bytes;
 use phimon_gossip::NodeId;
 use tokio::sync::mpsc::error::TrySendError;
 
+use crate::fastpath::Frame;
 use crate::quic::{MAX_DATAGRAM, codes};
+use crate::stats::DatagramDrop;
 use crate::transport::{Channel, Inner, Received, Refusal, classify, count_refusal};
 
 /// Reads what the peer sends on `conn` until it closes, then forgets the
@@ -26,16 +30,20 @@ pub(crate) async fn serve(
             // Heartbeats first: their arrival time is what phi measures.
             biased;
             d = conn.read_datagram() => match d {
-                Ok(payload) => {
-                    if payload.len() > MAX_DATAGRAM {
-                        inner.stats.frame_too_large();
-                        continue;
+                Ok(datagram) => match Frame::decode(&datagram) {
+                    Some(Frame::User(payload)) => {
+                        if payload.len() > MAX_DATAGRAM {
+                            inner.stats.frame_too_large();
+                            continue;
+                        }
+                        let len = payload.len();
+                        if deliver(&inner, &node, remote, Channel::Datagram, payload) {
+                            inner.stats.datagram_received(len);
+                        }
                     }
-                    let len = payload.len();
-                    if deliver(&inner, &node, remote, Channel::Datagram, payload) {
-                        inner.stats.datagram_received(len);
-                    }
-                }
+                    Some(control) => inner.on_control(&conn, &node, control),
+                    None => inner.stats.datagram_dropped(DatagramDrop::Malformed),
+                },
                 Err(_) => break,
             },
             s = conn.accept_uni() => match s {

@@ -34,9 +34,10 @@ const DATAGRAM_BUFFER: usize = 64 * 1024;
 
 /// Largest datagram payload that always fits one packet: the 1200-byte
 /// minimum QUIC path MTU less the short header (1 byte, an 8-byte
-/// connection id, up to 4 bytes of packet number), the AEAD tag (16 bytes)
-/// and the DATAGRAM frame header (3 bytes), with a margin for an ACK frame
-/// sharing the packet. MTU discovery is off, so this never shrinks.
+/// connection id, up to 4 bytes of packet number), the AEAD tag (16 bytes),
+/// the DATAGRAM frame header (3 bytes) and our frame tag (1 byte), with a
+/// margin for an ACK frame sharing the packet. MTU discovery is off, so
+/// this never shrinks. A sealed fast-path packet adds 34 bytes to it.
 pub const MAX_DATAGRAM: usize = 1100;
 
 /// QUIC transport parameters shared by both directions.
@@ -137,6 +138,10 @@ pub(crate) fn endpoint_config(tls: &NodeTls) -> EndpointConfig {
     // would never send the reset above. Random ids accept any id as
     // plausible; resets stay rate-limited by quinn.
     ep.cid_generator(|| Box::new(RandomCids));
+    // Never invite peers to clear the fixed bit: a packet with it clear is
+    // then never QUIC, which is how the socket tells fast-path packets
+    // apart (see `fastpath`).
+    ep.grease_quic_bit(false);
     ep
 }
 

@@ -63,6 +63,65 @@ impl std::fmt::Display for HandshakeRefusal {
     }
 }
 
+/// Why a received datagram was dropped before delivery. All but
+/// `Malformed` concern the fast path (sealed UDP packets, see
+/// [`Transport::datagram_path`](crate::Transport::datagram_path)); none
+/// is ever delivered.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum DatagramDrop {
+    /// Not a well-formed packet or frame: wrong length, type or version.
+    Malformed,
+    /// A sealed packet (or notice) naming a key id we do not hold: noise,
+    /// or a packet of a connection that ended (e.g. before a restart).
+    UnknownKey,
+    /// A known key id from another address than its connection's.
+    WrongSource,
+    /// The authentication tag did not verify: altered or forged.
+    BadMac,
+    /// A counter already seen, or older than the replay window.
+    Replay,
+}
+
+impl DatagramDrop {
+    /// Every reason, in a fixed order.
+    pub const ALL: [DatagramDrop; 5] = [
+        DatagramDrop::Malformed,
+        DatagramDrop::UnknownKey,
+        DatagramDrop::WrongSource,
+        DatagramDrop::BadMac,
+        DatagramDrop::Replay,
+    ];
+
+    /// Stable snake_case label, e.g. for
+    /// `phimon_transport_datagrams_dropped_total{reason}`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DatagramDrop::Malformed => "malformed",
+            DatagramDrop::UnknownKey => "unknown_key",
+            DatagramDrop::WrongSource => "wrong_source",
+            DatagramDrop::BadMac => "bad_mac",
+            DatagramDrop::Replay => "replay",
+        }
+    }
+
+    fn index(self) -> usize {
+        match self {
+            DatagramDrop::Malformed => 0,
+            DatagramDrop::UnknownKey => 1,
+            DatagramDrop::WrongSource => 2,
+            DatagramDrop::BadMac => 3,
+            DatagramDrop::Replay => 4,
+        }
+    }
+}
+
+impl std::fmt::Display for DatagramDrop {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 /// Live counters of one [`Transport`](crate::Transport). All are monotonic
 /// totals except `connections_open` and `handshakes_in_progress`, gauges.
 /// Shared as `Arc<TransportStats>`; read them with
@@ -87,6 +146,14 @@ pub struct TransportStats {
     receive_dropped: AtomicU64,
     stream_timeouts: AtomicU64,
     closed_on_reload: AtomicU64,
+    datagram_drops: [AtomicU64; DatagramDrop::ALL.len()],
+    fast_path_out: AtomicU64,
+    fast_path_in: AtomicU64,
+    fast_path_fallbacks: AtomicU64,
+    notices_out: AtomicU64,
+    notices_in: AtomicU64,
+    udp_packets_out: AtomicU64,
+    udp_packets_in: AtomicU64,
 }
 
 /// A point-in-time copy of [`TransportStats`]. Suggested metric names are
@@ -119,7 +186,8 @@ pub struct StatsSnapshot {
     pub datagrams_in: u64,
     /// Payload bytes of `datagrams_in`.
     pub datagram_bytes_in: u64,
-    /// Datagrams handed to QUIC for sending.
+    /// Datagrams sent: sealed on the fast path, or handed to QUIC
+    /// (`phimon_transport_datagrams_total{direction="out"}`).
     pub datagrams_out: u64,
     /// Payload bytes of `datagrams_out`.
     pub datagram_bytes_out: u64,
@@ -148,9 +216,43 @@ pub struct StatsSnapshot {
     /// certificate no longer verifies against the new CA or CRL
     /// (`phimon_transport_connections_closed_on_reload_total`).
     pub closed_on_reload: u64,
+    /// Received datagrams dropped before delivery, by reason
+    /// (`phimon_transport_datagrams_dropped_total{reason}`), in the order
+    /// of [`DatagramDrop::ALL`].
+    pub datagram_drops_by_reason: Vec<(DatagramDrop, u64)>,
+    /// Of `datagrams_out`, those sent as sealed UDP packets (the fast
+    /// path) rather than QUIC datagrams
+    /// (`phimon_transport_fast_path_datagrams_total{direction="out"}`).
+    pub fast_path_out: u64,
+    /// Of `datagrams_in`, those that arrived on the fast path.
+    pub fast_path_in: u64,
+    /// Connections whose peer reported that our sealed packets do not
+    /// arrive (or that it cannot hold the key), which then fell back to
+    /// QUIC datagrams (`phimon_transport_fast_path_fallbacks_total`).
+    /// Should stay 0; see the warning logged with it.
+    pub fast_path_fallbacks: u64,
+    /// Notices sent: answers to sealed packets naming a key we do not
+    /// hold (rate-limited), which make a peer still using a connection
+    /// from before our restart check it at once.
+    pub notices_out: u64,
+    /// Notices received that named one of our live keys.
+    pub notices_in: u64,
+    /// UDP packets written to the socket: QUIC's and the fast path's
+    /// (`phimon_transport_udp_packets_total{direction="out"}`).
+    pub udp_packets_out: u64,
+    /// UDP packets read from the socket, both kinds.
+    pub udp_packets_in: u64,
 }
 
 impl StatsSnapshot {
+    /// The count of one datagram drop reason.
+    pub fn datagram_drops(&self, reason: DatagramDrop) -> u64 {
+        self.datagram_drops_by_reason
+            .iter()
+            .find(|(r, _)| *r == reason)
+            .map_or(0, |(_, n)| *n)
+    }
+
     /// The count of one handshake refusal reason.
     pub fn refusals(&self, reason: HandshakeRefusal) -> u64 {
         self.refusals_by_reason
@@ -190,6 +292,17 @@ impl TransportStats {
             receive_dropped: self.receive_dropped.load(Relaxed),
             stream_timeouts: self.stream_timeouts.load(Relaxed),
             closed_on_reload: self.closed_on_reload.load(Relaxed),
+            datagram_drops_by_reason: DatagramDrop::ALL
+                .iter()
+                .map(|r| (*r, self.datagram_drops[r.index()].load(Relaxed)))
+                .collect(),
+            fast_path_out: self.fast_path_out.load(Relaxed),
+            fast_path_in: self.fast_path_in.load(Relaxed),
+            fast_path_fallbacks: self.fast_path_fallbacks.load(Relaxed),
+            notices_out: self.notices_out.load(Relaxed),
+            notices_in: self.notices_in.load(Relaxed),
+            udp_packets_out: self.udp_packets_out.load(Relaxed),
+            udp_packets_in: self.udp_packets_in.load(Relaxed),
         }
     }
 
@@ -274,6 +387,38 @@ impl TransportStats {
 
     pub(crate) fn closed_on_reload(&self) {
         self.closed_on_reload.fetch_add(1, Relaxed);
+    }
+
+    pub(crate) fn datagram_dropped(&self, reason: DatagramDrop) {
+        self.datagram_drops[reason.index()].fetch_add(1, Relaxed);
+    }
+
+    pub(crate) fn fast_path_sent(&self) {
+        self.fast_path_out.fetch_add(1, Relaxed);
+    }
+
+    pub(crate) fn fast_path_received(&self) {
+        self.fast_path_in.fetch_add(1, Relaxed);
+    }
+
+    pub(crate) fn fast_path_fallback(&self) {
+        self.fast_path_fallbacks.fetch_add(1, Relaxed);
+    }
+
+    pub(crate) fn notice_sent(&self) {
+        self.notices_out.fetch_add(1, Relaxed);
+    }
+
+    pub(crate) fn notice_received(&self) {
+        self.notices_in.fetch_add(1, Relaxed);
+    }
+
+    pub(crate) fn udp_sent(&self, packets: usize) {
+        self.udp_packets_out.fetch_add(packets as u64, Relaxed);
+    }
+
+    pub(crate) fn udp_received(&self, packets: usize) {
+        self.udp_packets_in.fetch_add(packets as u64, Relaxed);
     }
 }
 

@@ -12,7 +12,11 @@ use rustls::pki_types::{CertificateDer, UnixTime};
 use tokio::sync::{Notify, mpsc};
 
 use crate::credential::{CredentialVerifier, RecordSigner};
+use crate::fastpath::{
+    DatagramPath, FRAME_USER, FastPath, Frame, MAX_PACKET, RxKey, TxPath, Via, connection_keys,
+};
 use crate::quic::{self, MAX_DATAGRAM, codes};
+use crate::socket::DemuxSocket;
 use crate::stats::{Gauge, TransportStats};
 use crate::tls::{
     AuthFailure, IdentityPolicy, NodeTls, PeerIdentity, TlsError, TlsFiles, TlsPems, TrustMaterial,
@@ -23,8 +27,9 @@ use crate::{StatsSnapshot, TransportConfig};
 /// Which kind of frame a [`Received`] came in.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Channel {
-    /// A QUIC datagram: unreliable, unordered, at most [`MAX_DATAGRAM`]
-    /// bytes.
+    /// A datagram: unreliable, unordered, at most [`MAX_DATAGRAM`] bytes;
+    /// a sealed UDP packet or a QUIC datagram (see
+    /// [`Transport::datagram_path`]).
     Datagram,
     /// A message: one complete reliable stream.
     Message,
@@ -153,6 +158,10 @@ pub(crate) struct Inner {
     policy: IdentityPolicy,
     pub(crate) endpoint: quinn::Endpoint,
     pub(crate) local_addr: SocketAddr,
+    /// The endpoint's socket, for sealed datagrams.
+    socket: Arc<DemuxSocket>,
+    /// Fast-path keys of every connection.
+    pub(crate) fast: Arc<FastPath>,
     quic: Arc<quinn::TransportConfig>,
     tls: Mutex<TlsState>,
     /// The trust material in force, shared with every
@@ -201,6 +210,11 @@ pub(crate) struct Conn {
     pub(crate) node_id: NodeId,
     /// We dialled it (the peer's certificate was verified as a server's).
     pub(crate) dialled: bool,
+    /// Where its datagrams go: `None` only if the TLS session could not
+    /// export keys (then always QUIC datagrams).
+    pub(crate) tx: Option<Arc<TxPath>>,
+    /// The id of its installed fast-path receive key.
+    pub(crate) rx_key: Option<u64>,
     pub(crate) _open: Gauge,
 }
 
@@ -230,6 +244,14 @@ pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 /// Size of one datagram arena chunk.
 const ARENA_CHUNK: usize = 16 * 1024;
 
+thread_local! {
+    /// Where sealed datagrams are built: reused, so a send neither
+    /// allocates nor clears a buffer, and per thread, so callers on
+    /// several threads never wait for each other.
+    static SEAL_BUFFER: std::cell::RefCell<[u8; MAX_PACKET]> =
+        const { std::cell::RefCell::new([0; MAX_PACKET]) };
+}
+
 impl Transport {
     /// Loads the TLS material, binds the UDP socket and starts accepting.
     /// Must be called within a tokio runtime (a current-thread one is
@@ -258,28 +280,28 @@ impl Transport {
         let quic = Arc::new(quic::transport_config(&config)?);
         let server = quic::server_config(&tls, &quic, &config)?;
         let client = quic::client_config(&tls, &quic)?;
-        let socket =
-            std::net::UdpSocket::bind(config.listen).map_err(|source| TransportError::Bind {
-                addr: config.listen,
-                source,
-            })?;
-        let endpoint = quinn::Endpoint::new(
-            quic::endpoint_config(&tls),
-            Some(server),
-            socket,
-            Arc::new(quinn::TokioRuntime),
-        )
-        .map_err(|source| TransportError::Bind {
+        let bind_error = |source| TransportError::Bind {
             addr: config.listen,
             source,
-        })?;
+        };
+        let (inbox, rx) = mpsc::channel(config.receive_queue_len);
+        let stats = Arc::new(TransportStats::default());
+        let fast = Arc::new(FastPath::new(stats.clone(), inbox.clone(), runtime.clone()));
+        let socket = std::net::UdpSocket::bind(config.listen).map_err(bind_error)?;
+        let socket = DemuxSocket::new(socket, fast.clone(), stats.clone()).map_err(bind_error)?;
+        let endpoint = quinn::Endpoint::new_with_abstract_socket(
+            quic::endpoint_config(&tls),
+            Some(server),
+            socket.clone(),
+            Arc::new(quinn::TokioRuntime),
+        )
+        .map_err(bind_error)?;
         let local_addr = endpoint
             .local_addr()
             .map_err(|source| TransportError::Bind {
                 addr: config.listen,
                 source,
             })?;
-        let (inbox, rx) = mpsc::channel(config.receive_queue_len);
         tracing::info!(
             node = %tls.identity().node_id,
             cluster = %config.cluster_name,
@@ -293,6 +315,8 @@ impl Transport {
             policy,
             endpoint,
             local_addr,
+            socket,
+            fast,
             quic,
             trust: Arc::new(RwLock::new(tls.trust().clone())),
             tls: Mutex::new(TlsState {
@@ -302,7 +326,7 @@ impl Transport {
                 pems,
                 signer,
             }),
-            stats: Arc::new(TransportStats::default()),
+            stats,
             state: Mutex::new(State::default()),
             handshakes_by_ip: Mutex::new(HashMap::new()),
             arena: Mutex::new(BytesMut::new()),
@@ -369,11 +393,12 @@ impl Transport {
         CredentialVerifier::shared(self.inner.trust.clone())
     }
 
-    /// Sends `payload` as one QUIC datagram and returns at once. Unreliable:
-    /// a datagram may be lost, and is dropped (and counted) when the peer
-    /// is being dialled and its small queue is full, or is backing off
-    /// after failed dials. On a live connection it is handed to quinn here,
-    /// synchronously.
+    /// Sends `payload` as one datagram and returns at once. Unreliable: a
+    /// datagram may be lost, and is dropped (and counted) when the peer is
+    /// being dialled and its small queue is full, or is backing off after
+    /// failed dials. On a live connection it is sent here, synchronously:
+    /// sealed and written to the socket once the fast path is up (one UDP
+    /// packet, no allocation), else handed to quinn as a QUIC datagram.
     pub fn send_datagram(&self, peer: &Peer, payload: &[u8]) -> Result<(), SendError> {
         if payload.len() > MAX_DATAGRAM {
             return Err(SendError::TooLarge {
@@ -381,8 +406,7 @@ impl Transport {
                 max: MAX_DATAGRAM,
             });
         }
-        let bytes = self.inner.arena_copy(payload);
-        self.inner.send(peer, Channel::Datagram, bytes)
+        self.inner.send(peer, Outbound::Datagram(payload))
     }
 
     /// Sends `payload` as one reliable message (its own QUIC stream) and
@@ -398,7 +422,7 @@ impl Transport {
                 max,
             });
         }
-        self.inner.send(peer, Channel::Message, payload)
+        self.inner.send(peer, Outbound::Message(payload))
     }
 
     /// Re-reads the CA bundle, CRL, certificate and key, checks them as at
@@ -465,8 +489,23 @@ impl Transport {
         v
     }
 
+    /// How datagrams to `node` travel on its live connection now: sealed
+    /// UDP packets ([`DatagramPath::Fast`]), QUIC datagrams while the peer
+    /// has not yet confirmed its key ([`DatagramPath::Pending`]), or QUIC
+    /// datagrams for good on this connection ([`DatagramPath::Quic`]: off
+    /// in our config, or the peer reported the fast path broken, logged at
+    /// warn and counted in `fast_path_fallbacks`). `None` without a live
+    /// connection.
+    pub fn datagram_path(&self, node: &NodeId) -> Option<DatagramPath> {
+        let state = lock(&self.inner.state);
+        let id = state.by_node.get(node)?;
+        let c = state.conns.get(id)?;
+        Some(c.tx.as_ref().map_or(DatagramPath::Quic, |t| t.path()))
+    }
+
     /// quinn's statistics of the live connection to `node` (packets,
-    /// frames, RTT), for measurements.
+    /// frames, RTT), for measurements. Fast-path packets are not QUIC
+    /// packets: see `udp_packets_*` in [`Transport::snapshot`].
     pub fn connection_stats(&self, node: &NodeId) -> Option<quinn::ConnectionStats> {
         let state = lock(&self.inner.state);
         let id = state.by_node.get(node)?;
@@ -506,10 +545,25 @@ pub(crate) fn check_address(addr: &str) -> Result<(), SendError> {
     Ok(())
 }
 
+/// What a caller asked to send.
+enum Outbound<'a> {
+    Datagram(&'a [u8]),
+    Message(Bytes),
+}
+
+impl Outbound<'_> {
+    fn channel(&self) -> Channel {
+        match self {
+            Outbound::Datagram(_) => Channel::Datagram,
+            Outbound::Message(_) => Channel::Message,
+        }
+    }
+}
+
 /// What a lookup found for a send.
 enum Route {
-    /// A live connection.
-    Conn(quinn::Connection),
+    /// A live connection, and its fast path.
+    Conn(quinn::Connection, Option<Arc<TxPath>>),
     /// Nothing live: dial this address.
     Dial,
     /// The connection at the address belongs to another node.
@@ -517,11 +571,13 @@ enum Route {
 }
 
 impl Inner {
-    fn arena_copy(&self, payload: &[u8]) -> Bytes {
+    /// A QUIC datagram frame of `payload`: its tag, then the payload.
+    fn tagged(&self, payload: &[u8]) -> Bytes {
         let mut arena = lock(&self.arena);
-        if arena.capacity() - arena.len() < payload.len() {
-            *arena = BytesMut::with_capacity(ARENA_CHUNK.max(payload.len()));
+        if arena.capacity() - arena.len() < payload.len() + 1 {
+            *arena = BytesMut::with_capacity(ARENA_CHUNK.max(payload.len() + 1));
         }
+        arena.extend_from_slice(&[FRAME_USER]);
         arena.extend_from_slice(payload);
         arena.split().freeze()
     }
@@ -536,34 +592,32 @@ impl Inner {
         };
         if let Some(node) = &peer.node_id {
             if let Some(c) = state.by_node.get(node).and_then(live) {
-                return Route::Conn(c.conn.clone());
+                return Route::Conn(c.conn.clone(), c.tx.clone());
             }
         }
         if !peer.addr.is_empty() {
             if let Some(c) = state.by_addr.get(peer.addr.as_str()).and_then(live) {
                 return match &peer.node_id {
                     Some(want) if *want != c.node_id => Route::Mismatch(c.node_id.clone()),
-                    _ => Route::Conn(c.conn.clone()),
+                    _ => Route::Conn(c.conn.clone(), c.tx.clone()),
                 };
             }
         }
         Route::Dial
     }
 
-    fn send(
-        self: &Arc<Self>,
-        peer: &Peer,
-        channel: Channel,
-        payload: Bytes,
-    ) -> Result<(), SendError> {
+    fn send(self: &Arc<Self>, peer: &Peer, out: Outbound<'_>) -> Result<(), SendError> {
         if self.closing.load(Ordering::Acquire) {
             return Err(SendError::Closed);
         }
         let mut state = lock(&self.state);
         match Self::route(&state, peer) {
-            Route::Conn(conn) => {
+            Route::Conn(conn, tx) => {
                 drop(state);
-                self.send_on(&conn, channel, payload);
+                match out {
+                    Outbound::Datagram(payload) => self.datagram_on(&conn, tx.as_deref(), payload),
+                    Outbound::Message(payload) => self.send_on(&conn, Channel::Message, payload),
+                }
                 Ok(())
             }
             Route::Mismatch(actual) => {
@@ -590,6 +644,11 @@ impl Inner {
             }
             Route::Dial => {
                 check_address(&peer.addr)?;
+                let channel = out.channel();
+                let payload = match out {
+                    Outbound::Datagram(p) => self.tagged(p),
+                    Outbound::Message(p) => p,
+                };
                 let start = self.enqueue_dial(&mut state, peer, channel, payload);
                 drop(state);
                 if start {
@@ -651,8 +710,54 @@ impl Inner {
         }
     }
 
-    /// Sends on a live connection: a datagram synchronously, a message on
-    /// a short task that writes its stream and waits for the peer's
+    /// Sends one datagram on a live connection: sealed on the socket when
+    /// its fast path is up, else (or when the socket is full, or a check is
+    /// due) as a QUIC datagram.
+    fn datagram_on(
+        self: &Arc<Self>,
+        conn: &quinn::Connection,
+        tx: Option<&TxPath>,
+        payload: &[u8],
+    ) {
+        let via = tx.map_or(Via::Quic { check: false }, |t| t.via(Instant::now()));
+        if let (Via::Fast, Some(tx)) = (via, tx) {
+            let sent = SEAL_BUFFER.with(|b| match b.try_borrow_mut() {
+                Ok(mut buf) => self.seal_and_send(tx, payload, &mut buf),
+                // Unreachable (nothing below re-enters), but a fresh
+                // buffer beats a panic.
+                Err(_) => self.seal_and_send(tx, payload, &mut [0u8; MAX_PACKET]),
+            });
+            if sent {
+                self.stats.datagram_sent(payload.len());
+                self.stats.fast_path_sent();
+                return;
+            }
+        }
+        if let (Via::Quic { check: true }, Some(tx)) = (via, tx) {
+            // Queued first, so that quinn puts both frames in one packet.
+            let _ = conn.send_datagram(tx.check_frame());
+        }
+        self.send_on(conn, Channel::Datagram, self.tagged(payload));
+    }
+
+    /// Seals `payload` into `buf` and writes it to the socket; false if
+    /// it must go over QUIC instead.
+    fn seal_and_send(&self, tx: &TxPath, payload: &[u8], buf: &mut [u8; MAX_PACKET]) -> bool {
+        let Some(n) = tx.seal(payload, buf) else {
+            return false;
+        };
+        match self.socket.send_fast(tx.remote, tx.local_ip(), &buf[..n]) {
+            Ok(()) => true,
+            Err(e) => {
+                tracing::debug!(remote = %tx.remote, error = %e, "sealed datagram not sent: using QUIC");
+                false
+            }
+        }
+    }
+
+    /// Sends on a live connection: a datagram (already tagged, see
+    /// [`Inner::tagged`]) synchronously as a QUIC datagram, a message on a
+    /// short task that writes its stream and waits for the peer's
     /// acknowledgement (for [`Transport::flush`]).
     pub(crate) fn send_on(
         self: &Arc<Self>,
@@ -662,7 +767,7 @@ impl Inner {
     ) {
         match channel {
             Channel::Datagram => {
-                let len = payload.len();
+                let len = payload.len().saturating_sub(1);
                 match conn.send_datagram(payload) {
                     Ok(()) => self.stats.datagram_sent(len),
                     Err(e) => {
@@ -734,8 +839,8 @@ impl Inner {
         self.closing.load(Ordering::Acquire)
     }
 
-    /// Records an authenticated connection; returns false (and closes it)
-    /// when `max_connections` are open.
+    /// Records an authenticated connection and sets up its fast path;
+    /// returns false (and closes it) when `max_connections` are open.
     pub(crate) fn register(
         &self,
         conn: &quinn::Connection,
@@ -743,6 +848,7 @@ impl Inner {
         dialled: bool,
         addr: Option<&str>,
     ) -> bool {
+        let local = lock(&self.tls).identity.node_id.clone();
         let mut state = lock(&self.state);
         if state.conns.len() >= self.cfg.max_connections {
             drop(state);
@@ -757,12 +863,53 @@ impl Inner {
             return false;
         }
         let id = conn.stable_id();
+        let (tx, rx_key) = match connection_keys(conn, &local, node_id.as_str(), dialled) {
+            Ok((tx_key, rx_key)) => {
+                let rx_id = rx_key.id;
+                let installed = self.fast.install(RxKey::new(
+                    rx_key,
+                    node_id.clone(),
+                    conn.remote_address(),
+                    id,
+                ));
+                if installed {
+                    // The peer seals to us once it hears this; until then
+                    // it sends QUIC datagrams, so nothing sent while our
+                    // handshake completes is lost.
+                    let _ = conn.send_datagram(Frame::Ready(rx_id).encode());
+                } else {
+                    tracing::warn!(node = %node_id, "fast-path key id collision: this connection's datagrams stay on QUIC");
+                }
+                let tx = Arc::new(TxPath::new(
+                    tx_key,
+                    conn,
+                    self.cfg.fast_path,
+                    self.cfg.fast_path_check_interval,
+                ));
+                self.fast.index(&tx);
+                (Some(tx), installed.then_some(rx_id))
+            }
+            Err(e) => {
+                tracing::warn!(node = %node_id, error = %e, "datagrams stay on QUIC on this connection");
+                (None, None)
+            }
+        };
+        // Older connections of the same node may be from a process that
+        // has since restarted: a check makes its successor answer with a
+        // stateless reset, so they (and their keys) go at once.
+        for old in state.conns.values().filter(|c| c.node_id == *node_id) {
+            if let Some(t) = &old.tx {
+                t.send_check();
+            }
+        }
         state.conns.insert(
             id,
             Conn {
                 conn: conn.clone(),
                 node_id: node_id.clone(),
                 dialled,
+                tx,
+                rx_key,
                 _open: self.stats.connection_opened(),
             },
         );
@@ -773,11 +920,52 @@ impl Inner {
         true
     }
 
+    /// Handles a fast-path control frame that arrived on `conn`.
+    pub(crate) fn on_control(&self, conn: &quinn::Connection, node: &NodeId, frame: Frame) {
+        let tx = || {
+            lock(&self.state)
+                .conns
+                .get(&conn.stable_id())
+                .and_then(|c| c.tx.clone())
+        };
+        match frame {
+            Frame::Ready(key_id) => {
+                if let Some(t) = tx() {
+                    if t.ready(key_id) {
+                        tracing::debug!(%node, remote = %t.remote, "datagrams on the fast path");
+                    }
+                }
+            }
+            Frame::Check { key_id, sent } => {
+                if let Some(reply) = self.fast.on_check(conn.stable_id(), key_id, sent) {
+                    let _ = conn.send_datagram(reply.encode());
+                }
+            }
+            Frame::Unavailable(key_id) => {
+                if let Some(t) = tx() {
+                    if t.unavailable(key_id) {
+                        self.stats.fast_path_fallback();
+                        tracing::warn!(
+                            %node,
+                            remote = %t.remote,
+                            "the peer reports that our fast-path datagrams do not reach it: \
+                             QUIC datagrams on this connection from now on (check for a \
+                             firewall or middlebox dropping non-QUIC UDP on this port)"
+                        );
+                    }
+                }
+            }
+            Frame::User(_) => {}
+        }
+    }
+
     /// Forgets a connection that ended.
     pub(crate) fn unregister(&self, conn: &quinn::Connection) {
         let id = conn.stable_id();
         let mut state = lock(&self.state);
         if let Some(c) = state.conns.remove(&id) {
+            self.fast
+                .remove(id, c.rx_key, c.tx.as_ref().map(|t| t.key_id()));
             if state.by_node.get(&c.node_id) == Some(&id) {
                 // Another live connection of the node takes over, if any.
                 let other = state
@@ -883,6 +1071,7 @@ impl Inner {
         for o in &dropped {
             self.dropped(o, 1);
         }
+        self.fast.close();
         self.endpoint.close(codes::SHUTDOWN, b"shutdown");
     }
 }

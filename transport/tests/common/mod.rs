@@ -253,3 +253,101 @@ pub async fn rogue_attempt(
     ep.close(0u32.into(), b"");
     err
 }
+
+/// A UDP relay between one client and `target` that sees every packet:
+/// the client dials [`Relay::addr`], the target sees the relay's other
+/// socket as the client's address. It records the fast-path packets
+/// (first byte with both high bits clear) going to the target, can drop
+/// them, and can inject packets to the target from the client's address
+/// as the target knows it.
+pub struct Relay {
+    pub addr: SocketAddr,
+    target: SocketAddr,
+    back: Arc<tokio::net::UdpSocket>,
+    captured: Arc<std::sync::Mutex<Vec<Vec<u8>>>>,
+    drop_fast: Arc<std::sync::atomic::AtomicBool>,
+}
+
+fn is_fast(p: &[u8]) -> bool {
+    p.first().is_some_and(|b| b & 0xc0 == 0)
+}
+
+impl Relay {
+    pub async fn start(target: SocketAddr) -> Relay {
+        use std::sync::atomic::Ordering::Relaxed;
+        let front = Arc::new(tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap());
+        let back = Arc::new(tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap());
+        let addr = front.local_addr().unwrap();
+        let captured = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let drop_fast = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let client = Arc::new(std::sync::Mutex::new(None::<SocketAddr>));
+        {
+            let (front, back, captured, drop_fast, client) = (
+                front.clone(),
+                back.clone(),
+                captured.clone(),
+                drop_fast.clone(),
+                client.clone(),
+            );
+            tokio::spawn(async move {
+                let mut buf = vec![0u8; 65536];
+                while let Ok((n, from)) = front.recv_from(&mut buf).await {
+                    *client.lock().unwrap() = Some(from);
+                    let p = &buf[..n];
+                    if is_fast(p) {
+                        captured.lock().unwrap().push(p.to_vec());
+                        if drop_fast.load(Relaxed) {
+                            continue;
+                        }
+                    }
+                    let _ = back.send_to(p, target).await;
+                }
+            });
+        }
+        {
+            let (front, back, client) = (front.clone(), back.clone(), client.clone());
+            tokio::spawn(async move {
+                let mut buf = vec![0u8; 65536];
+                while let Ok((n, _)) = back.recv_from(&mut buf).await {
+                    let to = *client.lock().unwrap();
+                    if let Some(to) = to {
+                        let _ = front.send_to(&buf[..n], to).await;
+                    }
+                }
+            });
+        }
+        Relay {
+            addr,
+            target,
+            back,
+            captured,
+            drop_fast,
+        }
+    }
+
+    /// The fast-path packets relayed (or dropped) so far, oldest first.
+    pub fn captured(&self) -> Vec<Vec<u8>> {
+        self.captured.lock().unwrap().clone()
+    }
+
+    /// Drops fast-path packets towards the target from now on, as a
+    /// firewall that only lets QUIC through would.
+    pub fn drop_fast_path(&self, on: bool) {
+        self.drop_fast
+            .store(on, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// Sends `p` to the target from the relay's address (the client's,
+    /// as the target sees it).
+    pub async fn inject(&self, p: &[u8]) {
+        self.back.send_to(p, self.target).await.unwrap();
+    }
+}
+
+/// Node `id` at the relay's address.
+pub fn via(id: &str, relay: &Relay) -> Peer {
+    Peer {
+        node_id: Some(NodeId::from(id)),
+        addr: relay.addr.to_string(),
+    }
+}
