@@ -78,11 +78,11 @@ async fn peers(State(s): State<HttpState>) -> Response {
 mod tests {
     use super::*;
     use crate::api::PeerInfo;
+    use crate::api::Status;
     use crate::config::ExportConfig;
     use crate::snapshot::{NodeSnapshot, publish};
     use axum::body::Body;
     use axum::http::Request;
-    use phimon_alert::MemberStatus;
     use std::sync::RwLock;
     use tower::ServiceExt;
 
@@ -91,7 +91,7 @@ mod tests {
             node_id: id.into(),
             address: format!("{id}.internal:7800"),
             generation: 2,
-            status: MemberStatus::Alive,
+            status: Status::Alive,
             phi,
             suspected: phi >= 8.0,
             last_heartbeat_age_ms: 250.0,
@@ -100,6 +100,11 @@ mod tests {
             interval_p50_ms: 1000.0,
             interval_p99_ms: 1040.0,
             interval_max_ms: 1100.0,
+            observed: true,
+            locally_suspected: false,
+            observers: Vec::new(),
+            suspected_by: Vec::new(),
+            heartbeats_lost: 0,
             window_fill: 0.5,
         }
     }
@@ -114,7 +119,11 @@ mod tests {
             ..ExportConfig::default()
         };
         let metrics = Arc::new(Metrics::new("0.1.0", export, snapshot.clone()).unwrap());
-        HttpState { snapshot, metrics }
+        HttpState {
+            snapshot,
+            metrics,
+            refresh: None,
+        }
     }
 
     async fn get(state: &HttpState, path: &str) -> (StatusCode, String, String) {
@@ -181,16 +190,21 @@ mod tests {
             [
                 "address",
                 "generation",
+                "heartbeats_lost",
                 "interval_max_ms",
                 "interval_mean_ms",
                 "interval_p50_ms",
                 "interval_p99_ms",
                 "interval_stddev_ms",
                 "last_heartbeat_age_ms",
+                "locally_suspected",
                 "node_id",
+                "observed",
+                "observers",
                 "phi",
                 "status",
                 "suspected",
+                "suspected_by",
             ]
         );
         assert_eq!(arr[1]["status"], "alive");

@@ -17,7 +17,7 @@
 
 use axum::body::Body;
 use axum::http::{Method, Request, StatusCode};
-use phimon_alert::MemberStatus;
+use phimon_exporter::api::Status;
 use phimon_exporter::snapshot::publish;
 use phimon_exporter::{
     ExportConfig, HttpState, Metrics, NodeSnapshot, PeerInfo, SharedSnapshot, router,
@@ -88,10 +88,10 @@ fn peer() -> impl Strategy<Value = PeerInfo> {
                 address,
                 generation,
                 status: [
-                    MemberStatus::Alive,
-                    MemberStatus::Leaving,
-                    MemberStatus::Left,
-                    MemberStatus::Dead,
+                    Status::Alive,
+                    Status::Leaving,
+                    Status::Left,
+                    Status::Unknown,
                 ][usize::from(s)],
                 phi,
                 suspected,
@@ -101,6 +101,11 @@ fn peer() -> impl Strategy<Value = PeerInfo> {
                 interval_p50_ms: n[3],
                 interval_p99_ms: n[4],
                 interval_max_ms: n[5],
+                observed: true,
+                locally_suspected: false,
+                observers: Vec::new(),
+                suspected_by: Vec::new(),
+                heartbeats_lost: 0,
                 window_fill: n[0].min(1.0),
             },
         )
@@ -195,7 +200,11 @@ fn state(peers: Vec<PeerInfo>, joined: bool, export_all: bool) -> HttpState {
         ..ExportConfig::default()
     };
     let metrics = Arc::new(Metrics::new("0.1.0", export, snapshot.clone()).unwrap());
-    HttpState { snapshot, metrics }
+    HttpState {
+        snapshot,
+        metrics,
+        refresh: None,
+    }
 }
 
 fn runtime() -> tokio::runtime::Runtime {

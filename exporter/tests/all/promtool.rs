@@ -1,7 +1,7 @@
 //! `promtool check metrics` on a real scrape, and the series counts that
 //! docs/metrics.md quotes.
 
-use phimon_alert::MemberStatus;
+use phimon_exporter::api::Status;
 use phimon_exporter::snapshot::publish;
 use phimon_exporter::{ExportConfig, Metrics, NodeSnapshot, PeerInfo, SharedSnapshot};
 use phimon_testkit::promtool::assert_promtool_clean;
@@ -12,7 +12,7 @@ fn peer(i: usize, phi: f64) -> PeerInfo {
         node_id: format!("node-{i}"),
         address: format!("10.0.0.{}:7800", i % 250),
         generation: 1,
-        status: MemberStatus::Alive,
+        status: Status::Alive,
         phi,
         suspected: phi >= 8.0,
         last_heartbeat_age_ms: 100.0,
@@ -21,6 +21,11 @@ fn peer(i: usize, phi: f64) -> PeerInfo {
         interval_p50_ms: 1000.0,
         interval_p99_ms: 1030.0,
         interval_max_ms: 1050.0,
+        observed: true,
+        locally_suspected: false,
+        observers: Vec::new(),
+        suspected_by: Vec::new(),
+        heartbeats_lost: 0,
         window_fill: 1.0,
     }
 }
@@ -51,7 +56,13 @@ fn node(n: usize, me: usize, export_all: bool) -> Metrics {
             joined: true,
             peers: (0..n)
                 .filter(|i| *i != me)
-                .map(|i| peer(i, if i == 1 { 9.0 } else { 0.5 }))
+                .map(|i| {
+                    let mut p = peer(i, if i == 1 { 9.0 } else { 0.5 });
+                    // This node observes the k = 3 nodes before it on
+                    // the ring (here: by index).
+                    p.observed = (1..=3).contains(&((me + n - i) % n));
+                    p
+                })
                 .collect(),
         },
     );
