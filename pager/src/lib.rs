@@ -22,9 +22,8 @@
 //! every webhook name, build each [`Webhook`] (secrets loaded once),
 //! [`Delivery::spawn`], `outbox.enqueue` each event's record (and
 //! `outbox.persist_unsaved()` now and then while `outbox.unsaved() > 0`),
-//! and
-//! `delivery.shutdown().await` on exit (undelivered records stay on disk
-//! for the next start).
+//! and `delivery.shutdown().await` on exit (undelivered records stay on
+//! disk for the next start).
 
 mod config;
 pub mod delivery;
