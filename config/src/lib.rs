@@ -11,6 +11,9 @@
 //! 2. [`Config::validate`] checks values and referenced files and returns
 //!    every [`Problem`] at once, each with its key path and a fix.
 //!
+//! No error message carries a credential: webhook URLs are shown as
+//! scheme and host only ([`redact_url`], [`redact_text`]).
+//!
 //! The crate reads files and the environment it is given; it starts no
 //! threads and keeps no global state. It is plain data: it depends only
 //! on phimon-detector (the detector's settings) and phimon-alert (the
@@ -20,9 +23,11 @@
 //! the binary's wiring.
 
 mod load;
+mod redact;
 mod schema;
 mod validate;
 
 pub use load::{ConfigError, ENV_PREFIX};
+pub use redact::{redact_text, redact_url};
 pub use schema::*;
 pub use validate::{Problem, Scope};

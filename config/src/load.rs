@@ -1,5 +1,6 @@
 //! Parsing TOML, applying environment overrides, deserializing.
 
+use crate::redact::redact_text;
 use crate::schema::Config;
 use std::path::{Path, PathBuf};
 
@@ -82,7 +83,9 @@ impl Config {
             text.parse()
                 .map_err(|e: toml::de::Error| ConfigError::Syntax {
                     origin: origin.to_string(),
-                    message: e.to_string().trim_end().to_string(),
+                    // The parser quotes the offending line, which may be
+                    // a webhook URL with its token.
+                    message: redact_text(e.to_string().trim_end()),
                 })?;
         let mut env: Vec<(String, String)> = env.into_iter().collect();
         env.sort();
@@ -100,14 +103,14 @@ impl Config {
                     key
                 },
                 // The toml deserializer appends "in `key`"; the key is already shown.
-                message: e
-                    .into_inner()
-                    .to_string()
-                    .lines()
-                    .next()
-                    .unwrap_or_default()
-                    .trim_end()
-                    .to_string(),
+                message: redact_text(
+                    e.into_inner()
+                        .to_string()
+                        .lines()
+                        .next()
+                        .unwrap_or_default()
+                        .trim_end(),
+                ),
             }
         })
     }
@@ -129,7 +132,7 @@ fn apply_env(table: &mut toml::Table, var: &str, value: &str) -> Result<(), Conf
     }
     let err = |message: String| ConfigError::Env {
         var: var.to_string(),
-        message,
+        message: redact_text(&message),
     };
     if key.is_empty() {
         return Err(err(format!("no key after the section `{section}`")));

@@ -1,6 +1,7 @@
 //! Value checks, reporting every problem at once.
 
 use crate::load::ConfigError;
+use crate::redact::{redact_text, redact_url};
 use crate::schema::{Config, WebhookFormat};
 use phimon_detector::DetectorConfig;
 use std::collections::HashSet;
@@ -39,7 +40,8 @@ impl Problems {
     fn add(&mut self, path: impl Into<String>, message: impl Into<String>) {
         self.0.push(Problem {
             path: path.into(),
-            message: message.into(),
+            // Whatever a message quotes, it shows no URL's credentials.
+            message: redact_text(&message.into()),
         });
     }
 }
@@ -198,15 +200,20 @@ impl Config {
                 );
             }
             let url = w.url.as_str();
+            // Shown as scheme and host only: webhook URLs carry tokens.
+            let shown = redact_url(url);
             if url.starts_with("http://") {
                 if !w.allow_insecure_http {
                     p.add(
                         key("url"),
-                        format!("{url:?} is plain http: use https://, or set allow_insecure_http = true for a trusted local receiver"),
+                        format!("{shown:?} is plain http: use https://, or set allow_insecure_http = true for a trusted local receiver"),
                     );
                 }
             } else if !url.starts_with("https://") || url.len() <= "https://".len() {
-                p.add(key("url"), format!("{url:?} is not an http(s) URL"));
+                p.add(
+                    key("url"),
+                    format!("{shown:?} is not an http(s) URL (it must start with https://)"),
+                );
             }
             if w.secret_file.is_some() && w.secret_env.is_some() {
                 p.add(

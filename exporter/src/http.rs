@@ -26,7 +26,9 @@ pub struct HttpState {
 ///
 /// - `GET /metrics`: Prometheus text format 0.0.4.
 /// - `GET /healthz`: 200 while the process serves HTTP.
-/// - `GET /readyz`: 200 once the node joined the cluster, else 503.
+/// - `GET /readyz`: 200 once the node joined the cluster and paging
+///   works, else 503 with one line per problem (not joined, no outbox,
+///   pages held in memory because the disk refuses them).
 /// - `GET /v1/peers`: JSON array, one object per peer, sorted by node id.
 pub fn router(state: HttpState) -> Router {
     Router::new()
@@ -60,11 +62,21 @@ async fn healthz() -> &'static str {
 
 async fn readyz(State(s): State<HttpState>) -> Response {
     refresh(s.refresh.as_ref()).await;
-    if read(&s.snapshot, |n| n.joined) {
-        (StatusCode::OK, "ready\n").into_response()
-    } else {
-        (StatusCode::SERVICE_UNAVAILABLE, "not joined\n").into_response()
+    let mut problems = Vec::new();
+    if !read(&s.snapshot, |n| n.joined) {
+        problems.push("not joined: no peer answered yet".to_owned());
     }
+    problems.extend(s.metrics.paging_problems());
+    if problems.is_empty() {
+        return (StatusCode::OK, "ready\n").into_response();
+    }
+    let mut body = String::from("not ready:\n");
+    for p in problems {
+        body.push_str("- ");
+        body.push_str(&p);
+        body.push('\n');
+    }
+    (StatusCode::SERVICE_UNAVAILABLE, body).into_response()
 }
 
 async fn peers(State(s): State<HttpState>) -> Response {
@@ -78,11 +90,11 @@ async fn peers(State(s): State<HttpState>) -> Response {
 mod tests {
     use super::*;
     use crate::api::PeerInfo;
+    use crate::api::Status;
     use crate::config::ExportConfig;
     use crate::snapshot::{NodeSnapshot, publish};
     use axum::body::Body;
     use axum::http::Request;
-    use phimon_gossip::Status;
     use std::sync::RwLock;
     use tower::ServiceExt;
 
@@ -113,7 +125,6 @@ mod tests {
         }));
         let export = ExportConfig {
             export_all_peers: export_all,
-            ..ExportConfig::default()
         };
         let metrics = Arc::new(Metrics::new("0.1.0", export, snapshot.clone()).unwrap());
         HttpState {
@@ -155,6 +166,64 @@ mod tests {
         );
         assert_eq!(get(&s, "/readyz").await.0, StatusCode::OK);
         assert_eq!(get(&s, "/nope").await.0, StatusCode::NOT_FOUND);
+    }
+
+    #[tokio::test]
+    async fn readiness_says_why_paging_is_broken() {
+        let s = state(false);
+        publish(
+            &s.snapshot,
+            NodeSnapshot {
+                node_id: "node-0".into(),
+                joined: true,
+                peers: vec![],
+            },
+        );
+        let dir = tempfile::tempdir().unwrap();
+        let (outbox, _) = phimon_pager::Outbox::open(
+            dir.path(),
+            &["oncall".to_string()],
+            phimon_pager::OutboxLimits::default(),
+        )
+        .unwrap();
+        s.metrics.watch_outbox(outbox.clone());
+        assert_eq!(get(&s, "/readyz").await.0, StatusCode::OK);
+        // The disk refuses the next record (its temp file's name is
+        // taken): the page is held in memory, and readiness says so.
+        let blocker = dir.path().join("oncall").join(format!(".{:020}.tmp", 1));
+        std::fs::create_dir(&blocker).unwrap();
+        let report = outbox
+            .enqueue(
+                &crate::metrics::tests::record(),
+                std::time::SystemTime::now(),
+            )
+            .unwrap();
+        s.metrics.record_enqueue(&report);
+        let (status, _, body) = get(&s, "/readyz").await;
+        assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+        assert!(body.starts_with("not ready:\n- alert outbox cannot write to disk, 1 page(s) held in memory only: outbox create"), "{body}");
+        let metrics = get(&s, "/metrics").await.2;
+        assert!(
+            metrics.contains("phimon_alert_enqueue_failures_total 1"),
+            "{metrics}"
+        );
+        assert!(
+            metrics.contains("phimon_alert_outbox_unsaved 1"),
+            "{metrics}"
+        );
+        // Space is back: written, ready again.
+        std::fs::remove_dir(&blocker).unwrap();
+        assert_eq!(outbox.persist_unsaved().unwrap(), 1);
+        assert_eq!(get(&s, "/readyz").await.0, StatusCode::OK);
+        // No outbox at all.
+        s.metrics
+            .set_outbox_unusable("outbox create /x: read-only file system");
+        let (status, _, body) = get(&s, "/readyz").await;
+        assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+        assert!(
+            body.contains("alert outbox unusable, pages are not sent: outbox create /x"),
+            "{body}"
+        );
     }
 
     #[tokio::test]

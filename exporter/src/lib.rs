@@ -14,21 +14,24 @@
 //! - [`api`]: the types of the JSON API, [`PeerInfo`] (`/v1/peers`),
 //!   declared once for the handler and its clients.
 //! - [`router`]: `/metrics`, `/healthz`, `/readyz`, `/v1/peers` over an
-//!   [`HttpState`], testable without a socket.
+//!   [`HttpState`], testable without a socket; [`serve`] runs it on a
+//!   listener with [`HttpLimits`] (header and request timeouts,
+//!   connection limits, body limit) against slow or greedy clients.
 //! - [`IntervalHistogram`]: per-peer interval quantiles for `/v1/peers`.
 //! - [`ExportConfig`]: plain data the config crate maps `[http]` onto.
 //!
 //! Not here: the phi math (phimon-detector), membership and what the
 //! peers' phi and status are (the runtime reads them from the gossip core
 //! and publishes them), alert decisions (phimon-alert), delivery
-//! (phimon-pager), clocks, and serving: the runtime binds the listener,
-//! serves [`router`] and shuts it down.
+//! (phimon-pager), clocks, and binding: the runtime binds the listener
+//! and hands it to [`serve`].
 
 pub mod api;
 mod config;
 mod histogram;
 mod http;
 pub mod metrics;
+pub mod serve;
 pub mod snapshot;
 
 pub use api::PeerInfo;
@@ -36,4 +39,5 @@ pub use config::ExportConfig;
 pub use histogram::{IntervalHistogram, IntervalQuantiles};
 pub use http::{HttpState, router};
 pub use metrics::{Metrics, MetricsError};
+pub use serve::{HttpLimits, serve};
 pub use snapshot::{NodeSnapshot, SharedSnapshot};

@@ -47,9 +47,52 @@ pub struct Metrics {
     /// `phimon_decode_errors_total`: frames refused by the decoder
     /// (unknown version, over the cap, malformed).
     pub decode_errors: IntCounter,
-    /// `phimon_auth_failures_total`: peers refused at the TLS layer or
-    /// for a node id that is not their certificate's.
-    pub auth_failures: IntCounter,
+    /// `phimon_auth_failures_total{reason}`: peers refused at the TLS
+    /// layer or for a node id that is not their certificate's, by the
+    /// transport's reason label.
+    pub auth_failures: IntCounterVec,
+    /// `phimon_records_total{outcome="accepted"|"known"}`: signed
+    /// membership records received that were news, or already known (a
+    /// replay or a relay's duplicate).
+    pub records: IntCounterVec,
+    /// `phimon_records_rejected_total{reason}`: records refused by the
+    /// protocol core ([`RECORD_REJECT_REASONS`]): forgeries are `forged`
+    /// (signed by another node than the one named) and `signature`.
+    pub records_rejected: IntCounterVec,
+    /// `phimon_heartbeats_refused_total{reason}`: direct heartbeats not
+    /// recorded ([`HEARTBEAT_REFUSE_REASONS`]).
+    pub heartbeats_refused: IntCounterVec,
+    /// `phimon_transport_handshakes_refused_total{reason}`: incoming
+    /// handshakes turned away or challenged before they could
+    /// authenticate (flood protection).
+    pub transport_handshakes_refused: IntCounterVec,
+    /// `phimon_transport_handshake_failures_total`: connection attempts
+    /// that failed otherwise (unreachable, timed out, refused by the
+    /// peer).
+    pub transport_handshake_failures: IntCounter,
+    /// `phimon_transport_handshakes_in_progress`: incoming handshakes now.
+    pub transport_handshakes_in_progress: IntGauge,
+    /// `phimon_transport_send_dropped_total`: datagrams and messages not
+    /// sent (queue full, peer unreachable or backing off).
+    pub transport_send_dropped: IntCounter,
+    /// `phimon_transport_receive_dropped_total`: received frames dropped
+    /// because the node fell behind.
+    pub transport_receive_dropped: IntCounter,
+    /// `phimon_transport_message_timeouts_total`: incoming messages not
+    /// completed in time.
+    pub transport_message_timeouts: IntCounter,
+    /// `phimon_transport_connections_closed_on_reload_total`: connections
+    /// closed by a CA or CRL reload because the peer's certificate no
+    /// longer verifies.
+    pub transport_connections_closed_on_reload: IntCounter,
+    /// `phimon_tls_cert_expiry_timestamp_seconds`: when this node's own
+    /// certificate expires (Unix seconds), as loaded now.
+    pub tls_cert_expiry: Gauge,
+    /// `phimon_alert_enqueue_failures_total`: pages the outbox could not
+    /// write to disk (held in memory until it can) or not queue at all.
+    pub alert_enqueue_failures: IntCounter,
+    pub(crate) http_connections_dropped: IntCounterVec,
+    pub(crate) http_connections_open: IntGauge,
     /// `phimon_gossip_round_duration_seconds`: one anti-entropy exchange,
     /// first SYN to last ACK.
     pub gossip_round_duration: Histogram,
@@ -79,8 +122,44 @@ pub struct Metrics {
     pub alert_isolated: IntGauge,
     outbox_pending: IntGauge,
     outbox_oldest_age: Gauge,
+    outbox_unsaved: IntGauge,
     outbox: Mutex<Option<Outbox>>,
+    /// Why there is no outbox (it could not be opened), for `/readyz`.
+    outbox_unusable: Mutex<Option<String>>,
 }
+
+/// Reasons the protocol core refuses a record
+/// (`GossipStats::records_rejected`), pre-created as
+/// `phimon_records_rejected_total` series: `forged` (signed by another
+/// node than it names), `signature` (does not verify), `credential` (not
+/// a certificate of this cluster's CA, expired, revoked),
+/// `credential_missing` (a relayed record without its certificate and
+/// none held), `cluster` (another cluster's), `invalid` and `malformed`
+/// (breaks the record rules, does not decode), `forgotten` (an old
+/// record of a node removed after `dead_grace`), `full` (`max_nodes`
+/// reached), `collision` (another id on the same ring position), `sign`
+/// (this node could not sign its own record).
+pub const RECORD_REJECT_REASONS: [&str; 11] = [
+    "forged",
+    "signature",
+    "credential",
+    "credential_missing",
+    "cluster",
+    "invalid",
+    "malformed",
+    "forgotten",
+    "full",
+    "collision",
+    "sign",
+];
+
+/// Why a direct heartbeat is not recorded
+/// (`phimon_heartbeats_refused_total{reason}`): `unexpected` (this node
+/// does not observe the sender: the sender is the connection's
+/// certificate, so a heartbeat can only ever count for its sender),
+/// `stale` (an older generation of the sender), `reordered` (a repeated
+/// or out-of-order sequence number).
+pub const HEARTBEAT_REFUSE_REASONS: [&str; 3] = ["unexpected", "stale", "reordered"];
 
 impl std::fmt::Debug for Metrics {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -201,6 +280,46 @@ impl Metrics {
             )
             .map_err(err("phimon_alert_delivery_latency_seconds"))?,
         )?;
+        let records: IntCounterVec = metric!(
+            &r,
+            IntCounterVec,
+            "phimon_records_total",
+            "Signed membership records received: news (accepted) or already known (replays, duplicates).",
+            &["outcome"]
+        );
+        for o in ["accepted", "known"] {
+            records.with_label_values(&[o]);
+        }
+        let records_rejected: IntCounterVec = metric!(
+            &r,
+            IntCounterVec,
+            "phimon_records_rejected_total",
+            "Membership records refused, by reason (forged and signature are forgeries).",
+            &["reason"]
+        );
+        for reason in RECORD_REJECT_REASONS {
+            records_rejected.with_label_values(&[reason]);
+        }
+        let heartbeats_refused: IntCounterVec = metric!(
+            &r,
+            IntCounterVec,
+            "phimon_heartbeats_refused_total",
+            "Direct heartbeats not recorded: from a node this node does not observe, of an older generation, or repeated/out of order.",
+            &["reason"]
+        );
+        for reason in HEARTBEAT_REFUSE_REASONS {
+            heartbeats_refused.with_label_values(&[reason]);
+        }
+        let http_connections_dropped: IntCounterVec = metric!(
+            &r,
+            IntCounterVec,
+            "phimon_http_connections_dropped_total",
+            "HTTP connections refused at accept (limit, per_ip_limit) or cut off for being too slow (timeout).",
+            &["reason"]
+        );
+        for reason in crate::serve::dropped::ALL {
+            http_connections_dropped.with_label_values(&[reason]);
+        }
         let m = Metrics {
             heartbeats_received: metric!(
                 &r,
@@ -218,9 +337,75 @@ impl Metrics {
             ),
             auth_failures: metric!(
                 &r,
-                IntCounter,
+                IntCounterVec,
                 "phimon_auth_failures_total",
-                "Peers refused by mutual TLS or for a node id that differs from their certificate."
+                "Peers refused by mutual TLS or for a node id that differs from their certificate, by reason.",
+                &["reason"]
+            ),
+            records,
+            records_rejected,
+            heartbeats_refused,
+            transport_handshakes_refused: metric!(
+                &r,
+                IntCounterVec,
+                "phimon_transport_handshakes_refused_total",
+                "Incoming QUIC handshakes turned away or challenged (retry) before they could authenticate.",
+                &["reason"]
+            ),
+            transport_handshake_failures: metric!(
+                &r,
+                IntCounter,
+                "phimon_transport_handshake_failures_total",
+                "QUIC connection attempts that failed for another reason than a refused certificate (unreachable, timed out, refused by the peer)."
+            ),
+            transport_handshakes_in_progress: metric!(
+                &r,
+                IntGauge,
+                "phimon_transport_handshakes_in_progress",
+                "Incoming QUIC handshakes in progress."
+            ),
+            transport_send_dropped: metric!(
+                &r,
+                IntCounter,
+                "phimon_transport_send_dropped_total",
+                "Outgoing datagrams and messages dropped (dial queue full, peer unreachable or backing off, write failed)."
+            ),
+            transport_receive_dropped: metric!(
+                &r,
+                IntCounter,
+                "phimon_transport_receive_dropped_total",
+                "Received datagrams and messages dropped because this node fell behind."
+            ),
+            transport_message_timeouts: metric!(
+                &r,
+                IntCounter,
+                "phimon_transport_message_timeouts_total",
+                "Incoming messages not completed within the message timeout."
+            ),
+            transport_connections_closed_on_reload: metric!(
+                &r,
+                IntCounter,
+                "phimon_transport_connections_closed_on_reload_total",
+                "Connections closed by a CA or CRL reload because the peer's certificate no longer verifies."
+            ),
+            tls_cert_expiry: metric!(
+                &r,
+                Gauge,
+                "phimon_tls_cert_expiry_timestamp_seconds",
+                "When this node's own TLS certificate expires, Unix seconds (updated on every reload)."
+            ),
+            alert_enqueue_failures: metric!(
+                &r,
+                IntCounter,
+                "phimon_alert_enqueue_failures_total",
+                "Alert events the outbox could not write to disk (held in memory until it can) or could not queue."
+            ),
+            http_connections_dropped,
+            http_connections_open: metric!(
+                &r,
+                IntGauge,
+                "phimon_http_connections_open",
+                "HTTP connections open."
             ),
             gossip_round_duration: histogram(
                 &r,
@@ -283,7 +468,14 @@ impl Metrics {
                 "phimon_alert_outbox_oldest_age_seconds",
                 "Age of the oldest undelivered alert in the outbox (0 when empty)."
             ),
+            outbox_unsaved: metric!(
+                &r,
+                IntGauge,
+                "phimon_alert_outbox_unsaved",
+                "Alert deliveries held in memory only because the disk refused them (lost if the process dies)."
+            ),
             outbox: Mutex::new(None),
+            outbox_unusable: Mutex::new(None),
             registry: r,
         };
         let peers = PeerCollector::new(export, snapshot)?;
@@ -309,20 +501,59 @@ impl Metrics {
             .inc();
     }
 
-    /// Counts what [`Outbox::open`] found: corrupt records skipped.
+    /// Counts what [`Outbox::open`] found: corrupt and unreadable records
+    /// set aside.
     pub fn record_outbox_open(&self, report: &OpenReport) {
         self.alert_outbox_corrupt_records
-            .inc_by(u64::try_from(report.corrupt).unwrap_or(u64::MAX));
+            .inc_by(u64::try_from(report.corrupt + report.unreadable).unwrap_or(u64::MAX));
     }
 
-    /// Counts pages dropped from full outbox queues
-    /// (`phimon_alerts_sent_total{outcome="dropped"}`).
+    /// Counts what an enqueue did: pages dropped from full queues
+    /// (`phimon_alerts_sent_total{outcome="dropped"}`) and a record the
+    /// disk refused (`phimon_alert_enqueue_failures_total`).
     pub fn record_enqueue(&self, report: &EnqueueReport) {
         for webhook in &report.dropped {
             self.alerts_sent
                 .with_label_values(&[webhook, outcome::DROPPED])
                 .inc();
         }
+        if report.not_durable.is_some() {
+            self.alert_enqueue_failures.inc();
+        }
+    }
+
+    /// Counts an event that could not be queued at all
+    /// (`phimon_alert_enqueue_failures_total`).
+    pub fn record_enqueue_failure(&self) {
+        self.alert_enqueue_failures.inc();
+    }
+
+    /// The outbox could not be opened: no page is sent. `/readyz` says so.
+    pub fn set_outbox_unusable(&self, reason: impl Into<String>) {
+        if let Ok(mut slot) = self.outbox_unusable.lock() {
+            *slot = Some(reason.into());
+        }
+    }
+
+    /// What keeps paging from working right now, for `/readyz`: no
+    /// outbox, or pages held in memory only because the disk refuses
+    /// them. Empty when paging is healthy.
+    pub fn paging_problems(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        if let Some(why) = self.outbox_unusable.lock().ok().and_then(|s| s.clone()) {
+            out.push(format!("alert outbox unusable, pages are not sent: {why}"));
+        }
+        let outbox = self.outbox.lock().ok().and_then(|o| o.clone());
+        if let Some(outbox) = outbox {
+            let n = outbox.unsaved();
+            if n > 0 {
+                out.push(format!(
+                    "alert outbox cannot write to disk, {n} page(s) held in memory only: {}",
+                    outbox.last_error().unwrap_or_default()
+                ));
+            }
+        }
+        out
     }
 
     /// Reads the outbox's backlog at every scrape.
@@ -348,6 +579,8 @@ impl Metrics {
                 .and_then(|t| SystemTime::now().duration_since(t).ok())
                 .map_or(0.0, |d| d.as_secs_f64());
             self.outbox_oldest_age.set(age);
+            self.outbox_unsaved
+                .set(i64::try_from(outbox.unsaved()).unwrap_or(i64::MAX));
         }
         self.registry.gather()
     }
@@ -536,5 +769,30 @@ impl Collector for PeerCollector {
             out.extend(c.collect());
         }
         out
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use phimon_alert::{AlertRecord, EventKind, Scope};
+
+    /// A suspected page.
+    pub(crate) fn record() -> AlertRecord {
+        AlertRecord {
+            incident_id: "inc".into(),
+            event_id: "ev".into(),
+            event: EventKind::Suspected,
+            scope: Scope::Node,
+            cluster: "c".into(),
+            node_id: "node-2".into(),
+            nodes: vec!["node-2".into()],
+            observer: "node-1".into(),
+            generation: 1,
+            phi: 9.0,
+            threshold: 8.0,
+            at_unix_ms: 1_700_000_000_000,
+            started_unix_ms: 1_700_000_000_000,
+            evidence: None,
+        }
     }
 }

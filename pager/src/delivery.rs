@@ -1,6 +1,6 @@
-//! Webhook delivery: one task per webhook drains its outbox queue in
-//! order, retrying with exponential backoff and jitter while the receiver
-//! is down.
+//! Webhook delivery: one task per webhook drains its outbox queue
+//! (urgent pages first, each priority in order), retrying with
+//! exponential backoff and jitter while the receiver is down.
 //!
 //! A record leaves the queue only when its receiver accepted it (2xx),
 //! refused it for good (a 4xx other than 408 and 429), or it cannot be
@@ -11,7 +11,7 @@
 //! them to `phimon_alerts_sent_total{webhook, outcome}` and
 //! `phimon_alert_delivery_latency_seconds{webhook}`).
 
-use crate::outbox::Outbox;
+use crate::outbox::{Outbox, Priority};
 use crate::webhook::{Rendered, Webhook, redact_url, render};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
@@ -307,9 +307,22 @@ impl Worker {
                         .unwrap_or_else(|| self.backoff.delay(failures, &mut self.rng))
                         .min(self.backoff.max);
                     tracing::warn!(webhook = %self.webhook.name, url = %redact_url(&self.webhook.url), outcome = %result.1, failures, retry_in_ms = delay.as_millis() as u64, "alert delivery failed; will retry");
-                    tokio::select! {
-                        _ = tokio::time::sleep(delay) => {}
-                        _ = self.stopped.changed() => return,
+                    // A routine page waiting for its retry must not hold
+                    // back an urgent one enqueued meanwhile: that one is
+                    // tried at once (the outbox hands out urgent pages
+                    // first).
+                    let routine = Priority::of(&entry.record) == Priority::Routine;
+                    let until = tokio::time::Instant::now() + delay;
+                    loop {
+                        tokio::select! {
+                            _ = tokio::time::sleep_until(until) => break,
+                            _ = notify.notified(), if routine => {
+                                if self.outbox.peek(&self.webhook.name).is_some_and(|(s, _)| s != seq) {
+                                    break;
+                                }
+                            }
+                            _ = self.stopped.changed() => return,
+                        }
                     }
                 }
             }

@@ -5,9 +5,11 @@
 //!   `alertmanager`, `pagerduty`, `slack`) rendered from an
 //!   [`AlertRecord`](phimon_alert::AlertRecord) by the pure [`render`];
 //!   [`Secret`] never prints.
-//! - [`Outbox`]: the durable, per-webhook, ordered queue in
-//!   `data_dir/outbox` (write, fsync, rename; torn records are detected
-//!   and skipped at start-up).
+//! - [`Outbox`]: the durable, per-webhook queue in `data_dir/outbox`
+//!   (write, fsync, rename, all-or-nothing across webhooks; urgent pages
+//!   delivered first and dropped last; records the disk refused are held
+//!   in memory until it accepts them; torn or unreadable records are set
+//!   aside at start-up, never fatal).
 //! - [`Delivery`]: the tokio workers that drain it, one per webhook, with
 //!   [`Backoff`] and jitter; they report outcomes to a
 //!   [`DeliveryMetrics`].
@@ -18,9 +20,10 @@
 //! themselves (phimon-exporter implements [`DeliveryMetrics`]), config
 //! parsing, and the wiring, which `phimon run` does: open the outbox with
 //! every webhook name, build each [`Webhook`] (secrets loaded once),
-//! [`Delivery::spawn`], `outbox.enqueue` each event's record, and
-//! `delivery.shutdown().await` on exit (undelivered records stay on disk
-//! for the next start).
+//! [`Delivery::spawn`], `outbox.enqueue` each event's record (and
+//! `outbox.persist_unsaved()` now and then while `outbox.unsaved() > 0`),
+//! and `delivery.shutdown().await` on exit (undelivered records stay on
+//! disk for the next start).
 
 mod config;
 pub mod delivery;
@@ -29,5 +32,5 @@ pub mod webhook;
 
 pub use config::WebhookConfig;
 pub use delivery::{Backoff, Delivery, DeliveryError, DeliveryMetrics, outcome};
-pub use outbox::{Outbox, OutboxEntry, OutboxError, OutboxLimits};
+pub use outbox::{Outbox, OutboxEntry, OutboxError, OutboxLimits, Priority};
 pub use webhook::{RenderError, Rendered, Secret, SecretError, Webhook, WebhookRequest, render};

@@ -419,9 +419,31 @@ fn slack_text(record: &AlertRecord) -> String {
     };
     format!(
         "{icon} {} (incident `{}`)",
-        record.summary(),
-        record.incident_id
+        slack_escape(&record.summary()),
+        slack_escape(&record.incident_id)
     )
+}
+
+/// Text made inert for Slack's `mrkdwn`: `&`, `<` and `>` become
+/// entities (Slack's own escaping rule), so no `<!channel>` mention,
+/// `<@U…>` ping or `<url|label>` link can come out of a node id, a
+/// cluster name or anything else a record carries; control characters
+/// (newlines included) become spaces, so a name cannot start a line of
+/// its own. Node ids are restricted to a safe character set already
+/// (`NodeId::check`); this holds for any text whatever its origin (an
+/// outbox record written by an older version, the cluster name).
+pub fn slack_escape(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            c if c.is_control() => out.push(' '),
+            c => out.push(c),
+        }
+    }
+    out
 }
 
 #[cfg(test)]
@@ -589,6 +611,26 @@ mod tests {
         let text = v["text"].as_str().unwrap();
         assert!(text.contains("node-7 is suspected down"), "{text}");
         assert!(text.contains("inc_0123"));
+    }
+
+    #[test]
+    fn slack_text_cannot_mention_link_or_break_lines() {
+        let mut r = record(EventKind::Suspected);
+        r.cluster = "prod <!channel> & <https://evil.example|click>".into();
+        r.node_id = "<!here>\n<@U123>".into();
+        r.observer = "x>y".into();
+        let v = body(&render(&hook(WebhookFormat::Slack, None), &r, 0).unwrap());
+        let text = v["text"].as_str().unwrap();
+        for bad in ["<!", "<@", "<http", "|click>", "\n"] {
+            assert!(!text.contains(bad), "{bad:?} in {text:?}");
+        }
+        assert!(
+            text.contains("&lt;!channel&gt; &amp; &lt;https://evil.example|click&gt;"),
+            "{text}"
+        );
+        assert!(text.contains("&lt;!here&gt; &lt;@U123&gt;"), "{text}");
+        assert!(text.contains("x&gt;y"), "{text}");
+        assert_eq!(slack_escape("node-7.eu_west"), "node-7.eu_west");
     }
 
     #[test]

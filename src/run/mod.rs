@@ -19,6 +19,7 @@
 mod auth;
 mod generation;
 mod health;
+mod paging;
 mod record;
 mod snapshot;
 mod wiring;
@@ -28,7 +29,7 @@ use anyhow::Context as _;
 use phimon_alert::AlertRecord;
 use phimon_config::Config;
 use phimon_detector::Timestamp;
-use phimon_exporter::{HttpState, IntervalHistogram, Metrics, SharedSnapshot};
+use phimon_exporter::{HttpLimits, HttpState, IntervalHistogram, Metrics, SharedSnapshot};
 use phimon_gossip::wire::Channel as FrameChannel;
 use phimon_gossip::{Event, NodeId, Status};
 use phimon_node::Node;
@@ -95,7 +96,7 @@ struct Sidecar {
     node: Node,
     transport: Transport,
     inbox: mpsc::Receiver<Received>,
-    outbox: Option<Outbox>,
+    paging: paging::Paging,
     delivery: Option<Delivery>,
     metrics: Arc<Metrics>,
     snapshot: SharedSnapshot,
@@ -106,6 +107,7 @@ struct Sidecar {
     /// Interval quantiles of the peers this node observes (`/v1/peers`).
     histograms: HashMap<NodeId, (Option<Timestamp>, IntervalHistogram)>,
     transport_seen: wiring::TransportCounters,
+    gossip_seen: wiring::GossipCounters,
     recorder: Option<record::ArrivalRecorder>,
     /// Reused for every frame encoded: no allocation per heartbeat.
     buf: Vec<u8>,
@@ -230,25 +232,27 @@ impl Sidecar {
                 }
                 Err(e) => {
                     data_dir_ok.set(0);
+                    metrics.set_outbox_unusable(e.to_string());
                     tracing::error!("alert outbox unusable, pages will NOT be sent: {e}");
                     (None, None)
                 }
             };
+        let paging = paging::Paging::new(outbox, metrics.clone(), data_dir_ok, problems.is_empty());
 
         let listener = tokio::net::TcpListener::bind(config.http.listen)
             .await
             .with_context(|| format!("cannot listen on http.listen {}", config.http.listen))?;
         let (refresh_tx, refresh) = mpsc::channel(64);
-        let app = phimon_exporter::router(HttpState {
+        let http = HttpState {
             snapshot: snapshot.clone(),
             metrics: metrics.clone(),
             refresh: Some(refresh_tx),
-        });
-        tokio::spawn(async move {
-            if let Err(e) = axum::serve(listener, app).await {
-                tracing::error!("HTTP server stopped: {e}");
-            }
-        });
+        };
+        tokio::spawn(phimon_exporter::serve(
+            listener,
+            http,
+            HttpLimits::default(),
+        ));
 
         // Late by more than half an interval (at least 250 ms, at most
         // 2 s): a heartbeat deadline is never further away than that.
@@ -260,7 +264,7 @@ impl Sidecar {
             node,
             transport,
             inbox,
-            outbox,
+            paging,
             delivery,
             metrics,
             snapshot,
@@ -269,6 +273,7 @@ impl Sidecar {
             armed: None,
             histograms: HashMap::new(),
             transport_seen: Default::default(),
+            gossip_seen: Default::default(),
             recorder,
             buf: Vec::with_capacity(2048),
         })
@@ -399,14 +404,9 @@ impl Sidecar {
             self.metrics.record_event(&ev);
             let record = AlertRecord::from_event(&ev, now, SystemTime::now());
             tracing::warn!("alert: {}", record.summary());
-            match &self.outbox {
-                Some(outbox) => match outbox.enqueue(&record, SystemTime::now()) {
-                    Ok(report) => self.metrics.record_enqueue(&report),
-                    Err(e) => tracing::error!("alert could not be made durable, it is lost: {e}"),
-                },
-                None => tracing::error!("no usable outbox: alert not delivered"),
-            }
+            self.paging.enqueue(&record);
         }
+        self.paging.retry();
         while let Some(event) = self.node.poll_event() {
             self.on_event(now, event);
         }
@@ -522,6 +522,9 @@ impl Sidecar {
         phimon_exporter::snapshot::publish(&self.snapshot, snap);
         self.transport_seen
             .update(&self.metrics, &self.transport.snapshot());
+        self.gossip_seen
+            .update(&self.metrics, self.node.gossip().stats());
+        wiring::set_cert_expiry(&self.metrics, self.transport.cert_not_after());
     }
 
     /// Leaves gracefully: announce `leaving` then `left`, let it spread

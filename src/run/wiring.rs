@@ -1,14 +1,15 @@
 //! Mapping the configuration onto each crate's settings, and metrics that
-//! mirror counters kept elsewhere (the transport).
+//! mirror counters kept elsewhere (the transport, the protocol core).
 
 use phimon_config::{Config, WebhookSection};
 use phimon_exporter::{ExportConfig, Metrics};
-use phimon_gossip::GossipConfig;
+use phimon_gossip::{GossipConfig, GossipStats};
 use phimon_node::{AlertConfig, NodeConfig};
 use phimon_pager::WebhookConfig;
 use phimon_transport::{StatsSnapshot, TransportConfig};
 use prometheus::IntGauge;
 use std::net::{IpAddr, SocketAddr, UdpSocket};
+use std::time::{SystemTime, UNIX_EPOCH};
 
 /// Largest reliable message. The transport accepts a little more, so a
 /// full message always fits.
@@ -151,12 +152,93 @@ impl TransportCounters {
             now.bytes_in + now.datagram_bytes_in,
             prev.bytes_in + prev.datagram_bytes_in,
         ));
-        m.auth_failures
-            .inc_by(grew(now.auth_failures, prev.auth_failures));
+        for (reason, n) in &now.auth_failures_by_reason {
+            let before = prev
+                .auth_failures_by_reason
+                .iter()
+                .find(|(r, _)| r == reason)
+                .map_or(0, |(_, n)| *n);
+            m.auth_failures
+                .with_label_values(&[reason.as_str()])
+                .inc_by(grew(*n, before));
+        }
+        for (reason, n) in &now.refusals_by_reason {
+            m.transport_handshakes_refused
+                .with_label_values(&[reason.as_str()])
+                .inc_by(grew(*n, prev.refusals(*reason)));
+        }
         m.decode_errors
             .inc_by(grew(now.frame_too_large, prev.frame_too_large));
+        m.transport_handshake_failures
+            .inc_by(grew(now.handshake_failures, prev.handshake_failures));
+        m.transport_send_dropped
+            .inc_by(grew(now.send_dropped, prev.send_dropped));
+        m.transport_receive_dropped
+            .inc_by(grew(now.receive_dropped, prev.receive_dropped));
+        m.transport_message_timeouts
+            .inc_by(grew(now.stream_timeouts, prev.stream_timeouts));
+        m.transport_connections_closed_on_reload
+            .inc_by(grew(now.closed_on_reload, prev.closed_on_reload));
         m.connections_open
             .set(i64::try_from(now.connections_open).unwrap_or(i64::MAX));
+        m.transport_handshakes_in_progress
+            .set(i64::try_from(now.handshakes_in_progress).unwrap_or(i64::MAX));
         self.last = Some(now.clone());
     }
+}
+
+/// Mirrors the protocol core's counters (records refused by reason,
+/// heartbeats not recorded) into the Prometheus metrics, like
+/// [`TransportCounters`].
+#[derive(Default)]
+pub struct GossipCounters {
+    last: GossipStats,
+}
+
+impl GossipCounters {
+    /// Publishes the growth since the last call.
+    pub fn update(&mut self, m: &Metrics, now: &GossipStats) {
+        let prev = &self.last;
+        let grew = |a: u64, b: u64| a.saturating_sub(b);
+        m.records
+            .with_label_values(&["accepted"])
+            .inc_by(grew(now.records_accepted, prev.records_accepted));
+        m.records
+            .with_label_values(&["known"])
+            .inc_by(grew(now.records_known, prev.records_known));
+        for (reason, n) in &now.records_rejected {
+            let before = prev.records_rejected.get(reason).copied().unwrap_or(0);
+            m.records_rejected
+                .with_label_values(&[reason])
+                .inc_by(grew(*n, before));
+        }
+        for (reason, n, before) in [
+            (
+                "unexpected",
+                now.heartbeats_unexpected,
+                prev.heartbeats_unexpected,
+            ),
+            ("stale", now.heartbeats_stale, prev.heartbeats_stale),
+            (
+                "reordered",
+                now.heartbeats_reordered,
+                prev.heartbeats_reordered,
+            ),
+        ] {
+            m.heartbeats_refused
+                .with_label_values(&[reason])
+                .inc_by(grew(n, before));
+        }
+        self.last = now.clone();
+    }
+}
+
+/// `phimon_tls_cert_expiry_timestamp_seconds` from the certificate the
+/// transport uses now (reloads included).
+pub fn set_cert_expiry(m: &Metrics, not_after: SystemTime) {
+    let secs = match not_after.duration_since(UNIX_EPOCH) {
+        Ok(d) => d.as_secs_f64(),
+        Err(e) => -e.duration().as_secs_f64(),
+    };
+    m.tls_cert_expiry.set(secs);
 }

@@ -127,3 +127,54 @@ fn broken_configs_name_the_key_and_exit_2() {
     }
     assert!(err.contains("not a regular file"), "{err}");
 }
+
+/// Webhook URLs are credentials (Slack's path token, user info, query
+/// tokens): neither `phimon check-config` nor `phimon run` prints them,
+/// whatever the error, while the key path and the host still say where
+/// the problem is.
+#[test]
+fn config_errors_never_print_webhook_credentials() {
+    let dir = tempfile::tempdir().unwrap();
+    let f = files(dir.path());
+    let env: Vec<(&str, &Path)> = f.iter().map(|(k, p)| (*k, p.as_path())).collect();
+    const SECRETS: [&str; 4] = ["T0SECRET", "B0SECRET", "XXTOKENXX", "hunter2"];
+    let cases = [
+        // Validation: plain http, wrong scheme, schemeless.
+        "[[alert.webhook]]\nname = \"a\"\nurl = \"http://bob:hunter2@hooks.slack.com/services/T0SECRET/B0SECRET/XXTOKENXX\"\nformat = \"slack\"\n",
+        "[[alert.webhook]]\nname = \"a\"\nurl = \"ftp://hooks.slack.com/services/T0SECRET/B0SECRET/XXTOKENXX?k=hunter2\"\nformat = \"slack\"\n",
+        "[[alert.webhook]]\nname = \"a\"\nurl = \"hooks.slack.com/services/T0SECRET/B0SECRET/XXTOKENXX\"\nformat = \"slack\"\n",
+        // Syntax errors, whose message quotes the line.
+        "[[alert.webhook]]\nname = \"a\"\nurl = https://hooks.slack.com/services/T0SECRET/B0SECRET/XXTOKENXX\n",
+        "[[alert.webhook]]\nname = \"a\"\nurl = \"https://bob:hunter2@hooks.slack.com/services/T0SECRET/B0SECRET/XXTOKENXX\" junk\n",
+        // A type error next to it.
+        "[[alert.webhook]]\nname = \"a\"\nurl = [\"https://hooks.slack.com/services/T0SECRET/B0SECRET/XXTOKENXX\"]\n",
+    ];
+    for (i, body) in cases.iter().enumerate() {
+        let cfg = dir.path().join(format!("secret{i}.toml"));
+        std::fs::write(&cfg, format!("[node]\nid = \"a\"\n{body}")).unwrap();
+        for command in ["check-config", "run"] {
+            let mut c = Command::new(env!("CARGO_BIN_EXE_phimon"));
+            c.args([command, "--config"]).arg(&cfg);
+            for (k, v) in &env {
+                c.env(k, v);
+            }
+            let out = c.output().unwrap();
+            let printed = format!(
+                "{}{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            );
+            assert_eq!(out.status.code(), Some(2), "{command} case {i}: {printed}");
+            for s in SECRETS {
+                assert!(
+                    !printed.contains(s),
+                    "{command} case {i} prints {s}: {printed}"
+                );
+            }
+            assert!(
+                printed.contains("alert.webhook") || printed.contains("line 5"),
+                "{command} case {i} does not say where: {printed}"
+            );
+        }
+    }
+}

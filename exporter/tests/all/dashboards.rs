@@ -137,8 +137,14 @@ fn dashboard_expressions_are_valid_promql_and_name_real_metrics() {
         .filter_map(|l| l.split_whitespace().next())
         .map(str::to_string)
         .collect();
-    // Families without samples in an empty node (per-peer gauges).
-    for extra in ["phimon_peer_phi", "phimon_peer_suspected"] {
+    // Families without samples in an empty node (per-peer gauges, and the
+    // transport's reasons, which the runtime creates).
+    for extra in [
+        "phimon_peer_phi",
+        "phimon_peer_suspected",
+        "phimon_auth_failures_total",
+        "phimon_transport_handshakes_refused_total",
+    ] {
         known.insert(extra.to_string());
     }
     let recording =

@@ -189,7 +189,6 @@ fn state(peers: Vec<PeerInfo>, joined: bool, export_all: bool) -> HttpState {
     );
     let export = ExportConfig {
         export_all_peers: export_all,
-        ..ExportConfig::default()
     };
     let metrics = Arc::new(Metrics::new("0.1.0", export, snapshot.clone()).unwrap());
     HttpState {

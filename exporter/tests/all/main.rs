@@ -7,4 +7,5 @@
 mod dashboards;
 mod fuzz_http;
 mod promtool;
+mod serve;
 mod writers;

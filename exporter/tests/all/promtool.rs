@@ -32,7 +32,6 @@ fn node(n: usize, me: usize, export_all: bool) -> Metrics {
     let snapshot: SharedSnapshot = Arc::new(RwLock::new(NodeSnapshot::default()));
     let export = ExportConfig {
         export_all_peers: export_all,
-        ..ExportConfig::default()
     };
     let m = Metrics::new("0.1.0", export, snapshot.clone()).unwrap();
     m.add_webhook("oncall");

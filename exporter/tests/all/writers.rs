@@ -67,6 +67,7 @@ fn a_full_queue_counts_a_dropped_page() {
     let m = metrics();
     m.record_enqueue(&EnqueueReport {
         dropped: vec!["oncall".into()],
+        ..EnqueueReport::default()
     });
     assert_eq!(
         sample(

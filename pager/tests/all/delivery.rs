@@ -231,11 +231,13 @@ async fn receiver_outage_across_a_sender_restart_loses_nothing() {
     wait_for("all six", || sink.got.lock().unwrap().len() >= 6).await;
     let got = sink.got.lock().unwrap().clone();
     let ids: Vec<&str> = got.iter().map(|r| r.webhook_id.as_str()).collect();
-    assert_eq!(ids, ["msg_0", "msg_1", "msg_2", "msg_3", "msg_4", "msg_5"]);
+    // Urgent pages first, in order (each incident's events keep theirs),
+    // then the routine `restarted` page.
+    assert_eq!(ids, ["msg_0", "msg_1", "msg_3", "msg_4", "msg_5", "msg_2"]);
     assert!(got.iter().all(|r| r.signature_ok), "{got:?}");
     assert!(got.iter().all(|r| r.path == "/hook"));
-    assert_eq!(got[3].body["event"], "recovered");
-    assert_eq!(got[3].body["incident_id"], "a");
+    assert_eq!(got[2].body["event"], "recovered");
+    assert_eq!(got[2].body["incident_id"], "a");
     wait_for("outbox drained", || outbox.pending() == 0).await;
     assert_eq!(sent(&m, "delivered"), 6);
     let delivered = m.delivered.lock().unwrap().clone();
@@ -269,6 +271,51 @@ async fn delivery_latency_includes_the_receivers_answer() {
         delivered[0].1 >= Duration::from_millis(400),
         "latency {:?} leaves out the receiver's 400 ms",
         delivered[0].1
+    );
+    d.shutdown().await;
+    let _ = stop.send(());
+}
+
+#[tokio::test]
+async fn a_suspected_page_overtakes_a_restarted_page_waiting_for_its_retry() {
+    let dir = tempfile::tempdir().unwrap();
+    let addr = free_addr();
+    let sink = Sink::default();
+    // The receiver refuses the first attempt (a rate limit), then accepts.
+    sink.script.lock().unwrap().extend([429]);
+    let stop = serve(addr, sink.clone()).await;
+    let (outbox, _) = open_outbox(dir.path());
+    let m = metrics();
+    // Slow retries: the restarted page waits 5-10 s for its next try.
+    let d = Delivery::spawn(
+        outbox.clone(),
+        vec![webhook(addr, WebhookFormat::Generic)],
+        Some(m.clone() as Arc<dyn DeliveryMetrics>),
+        Backoff {
+            initial: Duration::from_secs(10),
+            max: Duration::from_secs(10),
+        },
+        4,
+    )
+    .unwrap();
+    outbox
+        .enqueue(&record(0, "r", EventKind::Restarted), SystemTime::now())
+        .unwrap();
+    wait_for("the first refusal", || sent(&m, "failed") >= 1).await;
+    let t = Instant::now();
+    outbox
+        .enqueue(&record(1, "s", EventKind::Suspected), SystemTime::now())
+        .unwrap();
+    wait_for("the suspected page", || {
+        !sink.got.lock().unwrap().is_empty()
+    })
+    .await;
+    let waited = t.elapsed();
+    let got = sink.got.lock().unwrap().clone();
+    assert_eq!(got[0].webhook_id, "msg_1", "{got:?}");
+    assert!(waited < Duration::from_secs(2), "held back {waited:?}");
+    println!(
+        "suspected page delivered {waited:?} after enqueue, ahead of a restarted page in backoff"
     );
     d.shutdown().await;
     let _ = stop.send(());
