@@ -16,8 +16,7 @@ mod deploy_files;
 mod docs;
 mod eval_cli;
 mod faults;
-// TEMP: rewritten for wire v3 below
-// mod hostile;
+mod hostile;
 mod metrics;
 mod real_components;
 mod record;
