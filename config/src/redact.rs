@@ -67,9 +67,13 @@ fn redact_line(line: &str) -> String {
     let mut out = String::with_capacity(line.len());
     let mut rest = line;
     while let Some(at) = rest.find("://") {
+        // The scheme starts after the last character that cannot be in
+        // one (which may be several bytes long).
         let scheme_start = rest[..at]
-            .rfind(|c: char| !(c.is_ascii_alphanumeric() || matches!(c, '+' | '-' | '.')))
-            .map_or(0, |i| i + 1);
+            .char_indices()
+            .rev()
+            .find(|(_, c)| !(c.is_ascii_alphanumeric() || matches!(c, '+' | '-' | '.')))
+            .map_or(0, |(i, c)| i + c.len_utf8());
         let end = rest[at..].find(ends_url).map_or(rest.len(), |e| at + e);
         out.push_str(&rest[..scheme_start]);
         out.push_str(&redact_url(&rest[scheme_start..end]));
@@ -101,6 +105,12 @@ mod tests {
         ] {
             assert_eq!(redact_url(url), want, "{url}");
         }
+    }
+
+    #[test]
+    fn a_multibyte_character_before_a_scheme_is_kept_whole() {
+        assert_eq!(redact_text("¥¥g¯://h/secret"), "¥¥g¯://h/…");
+        assert_eq!(redact_text("¯https://h/secret"), "¯https://h/…");
     }
 
     #[test]
