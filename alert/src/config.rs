@@ -21,6 +21,11 @@ pub struct AlertConfig {
     /// Simultaneously confirmed suspects from which the fleet is in a mass
     /// failure and pages once, as a group (default 3, at least 2).
     pub mass_failure_min: usize,
+    /// Suspects confirmed within this long of the latest of them failed
+    /// together (default 10 s: the spread of detection times of nodes
+    /// that died at the same moment). A node confirmed later than that
+    /// after the others is paged on its own, even while they stay down.
+    pub mass_failure_window: Duration,
     /// Least time between two `restarted` pages about one node (default
     /// 10 min): a node in a crash loop pages once, not once per restart.
     pub restart_page_interval: Duration,
@@ -39,6 +44,7 @@ impl Default for AlertConfig {
             threshold: 8.0,
             group_wait: Duration::from_secs(1),
             mass_failure_min: 3,
+            mass_failure_window: Duration::from_secs(10),
             restart_page_interval: Duration::from_secs(600),
             rank_delay: Duration::from_secs(1),
         }

@@ -198,6 +198,10 @@ struct Group {
     started: Timestamp,
     members: Vec<String>,
     seq: u32,
+    /// The latest confirmation among its members: a node confirmed within
+    /// `mass_failure_window` of it joins the group, a later one is paged
+    /// alone.
+    last: Timestamp,
 }
 
 /// Turns fleet statuses into pages: one per incident fleet-wide.
@@ -232,8 +236,9 @@ struct Group {
 ///   `restart_page_interval` per node, by its first observer.
 /// - When this node is isolated it pages about itself (`Partition`, with
 ///   the incident id the fleet uses for it) and about nobody else.
-/// - When at least `mass_failure_min` nodes are confirmed at once, the
-///   group leader pages once for all of them instead.
+/// - When at least `mass_failure_min` nodes are confirmed within
+///   `mass_failure_window` of each other, the group leader pages once for
+///   all of them instead; a node confirmed later is paged on its own.
 /// - While degraded (this node stalled) no new page is sent.
 #[derive(Debug)]
 pub struct AlertEngine {
@@ -422,7 +427,11 @@ impl AlertEngine {
         if node == self.self_id {
             return;
         }
-        let mut announce = announcer && !self.quiet() && self.group.is_none();
+        let grouped = self
+            .group
+            .as_ref()
+            .is_some_and(|g| g.members.iter().any(|m| m == node));
+        let mut announce = announcer && !self.quiet() && !grouped;
         if let Some(s) = self.subjects.get_mut(node) {
             s.generation = new_generation;
             if s.confirmed_since.take().is_some() {
@@ -544,17 +553,23 @@ impl AlertEngine {
             .filter(|(_, s)| s.confirmed_since.is_some())
             .map(|(id, _)| id.clone())
             .collect();
-        let mass = confirmed.len() >= self.config.mass_failure_min.max(2);
-        self.group_pages(now, &confirmed, mass);
-        if self.quiet() || mass || self.group.is_some() {
+        let burst = self.burst();
+        let mass = burst.len() >= self.config.mass_failure_min.max(2);
+        self.group_pages(now, &confirmed, &burst, mass);
+        if self.quiet() {
             return;
         }
+        let grouped = |id: &String| {
+            (mass && burst.contains(id))
+                || self.group.as_ref().is_some_and(|g| g.members.contains(id))
+        };
         let due: Vec<String> = self
             .subjects
             .iter()
             .filter(|(_, s)| s.pager && s.held.is_none())
             .filter(|(_, s)| s.due(&self.config).is_some_and(|t| now >= t))
             .map(|(id, _)| id.clone())
+            .filter(|id| !grouped(id))
             .collect();
         for id in due {
             let Some(s) = self.subjects.get(&id) else {
@@ -584,7 +599,28 @@ impl AlertEngine {
         }
     }
 
-    fn group_pages(&mut self, now: Timestamp, confirmed: &[String], mass: bool) {
+    /// The nodes that fail together now: confirmed, not paged alone by
+    /// this node, and confirmed within `mass_failure_window` of the latest
+    /// of them
+    /// (nodes confirmed long ago were paged alone, by this node or
+    /// another, and do not make a later failure a mass one).
+    fn burst(&self) -> Vec<String> {
+        let open = || {
+            self.subjects
+                .iter()
+                .filter(|(_, s)| s.held.is_none())
+                .filter_map(|(id, s)| Some((id, s.confirmed_since?)))
+        };
+        let Some(latest) = open().map(|(_, t)| t).max() else {
+            return Vec::new();
+        };
+        open()
+            .filter(|(_, t)| *t + self.config.mass_failure_window >= latest)
+            .map(|(id, _)| id.clone())
+            .collect()
+    }
+
+    fn group_pages(&mut self, now: Timestamp, confirmed: &[String], burst: &[String], mass: bool) {
         let max_phi = |members: &[String], subjects: &BTreeMap<String, Subject>| {
             members
                 .iter()
@@ -608,12 +644,25 @@ impl AlertEngine {
                 self.events.push_back(ev);
                 return;
             }
+            // Nodes confirmed while the group's failure still unfolds
+            // join it; later ones are paged on their own.
+            let joins = |id: &String| {
+                self.subjects.get(id).is_some_and(|s| {
+                    s.held.is_none()
+                        && s.confirmed_since
+                            .is_some_and(|t| t <= g.last + self.config.mass_failure_window)
+                })
+            };
             let new: Vec<String> = confirmed
                 .iter()
-                .filter(|c| !g.members.contains(c))
+                .filter(|c| !g.members.contains(c) && joins(c))
                 .cloned()
                 .collect();
             if !new.is_empty() && !self.quiet() {
+                g.last = new
+                    .iter()
+                    .filter_map(|id| self.subjects.get(id).and_then(|s| s.confirmed_since))
+                    .fold(g.last, Timestamp::max);
                 g.members.extend(new);
                 g.members.sort();
                 g.seq += 1;
@@ -637,7 +686,7 @@ impl AlertEngine {
         if !mass || self.quiet() || !self.group_leader {
             return;
         }
-        let since = confirmed
+        let since = burst
             .iter()
             .filter_map(|c| self.subjects.get(c).and_then(|s| s.confirmed_since))
             .max()
@@ -645,7 +694,7 @@ impl AlertEngine {
         if now < since + self.config.group_wait {
             return;
         }
-        let mut members = confirmed.to_vec();
+        let mut members = burst.to_vec();
         members.sort();
         let mut parts: Vec<&[u8]> = vec![b"group", self.config.cluster.as_bytes()];
         parts.extend(members.iter().map(|m| m.as_bytes()));
@@ -667,6 +716,7 @@ impl AlertEngine {
             started: since,
             members,
             seq: 0,
+            last: since,
         });
     }
 
@@ -811,6 +861,42 @@ mod tests {
         let ev = drain(&mut e);
         assert_eq!(ev.len(), 1);
         assert_eq!(ev[0].kind, EventKind::Recovered);
+    }
+
+    #[test]
+    fn failures_far_apart_are_paged_alone_even_while_others_stay_down() {
+        let mut e = engine();
+        e.set_group_leader(true);
+        // Two nodes died an hour apart and stay down; this node paged
+        // them. A third death later is its own incident, not a group.
+        for (i, x) in ["a", "b", "c"].into_iter().enumerate() {
+            let t = i as u64 * 3_600_000;
+            e.handle_status(ms(t), update(x, Status::Suspected, true));
+            e.handle_timeout(ms(t + 1000));
+            let ev = drain(&mut e);
+            assert_eq!(ev.len(), 1, "{x}: {ev:?}");
+            assert_eq!((ev[0].scope, ev[0].subject.as_str()), (Scope::Node, x));
+        }
+        // The leader of a group does not fold a later death into it.
+        let mut e = engine();
+        e.set_group_leader(true);
+        for x in ["a", "b", "c"] {
+            e.handle_status(ms(0), update(x, Status::Suspected, false));
+        }
+        e.handle_timeout(ms(1000));
+        assert_eq!(drain(&mut e)[0].scope, Scope::Group);
+        // One confirmed within the window of the group's last joins it.
+        e.handle_status(ms(1000), update("e", Status::Suspected, true));
+        e.handle_timeout(ms(2000));
+        let ev = drain(&mut e);
+        assert_eq!(ev.len(), 1, "{ev:?}");
+        assert_eq!(ev[0].scope, Scope::Group);
+        assert_eq!(ev[0].nodes, vec!["a", "b", "c", "e"]);
+        e.handle_status(ms(60_000), update("d", Status::Suspected, true));
+        e.handle_timeout(ms(61_000));
+        let ev = drain(&mut e);
+        assert_eq!(ev.len(), 1, "{ev:?}");
+        assert_eq!((ev[0].scope, ev[0].subject.as_str()), (Scope::Node, "d"));
     }
 
     #[test]

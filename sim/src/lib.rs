@@ -252,7 +252,15 @@ pub fn run(cfg: &SimConfig) -> Report {
                     t.false_local += 1;
                 }
             }
-            Logged::Alert(a) if a.kind == phimon_node::EventKind::Suspected => t.pages += 1,
+            Logged::Alert(a) if a.kind == phimon_node::EventKind::Suspected => {
+                t.pages += 1;
+                if std::env::var_os("PHIMON_SIM_PAGES").is_some() {
+                    eprintln!(
+                        "page at {now} us by {}: {:?} {} {:?} gen {} incident {}",
+                        a.observer, a.scope, a.subject, a.nodes, a.generation, a.incident_id
+                    );
+                }
+            }
             _ => {}
         }
     });
