@@ -75,6 +75,14 @@ pub struct Metrics {
     /// `phimon_transport_send_dropped_total`: datagrams and messages not
     /// sent (queue full, peer unreachable or backing off).
     pub transport_send_dropped: IntCounter,
+    /// `phimon_transport_datagrams_dropped_total{reason}`: packets on the
+    /// datagram fast path refused before reaching the node
+    /// ([`DATAGRAM_DROP_REASONS`]): junk, forgeries and replays.
+    pub transport_datagrams_dropped: IntCounterVec,
+    /// `phimon_transport_fast_path_fallbacks_total`: connections whose
+    /// datagrams went back to QUIC because fast-path packets did not
+    /// arrive.
+    pub transport_fast_path_fallbacks: IntCounter,
     /// `phimon_transport_receive_dropped_total`: received frames dropped
     /// because the node fell behind.
     pub transport_receive_dropped: IntCounter,
@@ -160,6 +168,19 @@ pub const RECORD_REJECT_REASONS: [&str; 11] = [
 /// `stale` (an older generation of the sender), `reordered` (a repeated
 /// or out-of-order sequence number).
 pub const HEARTBEAT_REFUSE_REASONS: [&str; 3] = ["unexpected", "stale", "reordered"];
+
+/// Why a fast-path packet was dropped
+/// (`phimon_transport_datagrams_dropped_total{reason}`, the transport's
+/// `DatagramDrop` labels): `malformed`, `unknown_key` (no such key: noise,
+/// or a connection that ended), `wrong_source`, `bad_mac` (altered or
+/// forged), `replay`.
+pub const DATAGRAM_DROP_REASONS: [&str; 5] = [
+    "malformed",
+    "unknown_key",
+    "wrong_source",
+    "bad_mac",
+    "replay",
+];
 
 impl std::fmt::Debug for Metrics {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -310,6 +331,16 @@ impl Metrics {
         for reason in HEARTBEAT_REFUSE_REASONS {
             heartbeats_refused.with_label_values(&[reason]);
         }
+        let transport_datagrams_dropped: IntCounterVec = metric!(
+            &r,
+            IntCounterVec,
+            "phimon_transport_datagrams_dropped_total",
+            "Fast-path datagram packets dropped before reaching the node, by reason (junk, forged, replayed).",
+            &["reason"]
+        );
+        for reason in DATAGRAM_DROP_REASONS {
+            transport_datagrams_dropped.with_label_values(&[reason]);
+        }
         let http_connections_dropped: IntCounterVec = metric!(
             &r,
             IntCounterVec,
@@ -369,6 +400,13 @@ impl Metrics {
                 IntCounter,
                 "phimon_transport_send_dropped_total",
                 "Outgoing datagrams and messages dropped (dial queue full, peer unreachable or backing off, write failed)."
+            ),
+            transport_datagrams_dropped,
+            transport_fast_path_fallbacks: metric!(
+                &r,
+                IntCounter,
+                "phimon_transport_fast_path_fallbacks_total",
+                "Connections whose datagrams went back to QUIC because fast-path packets did not arrive."
             ),
             transport_receive_dropped: metric!(
                 &r,

@@ -167,6 +167,18 @@ impl TransportCounters {
                 .with_label_values(&[reason.as_str()])
                 .inc_by(grew(*n, prev.refusals(*reason)));
         }
+        for (reason, n) in &now.datagram_drops_by_reason {
+            let before = prev
+                .datagram_drops_by_reason
+                .iter()
+                .find(|(r, _)| r == reason)
+                .map_or(0, |(_, n)| *n);
+            m.transport_datagrams_dropped
+                .with_label_values(&[reason.as_str()])
+                .inc_by(grew(*n, before));
+        }
+        m.transport_fast_path_fallbacks
+            .inc_by(grew(now.fast_path_fallbacks, prev.fast_path_fallbacks));
         m.decode_errors
             .inc_by(grew(now.frame_too_large, prev.frame_too_large));
         m.transport_handshake_failures
@@ -241,4 +253,16 @@ pub fn set_cert_expiry(m: &Metrics, not_after: SystemTime) {
         Err(e) => -e.duration().as_secs_f64(),
     };
     m.tls_cert_expiry.set(secs);
+}
+
+#[cfg(test)]
+mod tests {
+    use phimon_exporter::metrics::DATAGRAM_DROP_REASONS;
+    use phimon_transport::DatagramDrop;
+
+    #[test]
+    fn every_fast_path_drop_reason_has_a_precreated_series() {
+        let labels: Vec<&str> = DatagramDrop::ALL.iter().map(|d| d.as_str()).collect();
+        assert_eq!(labels, DATAGRAM_DROP_REASONS);
+    }
 }
