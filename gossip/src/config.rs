@@ -17,7 +17,9 @@ pub struct GossipConfig {
     /// valid in another cluster (default `"default"`).
     pub cluster: String,
     /// Heartbeat period (default 1 s): every interval a node sends a
-    /// heartbeat to each of its observers and probes one random peer.
+    /// heartbeat to each of its observers; every 5 it probes the table of
+    /// one of its fingers (live members at ring distances 4, 8, 16, …),
+    /// every 10 one it does not count as live.
     pub interval: Duration,
     /// Peers a new record is pushed to at once (default 3; at least
     /// ln N + 1 in a fleet of N). Larger values spread news in fewer hops
@@ -55,9 +57,6 @@ pub struct GossipConfig {
     /// Emit [`Event::Heartbeat`](crate::Event::Heartbeat) for every
     /// recorded heartbeat (default true; simulators turn it off).
     pub heartbeat_events: bool,
-    /// Subjects that become suspected within this long of each other
-    /// count as going silent "at once" for isolation (default 30 s).
-    pub isolation_window: Duration,
 }
 
 impl Default for GossipConfig {
@@ -77,7 +76,6 @@ impl Default for GossipConfig {
             resolve_threshold: 4.0,
             for_: Duration::ZERO,
             heartbeat_events: true,
-            isolation_window: Duration::from_secs(30),
         }
     }
 }

@@ -19,10 +19,11 @@ use std::time::Duration;
 /// learn the same change, so it never waits for heartbeats that stopped.
 const TARGET_LINGER: u32 = 3;
 
-/// Every how many intervals a node probes a random live peer. Heartbeats
-/// already compare fingerprints with the observers every interval and
-/// news is pushed at once; random probes catch what both miss (views that
-/// drift apart along the ring) and cost a packet and its answer each.
+/// Every how many intervals a node probes one of its fingers (see
+/// [`Gossip::finger_peer`]). Heartbeats already compare fingerprints with
+/// the observers every interval and news is pushed at once; probes catch
+/// what both miss (views that drift apart along the ring) and cost a
+/// packet and its answer each.
 const PROBE_EVERY: u64 = 5;
 
 /// Every how many intervals a node also probes a member it does not count
@@ -672,6 +673,15 @@ impl Gossip {
         self.monitor.observer_stalled(to);
     }
 
+    /// Signs this node's record again at the next version, unchanged but
+    /// for the signature and credential: after its certificate or key was
+    /// replaced, so that peers hold a record with the new credential
+    /// before the old certificate expires or is revoked.
+    pub fn resign(&mut self) {
+        self.own_dirty = true;
+        self.force_own = true;
+    }
+
     /// Publishes `key = value` in this node's record.
     pub fn set_kv(&mut self, key: &str, value: &str) -> Result<(), GossipError> {
         let mut kv = self.me.kv.clone();
@@ -855,7 +865,7 @@ impl Gossip {
             return;
         }
         if self.round % PROBE_EVERY == 0 {
-            if let Some(peer) = self.random_live_peer(None) {
+            if let Some(peer) = self.finger_peer(self.round / PROBE_EVERY) {
                 self.outbox.push_back(Transmit {
                     to: peer,
                     frame: probe.clone(),
@@ -925,6 +935,33 @@ impl Gossip {
             node: Some(node.clone()),
             addr,
         }
+    }
+
+    /// The `nth` probe's peer: the first live member at ring distance
+    /// 2^j or more after this node, j cycling from the first distance past
+    /// the `k` observers (which heartbeats already compare with) up to
+    /// about N, as Chord's fingers. Views then mix in O(log N) hops, and
+    /// since the distances are fixed the same few connections stay warm:
+    /// a probe rarely costs a handshake, where a uniformly random peer
+    /// would almost always need one in a large fleet.
+    pub(crate) fn finger_peer(&self, nth: u64) -> Option<Peer> {
+        let n = self.table.len();
+        if n < 2 {
+            return None;
+        }
+        let first = (usize::BITS - self.cfg.observers.leading_zeros()).min(usize::BITS - 1);
+        let last = (usize::BITS - (n - 1).leading_zeros()).max(first + 1);
+        let j = first + (nth % u64::from(last - first)) as u32;
+        let me = self.table.self_index();
+        let start = (1usize << j) % n;
+        let live = |i: usize| {
+            let e = &self.table.entries()[i];
+            i != me && e.body().status == Declared::Alive && e.status != Status::Suspected
+        };
+        (0..n)
+            .map(|d| (me + start.max(1) + d) % n)
+            .find(|&i| live(i))
+            .map(|i| self.peer_at(i))
     }
 
     /// A uniformly random member that counts as live, not this node and

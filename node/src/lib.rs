@@ -169,6 +169,14 @@ impl Node {
         Ok(())
     }
 
+    /// Re-signs this node's record with the signer's current key (see
+    /// [`Gossip::resign`]).
+    pub fn resign(&mut self, now: Timestamp) {
+        self.gossip.resign();
+        self.gossip.handle_timeout(now);
+        self.after(now);
+    }
+
     /// Starts leaving gracefully.
     pub fn leave(&mut self, now: Timestamp) {
         self.gossip.leave(now);

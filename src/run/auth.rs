@@ -63,22 +63,44 @@ fn decode_chain(bytes: &[u8]) -> Result<Vec<&[u8]>, AuthError> {
     Ok(chain)
 }
 
-/// Signs this node's records with its certificate key.
+/// Signs this node's records with its certificate key. The key and
+/// chain are fetched for every signature, so records signed after a
+/// certificate reload carry the new ones.
 pub struct CertSigner {
+    current: Box<dyn Fn() -> Arc<RecordSigner> + Send>,
     signer: Arc<RecordSigner>,
     credential: Arc<[u8]>,
 }
 
 impl CertSigner {
-    /// The signer of the transport's current TLS material.
-    pub fn new(signer: Arc<RecordSigner>) -> Self {
+    /// A signer that asks `current` for the TLS material in force
+    /// (`Transport::record_signer`).
+    pub fn new(current: impl Fn() -> Arc<RecordSigner> + Send + 'static) -> Self {
+        let signer = current();
         let credential = Arc::from(encode_chain(signer.chain()));
-        CertSigner { signer, credential }
+        CertSigner {
+            current: Box::new(current),
+            signer,
+            credential,
+        }
+    }
+
+    /// Follows a reload: the credential is encoded again only when the
+    /// signer changed.
+    fn refresh(&mut self) {
+        let now = (self.current)();
+        if !Arc::ptr_eq(&now, &self.signer) {
+            self.credential = Arc::from(encode_chain(now.chain()));
+            self.signer = now;
+        }
     }
 }
 
 impl Signer for CertSigner {
     fn sign(&mut self, message: &[u8]) -> Result<Vec<u8>, AuthError> {
+        // The credential is read right after signing (Record::sign), so
+        // both come from the same material.
+        self.refresh();
         let sig = self
             .signer
             .sign(message)
@@ -164,6 +186,35 @@ impl Authority for CertAuthority {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use phimon_transport::tls::{DevCa, IssuedCert};
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+    use std::sync::Mutex;
+
+    fn record_signer(c: &IssuedCert) -> Arc<RecordSigner> {
+        let key = PrivateKeyDer::from_pem_slice(c.key_pem.as_bytes()).unwrap();
+        let cert = CertificateDer::from_pem_slice(c.cert_pem.as_bytes()).unwrap();
+        Arc::new(RecordSigner::new(&key, vec![cert], NodeId::from("node-1")).unwrap())
+    }
+
+    #[test]
+    fn records_signed_after_a_reload_carry_the_new_certificate() {
+        let ca = DevCa::generate("test", Duration::from_secs(3600)).unwrap();
+        let hour = Duration::from_secs(3600);
+        let old = record_signer(&ca.issue("node-1", "c", hour).unwrap());
+        let new = record_signer(&ca.issue("node-1", "c", hour).unwrap());
+        let slot = Arc::new(Mutex::new(old.clone()));
+        let mut signer = CertSigner::new({
+            let slot = slot.clone();
+            move || slot.lock().unwrap().clone()
+        });
+        signer.sign(b"body").unwrap();
+        assert_eq!(&*signer.credential(), &encode_chain(old.chain())[..]);
+        // The transport reloads its certificate.
+        *slot.lock().unwrap() = new.clone();
+        signer.sign(b"body").unwrap();
+        assert_eq!(&*signer.credential(), &encode_chain(new.chain())[..]);
+    }
 
     #[test]
     fn chains_round_trip_and_bad_ones_are_refused() {

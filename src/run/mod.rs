@@ -181,7 +181,7 @@ impl Sidecar {
             NodeId::new(config.node.id.clone()),
             self_address,
             generation,
-            Box::new(auth::CertSigner::new(transport.record_signer())),
+            Box::new(auth::CertSigner::new(transport.record_signer_source())),
             Box::new(auth::CertAuthority::new(transport.credential_verifier())),
             rand::random(),
             now,
@@ -329,9 +329,13 @@ impl Sidecar {
                 _ = term.recv() => break,
                 _ = int.recv() => break,
                 _ = hup.recv() => {
-                    self.wake();
+                    let now = self.wake();
                     match self.transport.reload_certs() {
-                        Ok(()) => tracing::info!("SIGHUP: certificates reloaded"),
+                        Ok(()) => {
+                            tracing::info!("SIGHUP: certificates reloaded");
+                            // Our record again, with the new credential.
+                            self.node.resign(now);
+                        }
                         Err(e) => tracing::error!("SIGHUP: certificate reload failed, keeping the old ones: {e}"),
                     }
                 }
@@ -356,9 +360,12 @@ impl Sidecar {
                     }
                 }
                 _ = certs.tick() => {
-                    self.wake();
+                    let now = self.wake();
                     match self.transport.reload_certs_if_changed() {
-                        Ok(true) => tracing::info!("certificate files changed: reloaded"),
+                        Ok(true) => {
+                            tracing::info!("certificate files changed: reloaded");
+                            self.node.resign(now);
+                        }
                         Ok(false) => {}
                         Err(e) => tracing::warn!("certificate files changed but cannot be loaded: {e}"),
                     }

@@ -40,8 +40,10 @@ pub struct TransportConfig {
     /// Must hold the largest gossip message; 1 KiB ..= 16 MiB.
     pub max_message_bytes: usize,
     /// A connection with no packet either way for this long is closed.
-    /// Heartbeats keep the connections to observers up; others idle out.
-    /// 1 s ..= 24 h.
+    /// Heartbeats keep the connections to observers up; the gossip core's
+    /// probes visit each of a node's ~log2 N fingers every few tens of
+    /// seconds, and the default outlasts that cycle so that probes do not
+    /// pay a handshake each. 1 s ..= 24 h.
     pub idle_timeout: Duration,
     /// Budget for resolving a peer's address and completing the QUIC/TLS
     /// handshake when we dial.
@@ -114,7 +116,7 @@ impl Default for TransportConfig {
             node_id: None,
             require_cluster_san: true,
             max_message_bytes: 64 * 1024,
-            idle_timeout: Duration::from_secs(30),
+            idle_timeout: Duration::from_secs(90),
             connect_timeout: Duration::from_secs(5),
             handshake_timeout: Duration::from_secs(2),
             message_timeout: Duration::from_secs(5),

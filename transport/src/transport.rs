@@ -386,6 +386,18 @@ impl Transport {
         lock(&self.inner.tls).signer.clone()
     }
 
+    /// [`Transport::record_signer`] as a function that outlives borrows
+    /// of this handle (it does not keep the endpoint open): what a
+    /// record signer that follows reloads holds.
+    pub fn record_signer_source(&self) -> impl Fn() -> Arc<RecordSigner> + Send + Sync + 'static {
+        let inner = Arc::downgrade(&self.inner);
+        let last = lock(&self.inner.tls).signer.clone();
+        move || match inner.upgrade() {
+            Some(inner) => lock(&inner.tls).signer.clone(),
+            None => last.clone(),
+        }
+    }
+
     /// Verifies other nodes' record credentials against the trust material
     /// in force; follows reloads (the CA and CRL it checks are always the
     /// current ones).

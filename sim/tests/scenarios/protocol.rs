@@ -349,3 +349,43 @@ fn pushes_of_a_known_generation_omit_the_credential() {
     let stats = lone.node(1).unwrap().gossip().stats().clone();
     assert_eq!(stats.records_rejected.get("credential_missing"), Some(&1));
 }
+
+/// After a certificate reload the runtime re-signs the node's record: a
+/// new version, otherwise unchanged, reaches every node.
+#[test]
+fn a_resigned_record_reaches_every_node() {
+    let mut c = joined(6, config());
+    let node = 3;
+    let id = c.id(node).clone();
+    let before = c
+        .node(0)
+        .unwrap()
+        .gossip()
+        .member(&id)
+        .unwrap()
+        .record()
+        .body()
+        .clone();
+    let now = c.now();
+    c.node_mut(node).unwrap().resign(now);
+    c.flush(node);
+    c.run_for(secs(3));
+    assert!(c.converged());
+    for i in (0..6).filter(|i| *i != node) {
+        let after = c
+            .node(i)
+            .unwrap()
+            .gossip()
+            .member(&id)
+            .unwrap()
+            .record()
+            .body()
+            .clone();
+        assert_eq!(after.version, before.version + 1, "node {i}");
+        assert_eq!(
+            (after.generation, &after.kv, &after.address),
+            (before.generation, &before.kv, &before.address)
+        );
+    }
+    assert!(c.all_see(node, Status::Alive));
+}
