@@ -40,8 +40,9 @@ const LONG_VERSION: &str = concat!(
     long_version = LONG_VERSION,
     about,
     long_about = "phimon: phi-accrual failure detection sidecar.\n\n\
-        Runs beside each host, gossips heartbeats over mutual-TLS QUIC, computes each peer's \
-        suspicion level phi, exports it to Prometheus and pages through signed, durable webhooks.\n\n\
+        Runs beside each host, sends heartbeats straight to its observers over mutual-TLS QUIC, \
+        gossips signed membership, computes the suspicion level phi of the peers it observes, \
+        exports it to Prometheus and pages through signed, durable webhooks.\n\n\
         Start with `phimon demo`; run a node with `phimon run --config FILE`.",
     propagate_version = true
 )]
@@ -52,8 +53,8 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// Run the sidecar: gossip heartbeats, detect failures, export
-    /// metrics and page.
+    /// Run the sidecar: heartbeat, gossip membership, detect failures,
+    /// export metrics and page.
     Run(run::RunArgs),
     /// Run a local cluster that shows a failure being detected and paged.
     Demo(demo::DemoArgs),
