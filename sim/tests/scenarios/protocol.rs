@@ -389,3 +389,114 @@ fn a_resigned_record_reaches_every_node() {
     }
     assert!(c.all_see(node, Status::Alive));
 }
+
+/// Thousands of malformed, mutated and well-formed-but-hostile frames
+/// into a live node, from a non-member and from a real member: each is
+/// refused or harmless, nothing panics, and the fleet stays as it was.
+#[test]
+fn hostile_bytes_into_a_live_node_change_nothing() {
+    use phimon_gossip::wire::{Digest, DigestEntry, Heartbeat, Probe, SignedRecord, Summary};
+    use rand::{Rng, RngCore, SeedableRng, rngs::StdRng};
+    let n = 6;
+    let mut c = joined(n, config());
+    let target = 0;
+    let member = c.id(3).clone();
+    let outsider = NodeId::from("mallory");
+    let real = c
+        .node(target)
+        .unwrap()
+        .gossip()
+        .member(c.id(2))
+        .unwrap()
+        .record()
+        .signed()
+        .clone();
+    let mut rng = StdRng::seed_from_u64(17);
+    let mut refused = 0u32;
+    let fingerprint = c.node(target).unwrap().gossip().fingerprint();
+    for round in 0..3000u32 {
+        let frame = match rng.random_range(0..6) {
+            0 => Frame::Heartbeat(Heartbeat {
+                generation: rng.random(),
+                seq: rng.random(),
+                fingerprint: rng.random(),
+            }),
+            1 => Frame::Probe(Probe {
+                fingerprint: rng.random(),
+                members: rng.random(),
+                reply: rng.random(),
+            }),
+            2 => Frame::Summary(Summary {
+                fingerprint,
+                members: rng.random(),
+                buckets: (0..256).map(|_| rng.random()).collect(),
+            }),
+            3 => Frame::Digest(Digest {
+                buckets: vec![rng.random()],
+                entries: vec![DigestEntry(rng.random(), rng.random(), rng.random())],
+            }),
+            4 => {
+                let mut body = real.body.to_vec();
+                let i = rng.random_range(0..body.len());
+                body[i] ^= 1 << rng.random_range(0..8);
+                Frame::Records(Records {
+                    records: vec![SignedRecord {
+                        body: Arc::from(body),
+                        signature: real.signature.clone(),
+                        credential: real.credential.clone(),
+                    }],
+                    want: vec![rng.random()],
+                    relay: true,
+                })
+            }
+            _ => Frame::Records(Records {
+                records: Vec::new(),
+                want: (0..rng.random_range(0..50)).map(|_| rng.random()).collect(),
+                relay: false,
+            }),
+        };
+        let mut bytes = frame.encode();
+        if rng.random_bool(0.5) {
+            for _ in 0..rng.random_range(1..4) {
+                let i = rng.random_range(0..bytes.len());
+                bytes[i] = rng.random();
+            }
+        }
+        if rng.random_bool(0.1) {
+            bytes.truncate(rng.random_range(0..bytes.len()));
+        }
+        if rng.random_bool(0.05) {
+            bytes.resize(rng.random_range(0..3000), 0);
+            rng.fill_bytes(&mut bytes);
+        }
+        // Heartbeats only from the outsider: a member may say anything
+        // about itself, including a new generation.
+        let from = if round % 2 == 0 || matches!(frame, Frame::Heartbeat(_)) {
+            &outsider
+        } else {
+            &member
+        };
+        let now = c.now();
+        let node = c.node_mut(target).unwrap();
+        let r = match frame.channel() {
+            phimon_gossip::wire::Channel::Datagram => node.handle_datagram(now, from, &bytes),
+            _ => node.handle_message(now, from, &bytes),
+        };
+        refused += u32::from(r.is_err());
+        c.flush(target);
+        if round % 100 == 0 {
+            c.run_for(secs(1));
+        }
+    }
+    c.run_for(secs(30));
+    assert!(c.converged());
+    for i in 0..n {
+        assert!(c.all_see(i, Status::Alive), "node {i}");
+        assert_eq!(c.node(i).unwrap().gossip().len(), n, "node {i}");
+    }
+    let stats = c.node(target).unwrap().gossip().stats();
+    let records_refused: u64 = stats.records_rejected.values().sum();
+    // Both layers were reached: the decoder and the record checks.
+    assert!(refused > 500, "{refused} frames refused");
+    assert!(records_refused > 100, "{stats:?}");
+}
