@@ -223,9 +223,8 @@ impl std::fmt::Debug for WebhookRequest {
 pub enum Rendered {
     /// Send this request.
     Send(WebhookRequest),
-    /// The format has no use for this event (a `restarted` event for
-    /// PagerDuty or Alertmanager, which only model open and resolved
-    /// alerts): counted as skipped, never sent.
+    /// The format has no use for this event: counted as skipped, never
+    /// sent.
     Skip,
 }
 
@@ -337,8 +336,9 @@ fn alertmanager_url(url: &str) -> String {
 fn alertmanager(webhook: &Webhook, record: &AlertRecord) -> Rendered {
     let ends_at = match record.event {
         EventKind::Suspected => record.at() + ALERTMANAGER_FIRING_HORIZON,
-        EventKind::Recovered => record.at(),
-        EventKind::Restarted => return Rendered::Skip,
+        // A restart closes the incident of a node that was down (its
+        // pager sends `restarted` instead of `recovered`): the alert ends.
+        EventKind::Recovered | EventKind::Restarted => record.at(),
     };
     // Labels identify the alert: identical on firing and resolution.
     let mut labels = serde_json::Map::new();
@@ -374,8 +374,8 @@ fn pagerduty(webhook: &Webhook, record: &AlertRecord) -> Result<Rendered, Render
         });
     };
     let body = match record.event {
-        EventKind::Restarted => return Ok(Rendered::Skip),
-        EventKind::Recovered => json!({
+        // A restart closes its incident like a recovery.
+        EventKind::Recovered | EventKind::Restarted => json!({
             "routing_key": key.expose(),
             "event_action": "resolve",
             "dedup_key": record.incident_id,
@@ -566,10 +566,10 @@ mod tests {
         assert_eq!(f[0]["startsAt"], "2023-11-14T22:13:20.000Z");
         assert_eq!(r[0]["endsAt"], "2023-11-14T22:13:30.000Z");
         assert!(f[0]["endsAt"].as_str().unwrap() > "2023-12");
-        assert_eq!(
-            render(&h, &record(EventKind::Restarted), 0).unwrap(),
-            Rendered::Skip
-        );
+        // A restart that closes the incident resolves the same alert.
+        let restarted = body(&render(&h, &record(EventKind::Restarted), 0).unwrap());
+        assert_eq!(restarted[0]["labels"], f[0]["labels"]);
+        assert_eq!(restarted[0]["endsAt"], "2023-11-14T22:13:30.000Z");
         assert_eq!(
             alertmanager_url("http://am:9093/api/v2/alerts/"),
             "http://am:9093/api/v2/alerts"
@@ -585,9 +585,11 @@ mod tests {
         assert_eq!(t["routing_key"], "R0UTING");
         assert_eq!(t["payload"]["severity"], "critical");
         assert_eq!(t["payload"]["source"], "node-7");
-        let r = body(&render(&h, &record(EventKind::Recovered), 0).unwrap());
-        assert_eq!(r["event_action"], "resolve");
-        assert_eq!(r["dedup_key"], "inc_0123");
+        for closing in [EventKind::Recovered, EventKind::Restarted] {
+            let r = body(&render(&h, &record(closing), 0).unwrap());
+            assert_eq!(r["event_action"], "resolve", "{closing:?}");
+            assert_eq!(r["dedup_key"], "inc_0123");
+        }
         assert!(matches!(
             render(
                 &hook(WebhookFormat::Pagerduty, None),
