@@ -108,6 +108,15 @@ fn sim_config(args: &SimulateArgs) -> Result<SimConfig, UsageError> {
             args.rounds
         )));
     }
+    if args.crashes > 0 && args.rounds < args.first_crash + 31 {
+        return Err(UsageError(format!(
+            "--rounds {} leaves no time for crashes: they start at --first-crash {} and need 30 \
+             rounds to be detected, so use --rounds {} or more (or --crashes 0)",
+            args.rounds,
+            args.first_crash,
+            args.first_crash + 31
+        )));
+    }
     if !(args.threshold.is_finite() && args.threshold > 0.0) {
         return Err(UsageError(format!(
             "--threshold must be a number > 0, got {}",
@@ -207,5 +216,20 @@ mod tests {
         for bad in ["", "x", "5-1", "-1", "1e9"] {
             assert!(parse_latency(bad).is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn a_run_too_short_for_its_crashes_is_a_usage_error() {
+        use clap::Parser;
+        #[derive(Parser)]
+        struct Cli {
+            #[command(flatten)]
+            args: SimulateArgs,
+        }
+        let args = |a: &[&str]| Cli::parse_from(std::iter::once("x").chain(a.iter().copied())).args;
+        let e = sim_config(&args(&["--rounds", "60"])).unwrap_err();
+        assert!(e.0.contains("--rounds 91 or more"), "{}", e.0);
+        assert!(sim_config(&args(&["--rounds", "60", "--crashes", "0"])).is_ok());
+        assert!(sim_config(&args(&["--rounds", "91"])).is_ok());
     }
 }
