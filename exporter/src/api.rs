@@ -62,3 +62,47 @@ pub struct PeerInfo {
     #[serde(skip)]
     pub window_fill: f64,
 }
+
+/// `GET /v1/peers/{id}`: one peer as [`PeerInfo`] shows it (the same
+/// fields, flattened into one JSON object), plus the settings it is
+/// judged by and, when this node observes it, the [`Evidence`] a page
+/// about it would carry now.
+///
+/// [`Evidence`]: phimon_alert::Evidence
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PeerDetail {
+    /// The peer, as `/v1/peers` lists it.
+    #[serde(flatten)]
+    pub peer: PeerInfo,
+    /// The suspicion threshold in force at this node (after any reload).
+    pub threshold: f64,
+    /// Intervals held in this node's detector window for the peer (0
+    /// when this node does not observe it).
+    pub window_samples: usize,
+    /// The window's size (`detector.window`; 0 when not observed).
+    pub window_capacity: usize,
+    /// Why this node judges the peer as it does (observed peers only):
+    /// the schema of docs/alerting.md, `version` first.
+    pub evidence: Option<phimon_alert::Evidence>,
+}
+
+/// The answer of `POST /v1/reload` (and what a SIGHUP logs).
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+pub struct ReloadReport {
+    /// The new configuration is in force.
+    pub ok: bool,
+    /// The keys that changed (`detector.threshold`, ...), with old and new
+    /// values: `detector.threshold: 8 -> 12`. Empty when nothing changed
+    /// or the reload failed.
+    pub changed: Vec<String>,
+    /// Why the reload was refused (the old configuration stays).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+/// An error answer of the JSON API: `{"error": "..."}`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ApiError {
+    /// What went wrong, for a human.
+    pub error: String,
+}

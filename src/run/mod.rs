@@ -21,6 +21,7 @@ mod generation;
 mod health;
 mod paging;
 mod record;
+mod reload;
 mod snapshot;
 mod wiring;
 
@@ -29,7 +30,10 @@ use anyhow::Context as _;
 use phimon_alert::AlertRecord;
 use phimon_config::Config;
 use phimon_detector::Timestamp;
-use phimon_exporter::{HttpLimits, HttpState, IntervalHistogram, Metrics, SharedSnapshot};
+use phimon_exporter::{
+    HttpLimits, HttpState, IntervalHistogram, Metrics, PeerDetail, ReloadReport, Request,
+    SharedSnapshot,
+};
 use phimon_gossip::wire::Channel as FrameChannel;
 use phimon_gossip::{Event, NodeId, Status};
 use phimon_node::Node;
@@ -71,7 +75,7 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
         .build()
         .context("starting the tokio runtime")?;
     rt.block_on(async {
-        Sidecar::start(config, args.record_arrivals.as_deref())
+        Sidecar::start(config, &args.config, args.record_arrivals.as_deref())
             .await?
             .drive()
             .await
@@ -92,6 +96,8 @@ fn init_tracing() {
 /// Everything the driving loop owns.
 struct Sidecar {
     config: Config,
+    /// The file `config` came from: what a reload re-reads.
+    config_path: PathBuf,
     origin: Instant,
     node: Node,
     transport: Transport,
@@ -101,6 +107,8 @@ struct Sidecar {
     metrics: Arc<Metrics>,
     snapshot: SharedSnapshot,
     refresh: mpsc::Receiver<oneshot::Sender<()>>,
+    /// Requests of HTTP handlers the snapshot cannot answer.
+    control: mpsc::Receiver<Request>,
     stall: health::StallDetector,
     /// The deadline the timer was armed for at the last sleep.
     armed: Option<Timestamp>,
@@ -114,7 +122,11 @@ struct Sidecar {
 }
 
 impl Sidecar {
-    async fn start(config: Config, record_dir: Option<&Path>) -> anyhow::Result<Sidecar> {
+    async fn start(
+        config: Config,
+        config_path: &Path,
+        record_dir: Option<&Path>,
+    ) -> anyhow::Result<Sidecar> {
         let origin = Instant::now();
         let since_epoch = SystemTime::now()
             .duration_since(SystemTime::UNIX_EPOCH)
@@ -157,6 +169,9 @@ impl Sidecar {
             .context("registering metrics")?,
         );
         let data_dir_ok = wiring::register_data_dir_gauge(&metrics, problems.is_empty())?;
+        metrics
+            .config_last_reload_success
+            .set(since_epoch.as_secs_f64());
 
         let (transport, inbox) =
             Transport::bind(wiring::transport_config(&config)).map_err(|e| {
@@ -243,10 +258,15 @@ impl Sidecar {
             .await
             .with_context(|| format!("cannot listen on http.listen {}", config.http.listen))?;
         let (refresh_tx, refresh) = mpsc::channel(64);
+        let (control_tx, control) = mpsc::channel(16);
         let http = HttpState {
             snapshot: snapshot.clone(),
             metrics: metrics.clone(),
             refresh: Some(refresh_tx),
+            control: Some(control_tx),
+            // Only who can reach a loopback listener (this host) may make
+            // the node re-read its files.
+            reload_over_http: config.http.listen.ip().is_loopback(),
         };
         tokio::spawn(phimon_exporter::serve(
             listener,
@@ -260,6 +280,7 @@ impl Sidecar {
             (config.gossip.interval / 2).clamp(Duration::from_millis(250), Duration::from_secs(2));
         Ok(Sidecar {
             config,
+            config_path: config_path.to_owned(),
             origin,
             node,
             transport,
@@ -269,6 +290,7 @@ impl Sidecar {
             metrics,
             snapshot,
             refresh,
+            control,
             stall: health::StallDetector::new(stall_threshold),
             armed: None,
             histograms: HashMap::new(),
@@ -329,10 +351,25 @@ impl Sidecar {
                 _ = term.recv() => break,
                 _ = int.recv() => break,
                 _ = hup.recv() => {
-                    self.wake();
+                    let now = self.wake();
                     match self.transport.reload_certs() {
                         Ok(()) => tracing::info!("SIGHUP: certificates reloaded"),
                         Err(e) => tracing::error!("SIGHUP: certificate reload failed, keeping the old ones: {e}"),
+                    }
+                    let _ = self.reload(now, "SIGHUP");
+                }
+                // The HTTP server holds the sender for the process's life;
+                // were it gone, a closed channel must not spin the loop.
+                request = self.control.recv(), if !self.control.is_closed() => {
+                    let now = self.wake();
+                    match request {
+                        Some(Request::Reload(reply)) => {
+                            let _ = reply.send(self.reload(now, "POST /v1/reload"));
+                        }
+                        Some(Request::Peer(id, reply)) => {
+                            let _ = reply.send(self.peer_detail(&id, now));
+                        }
+                        Some(_) | None => {} // not served by this runtime
                     }
                 }
                 msg = self.inbox.recv() => {
@@ -508,6 +545,80 @@ impl Sidecar {
             }
             other => tracing::debug!("event {other:?}"),
         }
+    }
+
+    /// Re-reads the configuration file and applies what may change live
+    /// (see [`reload`]); anything else keeps the running configuration,
+    /// is logged and counted.
+    fn reload(&mut self, now: Timestamp, cause: &str) -> ReloadReport {
+        let outcome = crate::check_config::load_valid(&self.config_path)
+            .map_err(|e| format!("{e:#}"))
+            .and_then(|new| reload::plan(&self.config, &new).map(|changed| (new, changed)));
+        match outcome {
+            Ok((new, changed)) => {
+                if changed.is_empty() {
+                    tracing::info!("{cause}: configuration reloaded, nothing changed");
+                } else {
+                    self.node.reconfigure(&wiring::node_config(&new), now);
+                    tracing::info!("{cause}: configuration reloaded: {}", changed.join(", "));
+                }
+                self.config = new;
+                let since_epoch = SystemTime::now()
+                    .duration_since(SystemTime::UNIX_EPOCH)
+                    .unwrap_or_default();
+                self.metrics
+                    .config_last_reload_success
+                    .set(since_epoch.as_secs_f64());
+                ReloadReport {
+                    ok: true,
+                    changed,
+                    error: None,
+                }
+            }
+            Err(e) => {
+                self.metrics.config_reload_failures.inc();
+                let error = format!("{}: {e}", self.config_path.display());
+                tracing::error!(
+                    "{cause}: configuration reload failed, keeping the running one: {error}"
+                );
+                ReloadReport {
+                    ok: false,
+                    changed: Vec::new(),
+                    error: Some(error),
+                }
+            }
+        }
+    }
+
+    /// `GET /v1/peers/{id}`: the peer as `/v1/peers` lists it, with what
+    /// it is judged by and its evidence.
+    fn peer_detail(&self, id: &str, now: Timestamp) -> Option<PeerDetail> {
+        let node_id = NodeId::new(id.to_owned());
+        let member = self.node.gossip().member(&node_id)?;
+        if member.is_self() {
+            return None;
+        }
+        let histograms: HashMap<NodeId, IntervalHistogram> = self
+            .histograms
+            .get(&node_id)
+            .map(|(_, h)| (node_id.clone(), h.clone()))
+            .into_iter()
+            .collect();
+        let peer = snapshot::build(&self.node, &histograms, now, true)
+            .peers
+            .into_iter()
+            .find(|p| p.node_id == id)?;
+        let (window_samples, window_capacity) = member.observed().map_or((0, 0), |o| {
+            let w = o.detector().window();
+            (w.len(), w.capacity())
+        });
+        Some(PeerDetail {
+            peer,
+            threshold: self.config.detector.threshold,
+            window_samples,
+            window_capacity,
+            evidence: self.node.evidence(&node_id, now),
+        })
     }
 
     /// Publishes a fresh snapshot for the HTTP handlers and scrapes.

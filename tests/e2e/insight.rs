@@ -1,0 +1,307 @@
+//! Operator insight on real clusters: live reload (SIGHUP, `POST
+//! /v1/reload`), `GET /v1/peers/{id}` and the evidence a page carries.
+
+use crate::common::{converged, paging, rewrite, sink};
+use nix::sys::signal::Signal;
+use phimon_exporter::api::{PeerDetail, ReloadReport};
+use phimon_testkit::local_cluster::{LocalCluster, free_tcp_port, metric};
+use phimon_testkit::sink::{Page, WebhookSink};
+use std::time::{Duration, Instant};
+
+/// `GET /v1/peers/{peer}` of node `i`.
+async fn detail(c: &LocalCluster, i: usize, peer: &str) -> PeerDetail {
+    let body = c.get(i, &format!("/v1/peers/{peer}")).await.unwrap();
+    serde_json::from_str(&body).unwrap_or_else(|e| panic!("{e}: {body}"))
+}
+
+/// Polls node `i`'s view of `peer` until `cond` holds, or fails.
+async fn wait_detail(
+    c: &LocalCluster,
+    i: usize,
+    peer: &str,
+    timeout: Duration,
+    what: &str,
+    cond: impl Fn(&PeerDetail) -> bool,
+) -> PeerDetail {
+    let start = Instant::now();
+    loop {
+        let d = detail(c, i, peer).await;
+        if cond(&d) {
+            return d;
+        }
+        assert!(
+            start.elapsed() < timeout,
+            "node-{}'s view of {peer} never became {what} within {timeout:?}: {d:?}\nlog:\n{}",
+            i + 1,
+            c.log_tail(i, 30)
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Node `i`'s metric `name` (sum of its samples).
+async fn scrape(c: &LocalCluster, i: usize, name: &str) -> f64 {
+    metric(&c.get(i, "/metrics").await.unwrap(), name)
+}
+
+/// `POST /v1/reload` on node `i`: status code and report.
+async fn post_reload(c: &LocalCluster, i: usize) -> (u16, ReloadReport) {
+    let r = reqwest::Client::new()
+        .post(format!("http://{}/v1/reload", c.nodes[i].http))
+        .send()
+        .await
+        .unwrap();
+    let status = r.status().as_u16();
+    let body = r.text().await.unwrap();
+    let report = serde_json::from_str(&body).unwrap_or_else(|e| panic!("{e}: {body}"));
+    (status, report)
+}
+
+/// The first `suspected` page about `node`, waiting up to `timeout`.
+async fn suspected_page(sink: &WebhookSink, node: &str, timeout: Duration) -> Page {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(p) = sink
+            .pages()
+            .into_iter()
+            .find(|p| p.event == "suspected" && p.node_id == node)
+        {
+            return p;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{node} was never paged: {:#?}",
+            sink.pages()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Threshold 8 -> 12 and window 1000 -> 500, by SIGHUP on node-1 and
+/// `POST /v1/reload` on node-2 and node-3: the windows keep their samples,
+/// the next page is at the new threshold; then a broken file and a
+/// listener change are refused, counted, and change nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reload_changes_the_threshold_live_and_keeps_the_windows() {
+    let dir = tempfile::tempdir().unwrap();
+    let sink = sink().await;
+    let c = converged(dir.path(), &paging(4, &sink)).await;
+    // Fill node-1's window of node-4 a little.
+    let before = wait_detail(
+        &c,
+        0,
+        "node-4",
+        Duration::from_secs(20),
+        "10 samples",
+        |d| d.window_samples >= 10,
+    )
+    .await;
+    assert_eq!(before.threshold, 8.0);
+    assert_eq!(before.window_capacity, 1000);
+    assert!(before.peer.observed, "{before:?}");
+    let loaded_at = scrape(&c, 0, "phimon_config_last_reload_success_timestamp_seconds").await;
+    assert!(loaded_at > 1.0e9, "set at start: {loaded_at}");
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+
+    for i in 0..3 {
+        rewrite(
+            &c.nodes[i].config,
+            &[(
+                "[detector]\nthreshold = 8.0",
+                "[detector]\nthreshold = 12.0\nwindow = 500",
+            )],
+        );
+    }
+    c.signal(0, Signal::SIGHUP).unwrap();
+    for i in 1..3 {
+        let (status, report) = post_reload(&c, i).await;
+        assert_eq!(status, 200, "{report:?}");
+        assert!(report.ok, "{report:?}");
+        assert_eq!(
+            report.changed,
+            [
+                "detector.threshold: 8.0 -> 12.0",
+                "detector.window: 1000 -> 500"
+            ],
+        );
+    }
+    let after = wait_detail(&c, 0, "node-4", Duration::from_secs(5), "reloaded", |d| {
+        d.threshold == 12.0
+    })
+    .await;
+    // The detector was rebuilt for the new window size with its samples.
+    assert_eq!(after.window_capacity, 500, "{after:?}");
+    assert!(
+        after.window_samples >= before.window_samples,
+        "window reset by the reload: {} samples before, {} after",
+        before.window_samples,
+        after.window_samples
+    );
+    assert_eq!(
+        scrape(&c, 0, "phimon_config_reload_failures_total").await,
+        0.0
+    );
+    let reloaded_at = scrape(&c, 0, "phimon_config_last_reload_success_timestamp_seconds").await;
+    assert!(reloaded_at > loaded_at, "{reloaded_at} <= {loaded_at}");
+    assert!(
+        c.log_tail(0, 50)
+            .contains("SIGHUP: configuration reloaded: detector.threshold: 8.0 -> 12.0"),
+        "{}",
+        c.log_tail(0, 50)
+    );
+
+    // The next page is judged at the new threshold, from windows that kept
+    // their history.
+    let mut c = c;
+    c.kill(3).unwrap();
+    let page = suspected_page(&sink, "node-4", Duration::from_secs(40)).await;
+    assert_eq!(page.body["threshold"], 12.0, "{}", page.body);
+    assert!(
+        page.phi >= 12.0,
+        "paged at phi {} < 12: {}",
+        page.phi,
+        page.body
+    );
+    let intervals = page.body["evidence"]["intervals_ms"]
+        .as_array()
+        .unwrap()
+        .len();
+    assert!(
+        intervals >= before.window_samples.min(32),
+        "the page's window lost its history: {intervals} intervals; {}",
+        page.body
+    );
+
+    // A broken file: refused, counted, logged, the running config stays.
+    std::fs::write(&c.nodes[0].config, "[detector\nthreshold = 3.0\n").unwrap();
+    c.signal(0, Signal::SIGHUP).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while scrape(&c, 0, "phimon_config_reload_failures_total").await < 1.0 {
+        assert!(Instant::now() < deadline, "{}", c.log_tail(0, 20));
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(
+        c.log_tail(0, 20)
+            .contains("SIGHUP: configuration reload failed, keeping the running one"),
+        "{}",
+        c.log_tail(0, 20)
+    );
+    assert_eq!(detail(&c, 0, "node-2").await.threshold, 12.0);
+    assert_eq!(
+        scrape(&c, 0, "phimon_config_last_reload_success_timestamp_seconds").await,
+        reloaded_at
+    );
+
+    // A listener change: refused by name, and nothing else applied.
+    let port = free_tcp_port().unwrap();
+    rewrite(
+        &c.nodes[1].config,
+        &[
+            (&c.nodes[1].http.to_string(), &format!("127.0.0.1:{port}")),
+            ("threshold = 12.0", "threshold = 9.0"),
+        ],
+    );
+    let (status, report) = post_reload(&c, 1).await;
+    assert_eq!(status, 422, "{report:?}");
+    let error = report.error.unwrap();
+    assert!(
+        error.contains("http.listen cannot change without a restart"),
+        "{error}"
+    );
+    assert_eq!(detail(&c, 1, "node-3").await.threshold, 12.0);
+    assert_eq!(
+        scrape(&c, 1, "phimon_config_reload_failures_total").await,
+        1.0
+    );
+}
+
+/// A page for a killed node carries its evidence: its last intervals are
+/// the heartbeats' real spacing (500 ms) and its observers are listed
+/// with their verdicts. `GET /v1/peers/{id}` serves the same evidence,
+/// and an unknown id is a JSON 404.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_page_for_a_killed_node_carries_its_evidence() {
+    let dir = tempfile::tempdir().unwrap();
+    let sink = sink().await;
+    let mut c = converged(dir.path(), &paging(3, &sink)).await;
+    let live = wait_detail(
+        &c,
+        0,
+        "node-3",
+        Duration::from_secs(30),
+        "20 samples",
+        |d| d.window_samples >= 20,
+    )
+    .await;
+    let e = live
+        .evidence
+        .as_ref()
+        .expect("an observed peer has evidence");
+    assert_eq!(e.version, phimon_alert::EVIDENCE_VERSION);
+    assert!(e.intervals_ms.len() >= 20, "{e:?}");
+
+    let missing = reqwest::get(format!("http://{}/v1/peers/node-9", c.nodes[0].http))
+        .await
+        .unwrap();
+    assert_eq!(missing.status().as_u16(), 404);
+    let body: serde_json::Value = missing.json().await.unwrap();
+    assert!(
+        body["error"]
+            .as_str()
+            .unwrap()
+            .contains("no peer \"node-9\""),
+        "{body}"
+    );
+
+    c.kill(2).unwrap();
+    let page = suspected_page(&sink, "node-3", Duration::from_secs(30)).await;
+    let ev = &page.body["evidence"];
+    assert_eq!(ev["version"], 1, "{}", page.body);
+    let intervals: Vec<f64> = ev["intervals_ms"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_f64().unwrap())
+        .collect();
+    assert!(intervals.len() >= 20, "{intervals:?}");
+    let mut sorted = intervals.clone();
+    sorted.sort_by(f64::total_cmp);
+    let median = sorted[sorted.len() / 2];
+    assert!(
+        (450.0..=550.0).contains(&median),
+        "median interval {median} ms, heartbeats are every 500 ms: {intervals:?}"
+    );
+    let near = intervals
+        .iter()
+        .filter(|i| (300.0..=700.0).contains(*i))
+        .count();
+    assert!(
+        near * 10 >= intervals.len() * 9,
+        "intervals far from 500 ms: {intervals:?}"
+    );
+    // The silence that paged is longer than any interval it had seen.
+    let silence = ev["silence_ms"].as_f64().unwrap();
+    assert!(
+        silence > sorted[sorted.len() - 1],
+        "{silence} ms: {}",
+        page.body
+    );
+    let mut observers: Vec<&str> = ev["observers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|o| o["node_id"].as_str().unwrap())
+        .collect();
+    observers.sort_unstable();
+    assert_eq!(observers, ["node-1", "node-2"], "{}", page.body);
+    let pager = ev["observers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|o| o["node_id"] == page.observer.as_str())
+        .unwrap_or_else(|| panic!("the pager is not among the observers: {}", page.body));
+    assert_eq!(pager["suspected"], true, "{}", page.body);
+    assert!(!ev["model"].as_str().unwrap().is_empty());
+    assert_eq!(ev["local_health"]["degraded"], false, "{}", page.body);
+    assert!(ev["heartbeats_received"].as_u64().unwrap() >= 20);
+}
