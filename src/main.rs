@@ -1,7 +1,7 @@
 //! The `phimon` binary: the command-line interface and the wiring of the
 //! workspace's crates into a sidecar (`run`), plus the operator's tools
 //! around it (`demo`, `eval`, `simulate`, `certs`, `check-config`,
-//! `completions`). Development tools (`soak`, `corpus`) are
+//! `peers`, `completions`). Development tools (`soak`, `corpus`) are
 //! `phimon-dev`'s, in phimon-testkit.
 
 use clap::{Parser, Subcommand};
@@ -11,6 +11,7 @@ mod certs;
 mod check_config;
 mod demo;
 mod eval;
+mod peers;
 mod run;
 mod simulate;
 
@@ -71,6 +72,10 @@ enum Command {
     },
     /// Validate a configuration file and print every problem with its key.
     CheckConfig(check_config::CheckConfigArgs),
+    /// The local sidecar's view of the fleet: node, address, status, phi,
+    /// last heartbeat, generation, observers, suspected by.
+    #[command(alias = "status")]
+    Peers(peers::PeersArgs),
 }
 
 fn main() -> ExitCode {
@@ -82,6 +87,7 @@ fn main() -> ExitCode {
         Command::Simulate(args) => simulate::run(args),
         Command::Certs(args) => certs::run(args),
         Command::CheckConfig(args) => check_config::run(args),
+        Command::Peers(args) => peers::run(args),
         Command::Completions { shell } => {
             let mut cmd = <Cli as clap::CommandFactory>::command();
             // Render into memory first: the generator panics on write

@@ -33,6 +33,8 @@ fn every_command_has_help() {
         "simulate",
         "certs",
         "check-config",
+        "peers",
+        "status",
         "completions",
     ] {
         let (ok, out) = phimon(&[cmd, "--help"]);

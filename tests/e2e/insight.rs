@@ -1,9 +1,10 @@
 //! Operator insight on real clusters: live reload (SIGHUP, `POST
-//! /v1/reload`), `GET /v1/peers/{id}` and the evidence a page carries.
+//! /v1/reload`), `GET /v1/peers/{id}`, `phimon peers`, and the evidence a
+//! page carries.
 
-use crate::common::{converged, paging, rewrite, sink};
+use crate::common::{converged, paging, phimon, rewrite, sink, succeed};
 use nix::sys::signal::Signal;
-use phimon_exporter::api::{PeerDetail, ReloadReport};
+use phimon_exporter::api::{PeerDetail, PeerInfo, ReloadReport};
 use phimon_testkit::local_cluster::{LocalCluster, free_tcp_port, metric};
 use phimon_testkit::sink::{Page, WebhookSink};
 use std::time::{Duration, Instant};
@@ -304,4 +305,73 @@ async fn a_page_for_a_killed_node_carries_its_evidence() {
     assert!(!ev["model"].as_str().unwrap().is_empty());
     assert_eq!(ev["local_health"]["degraded"], false, "{}", page.body);
     assert!(ev["heartbeats_received"].as_u64().unwrap() >= 20);
+}
+
+/// `phimon peers` (and `status`) on a running cluster: a table with a row
+/// per peer and the documented columns, `--json` that parses into the
+/// API type, `--config` finding the address; a clear error and a non-zero
+/// exit when nothing listens.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn phimon_peers_shows_the_fleet_and_says_when_no_sidecar_runs() {
+    let dir = tempfile::tempdir().unwrap();
+    let c = converged(dir.path(), &paging(3, &crate::common::sink().await)).await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let addr = c.nodes[0].http.to_string();
+
+    let table = succeed(phimon().args(["peers", "--addr", &addr]));
+    let lines: Vec<&str> = table.lines().collect();
+    assert_eq!(lines.len(), 3, "{table}");
+    for col in [
+        "NODE",
+        "ADDRESS",
+        "STATUS",
+        "PHI",
+        "LAST HEARTBEAT",
+        "GENERATION",
+        "OBSERVERS",
+        "SUSPECTED BY",
+    ] {
+        assert!(lines[0].contains(col), "{table}");
+    }
+    for (line, n) in lines[1..].iter().zip(&c.nodes[1..]) {
+        let cols: Vec<&str> = line.split_whitespace().collect();
+        assert_eq!(cols[0], n.id, "{table}");
+        assert_eq!(cols[1], n.gossip.to_string(), "{table}");
+        assert_eq!(cols[2], "alive", "{table}");
+        let phi: f64 = cols[3].parse().unwrap();
+        assert!(phi < 8.0, "{table}");
+        assert!(
+            cols.iter().any(|c| c.contains("node-1")),
+            "observers: {table}"
+        );
+    }
+    eprintln!("{table}");
+
+    let json = succeed(
+        phimon()
+            .args(["status", "--json", "--config"])
+            .arg(&c.nodes[0].config),
+    );
+    let peers: Vec<PeerInfo> = serde_json::from_str(&json).unwrap();
+    let ids: Vec<&str> = peers.iter().map(|p| p.node_id.as_str()).collect();
+    assert_eq!(ids, ["node-2", "node-3"], "{json}");
+    assert!(
+        peers.iter().all(|p| p.observed && p.generation > 0),
+        "{json}"
+    );
+
+    let closed = format!("127.0.0.1:{}", free_tcp_port().unwrap());
+    let out = phimon()
+        .args(["peers", "--addr", &closed])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains(&format!(
+            "no phimon sidecar answering at {closed}: connection refused — is `phimon run` running?"
+        )),
+        "{stderr}"
+    );
+    assert!(out.stdout.is_empty());
 }
