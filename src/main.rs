@@ -1,7 +1,7 @@
 //! The `phimon` binary: the command-line interface and the wiring of the
 //! workspace's crates into a sidecar (`run`), plus the operator's tools
 //! around it (`demo`, `eval`, `simulate`, `certs`, `check-config`,
-//! `peers`, `completions`). Development tools (`soak`, `corpus`) are
+//! `peers`, `whatif`, `completions`). Development tools (`soak`, `corpus`) are
 //! `phimon-dev`'s, in phimon-testkit.
 
 use clap::{Parser, Subcommand};
@@ -14,6 +14,7 @@ mod eval;
 mod peers;
 mod run;
 mod simulate;
+mod whatif;
 
 /// A failure that is the user's to fix (bad flags, bad config, bad input
 /// file): printed without a backtrace, exit code 2.
@@ -76,6 +77,9 @@ enum Command {
     /// last heartbeat, generation, observers, suspected by.
     #[command(alias = "status")]
     Peers(peers::PeersArgs),
+    /// What other thresholds would have done: each observed peer's
+    /// recent heartbeats replayed (detection time, mistakes per hour).
+    Whatif(whatif::WhatIfArgs),
 }
 
 fn main() -> ExitCode {
@@ -88,6 +92,7 @@ fn main() -> ExitCode {
         Command::Certs(args) => certs::run(args),
         Command::CheckConfig(args) => check_config::run(args),
         Command::Peers(args) => peers::run(args),
+        Command::Whatif(args) => whatif::run(args),
         Command::Completions { shell } => {
             let mut cmd = <Cli as clap::CommandFactory>::command();
             // Render into memory first: the generator panics on write

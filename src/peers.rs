@@ -36,13 +36,7 @@ const MAX_ANSWER_BYTES: u64 = 64 * 1024 * 1024;
 
 /// Runs `phimon peers`.
 pub fn run(args: PeersArgs) -> anyhow::Result<()> {
-    let addr = match &args.config {
-        Some(path) => {
-            let c = phimon_config::Config::load(path).map_err(|e| UsageError(e.to_string()))?;
-            local_address(c.http.listen).to_string()
-        }
-        None => args.addr.clone(),
-    };
+    let addr = address(&args.addr, args.config.as_deref())?;
     let (status, body) = get(&addr, "/v1/peers")?;
     if status != 200 {
         bail!(
@@ -66,6 +60,18 @@ pub fn run(args: PeersArgs) -> anyhow::Result<()> {
         Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => Err(e.into()),
         _ => Ok(()),
     }
+}
+
+/// The sidecar's HTTP address: `--config`'s `http.listen` if given, else
+/// `--addr`.
+pub fn address(addr: &str, config: Option<&std::path::Path>) -> anyhow::Result<String> {
+    Ok(match config {
+        Some(path) => {
+            let c = phimon_config::Config::load(path).map_err(|e| UsageError(e.to_string()))?;
+            local_address(c.http.listen).to_string()
+        }
+        None => addr.to_owned(),
+    })
 }
 
 /// Where a client on this host reaches a listener bound to `listen`: a

@@ -106,3 +106,49 @@ pub struct ApiError {
     /// What went wrong, for a human.
     pub error: String,
 }
+
+/// `GET /v1/whatif?threshold=X[,Y...]`: what each observed peer's
+/// detector would have done at other thresholds, replaying the intervals
+/// its window holds now (see docs/operator.md for what that covers).
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+pub struct WhatIfReport {
+    /// The node answering.
+    pub node_id: String,
+    /// The threshold in force.
+    pub current_threshold: f64,
+    /// The thresholds reported, the current one first.
+    pub thresholds: Vec<f64>,
+    /// One entry per peer this node observes, sorted by node id.
+    pub peers: Vec<PeerWhatIf>,
+    /// Over all those peers, per threshold: the slowest detection and
+    /// the sum of the mistake rates.
+    pub node: Vec<WhatIfOutcome>,
+}
+
+/// One peer's replay.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+pub struct PeerWhatIf {
+    /// The peer.
+    pub node_id: String,
+    /// Intervals replayed (the detector window's content).
+    pub intervals: usize,
+    /// The time they span, seconds: the history the mistake rates are
+    /// measured on.
+    pub history_s: f64,
+    /// Per threshold, in the order of [`WhatIfReport::thresholds`].
+    pub outcomes: Vec<WhatIfOutcome>,
+}
+
+/// What one threshold would have done.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+pub struct WhatIfOutcome {
+    /// The threshold.
+    pub threshold: f64,
+    /// Time from the last heartbeat to the suspicion, had the peer died
+    /// right after it, ms (`None`: not within the replay's horizon).
+    pub detection_ms: Option<f64>,
+    /// Suspicions of the (alive) peer during the replayed history.
+    pub mistakes: u64,
+    /// `mistakes` per hour of replayed history.
+    pub mistakes_per_hour: f64,
+}

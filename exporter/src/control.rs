@@ -2,7 +2,7 @@
 //! node: what a published snapshot cannot answer (a peer's evidence) or
 //! what changes the node (a reload).
 
-use crate::api::{PeerDetail, ReloadReport};
+use crate::api::{PeerDetail, ReloadReport, WhatIfReport};
 use tokio::sync::{mpsc, oneshot};
 
 /// One request to the runtime; it answers on the channel inside.
@@ -13,7 +13,14 @@ pub enum Request {
     Reload(oneshot::Sender<ReloadReport>),
     /// One peer with its evidence (`None`: no such peer).
     Peer(String, oneshot::Sender<Option<PeerDetail>>),
+    /// Replay the observed peers' windows at these thresholds (valid:
+    /// finite, positive, at most [`MAX_WHATIF_THRESHOLDS`]).
+    WhatIf(Vec<f64>, oneshot::Sender<WhatIfReport>),
 }
+
+/// Most thresholds one what-if request may ask for: each costs a replay
+/// of every observed peer's window on the node's only thread.
+pub const MAX_WHATIF_THRESHOLDS: usize = 8;
 
 /// Where handlers send [`Request`]s.
 pub type Control = mpsc::Sender<Request>;

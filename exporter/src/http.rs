@@ -2,11 +2,11 @@
 //! `/v1/peers/{id}`, `POST /v1/reload`.
 
 use crate::api::{ApiError, ReloadReport};
-use crate::control::{Control, Request, ask};
+use crate::control::{Control, MAX_WHATIF_THRESHOLDS, Request, ask};
 use crate::metrics::Metrics;
 use crate::snapshot::{Refresher, SharedSnapshot, read, refresh};
 use axum::Router;
-use axum::extract::{Path, State};
+use axum::extract::{Path, Query, State};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -55,6 +55,9 @@ fn error(status: StatusCode, message: impl Into<String>) -> Response {
 /// - `GET /v1/peers/{id}`: one peer ([`PeerDetail`](crate::PeerDetail)):
 ///   its `/v1/peers` fields, threshold, window fill and evidence; 404
 ///   with `{"error": ...}` for an id this node does not know.
+/// - `GET /v1/whatif?threshold=X[,Y...]`: the observed peers' windows
+///   replayed at those thresholds beside the current one
+///   ([`WhatIfReport`](crate::WhatIfReport)); 400 for a bad threshold.
 /// - `POST /v1/reload`: re-read the configuration file
 ///   ([`ReloadReport`]): 200 when applied, 422 when refused (the old one
 ///   stays), 403 unless [`HttpState::reload_over_http`].
@@ -65,6 +68,7 @@ pub fn router(state: HttpState) -> Router {
         .route("/readyz", get(readyz))
         .route("/v1/peers", get(peers))
         .route("/v1/peers/{id}", get(peer))
+        .route("/v1/whatif", get(whatif))
         .route("/v1/reload", post(reload))
         .with_state(state)
 }
@@ -129,6 +133,51 @@ async fn peer(State(s): State<HttpState>, Path(id): Path<String>) -> Response {
                 format!("no peer {id:?} is known to {me}; GET /v1/peers lists the known ones"),
             )
         }
+        None => error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "the node did not answer in time",
+        ),
+    }
+}
+
+/// Parses `threshold=X,Y` (also repeated `threshold=` parameters).
+fn thresholds(query: &[(String, String)]) -> Result<Vec<f64>, String> {
+    let mut out = Vec::new();
+    for (k, v) in query {
+        if k != "threshold" {
+            return Err(format!("unknown parameter {k:?}; use threshold=X[,Y...]"));
+        }
+        for part in v.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+            match part.parse::<f64>() {
+                Ok(t) if t.is_finite() && t > 0.0 && t <= 1000.0 => out.push(t),
+                _ => {
+                    return Err(format!("threshold {part:?} is not a number in (0, 1000]"));
+                }
+            }
+        }
+    }
+    if out.len() > MAX_WHATIF_THRESHOLDS {
+        return Err(format!(
+            "at most {MAX_WHATIF_THRESHOLDS} thresholds per request, got {}",
+            out.len()
+        ));
+    }
+    Ok(out)
+}
+
+async fn whatif(
+    State(s): State<HttpState>,
+    Query(query): Query<Vec<(String, String)>>,
+) -> Response {
+    let thresholds = match thresholds(&query) {
+        Ok(t) => t,
+        Err(e) => return error(StatusCode::BAD_REQUEST, e),
+    };
+    if s.control.is_none() {
+        return error(StatusCode::SERVICE_UNAVAILABLE, "no runtime to ask");
+    }
+    match ask(s.control.as_ref(), |tx| Request::WhatIf(thresholds, tx)).await {
+        Some(report) => axum::Json(report).into_response(),
         None => error(
             StatusCode::SERVICE_UNAVAILABLE,
             "the node did not answer in time",
@@ -405,6 +454,12 @@ mod tests {
                             evidence: None,
                         }));
                     }
+                    crate::control::Request::WhatIf(thresholds, reply) => {
+                        let _ = reply.send(crate::api::WhatIfReport {
+                            thresholds,
+                            ..Default::default()
+                        });
+                    }
                     crate::control::Request::Reload(reply) => {
                         reloads += 1;
                         let _ = reply.send(if reloads == 1 {
@@ -490,5 +545,29 @@ mod tests {
             get(&s, "/v1/reload").await.0,
             StatusCode::METHOD_NOT_ALLOWED
         );
+    }
+
+    #[tokio::test]
+    async fn whatif_takes_a_list_of_thresholds_and_refuses_bad_ones() {
+        let s = with_runtime(state(false));
+        let (status, _, body) = get(&s, "/v1/whatif?threshold=4,12.5&threshold=16").await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        let r: crate::api::WhatIfReport = serde_json::from_str(&body).unwrap();
+        assert_eq!(r.thresholds, [4.0, 12.5, 16.0]);
+        assert_eq!(get(&s, "/v1/whatif").await.0, StatusCode::OK);
+        for bad in [
+            "threshold=x",
+            "threshold=-1",
+            "threshold=NaN",
+            "threshold=inf",
+            "t=3",
+        ] {
+            let (status, _, body) = get(&s, &format!("/v1/whatif?{bad}")).await;
+            assert_eq!(status, StatusCode::BAD_REQUEST, "{bad}: {body}");
+            assert!(body.contains("\"error\""), "{body}");
+        }
+        let many = ["1"; MAX_WHATIF_THRESHOLDS + 1].join(",");
+        let (status, _, _) = get(&s, &format!("/v1/whatif?threshold={many}")).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST);
     }
 }

@@ -14,9 +14,9 @@
 //! - [`api`]: the types of the JSON API, [`PeerInfo`] (`/v1/peers`),
 //!   declared once for the handler and its clients.
 //! - [`router`]: `/metrics`, `/healthz`, `/readyz`, `/v1/peers`,
-//!   `/v1/peers/{id}` and `POST /v1/reload` over an [`HttpState`],
+//!   `/v1/peers/{id}`, `/v1/whatif` and `POST /v1/reload` over an [`HttpState`],
 //!   testable without a socket; [`control`]: the requests handlers hand
-//!   to the runtime (evidence, reload); [`serve`] runs it on a
+//!   to the runtime (evidence, what-if, reload); [`serve`] runs it on a
 //!   listener with [`HttpLimits`] (header and request timeouts,
 //!   connection limits, body limit) against slow or greedy clients.
 //! - [`IntervalHistogram`]: per-peer interval quantiles for `/v1/peers`.
@@ -37,7 +37,9 @@ pub mod metrics;
 pub mod serve;
 pub mod snapshot;
 
-pub use api::{ApiError, PeerDetail, PeerInfo, ReloadReport};
+pub use api::{
+    ApiError, PeerDetail, PeerInfo, PeerWhatIf, ReloadReport, WhatIfOutcome, WhatIfReport,
+};
 pub use config::ExportConfig;
 pub use control::{Control, Request};
 pub use histogram::{IntervalHistogram, IntervalQuantiles};

@@ -23,6 +23,7 @@ mod paging;
 mod record;
 mod reload;
 mod snapshot;
+mod whatif;
 mod wiring;
 
 use crate::UsageError;
@@ -368,6 +369,15 @@ impl Sidecar {
                         }
                         Some(Request::Peer(id, reply)) => {
                             let _ = reply.send(self.peer_detail(&id, now));
+                        }
+                        Some(Request::WhatIf(thresholds, reply)) => {
+                            let detector = self.config.detector.detector_config(self.config.gossip.interval);
+                            let _ = reply.send(whatif::report(
+                                &self.node,
+                                &detector,
+                                self.config.detector.threshold,
+                                &thresholds,
+                            ));
                         }
                         Some(_) | None => {} // not served by this runtime
                     }

@@ -35,6 +35,7 @@ fn every_command_has_help() {
         "check-config",
         "peers",
         "status",
+        "whatif",
         "completions",
     ] {
         let (ok, out) = phimon(&[cmd, "--help"]);

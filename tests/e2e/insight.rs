@@ -375,3 +375,105 @@ async fn phimon_peers_shows_the_fleet_and_says_when_no_sidecar_runs() {
     );
     assert!(out.stdout.is_empty());
 }
+
+/// `phimon whatif --threshold 4,12,16` on a node of a running cluster:
+/// every observed peer replayed at the current threshold (8, first) and
+/// the three asked, a higher threshold detecting later; the table says
+/// the same as `--json`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn phimon_whatif_prints_the_trade_off_for_three_thresholds() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut c = converged(dir.path(), &paging(3, &crate::common::sink().await)).await;
+    for peer in ["node-2", "node-3"] {
+        wait_detail(&c, 0, peer, Duration::from_secs(30), "20 samples", |d| {
+            d.window_samples >= 20
+        })
+        .await;
+    }
+    let addr = c.nodes[0].http.to_string();
+    let json = succeed(phimon().args([
+        "whatif",
+        "--threshold",
+        "4,12,16",
+        "--json",
+        "--addr",
+        &addr,
+    ]));
+    let r: phimon_exporter::WhatIfReport = serde_json::from_str(&json).unwrap();
+    assert_eq!(r.node_id, "node-1");
+    assert_eq!(r.thresholds, [8.0, 4.0, 12.0, 16.0], "{json}");
+    let ids: Vec<&str> = r.peers.iter().map(|p| p.node_id.as_str()).collect();
+    assert_eq!(ids, ["node-2", "node-3"], "{json}");
+    for p in &r.peers {
+        assert!(p.intervals >= 20, "{p:?}");
+        // 500 ms heartbeats: the history is the intervals' sum.
+        assert!(
+            (p.history_s / p.intervals as f64 - 0.5).abs() < 0.1,
+            "{p:?}"
+        );
+        let d: Vec<f64> = p.outcomes.iter().map(|o| o.detection_ms.unwrap()).collect();
+        // Threshold order 8, 4, 12, 16.
+        assert!(d[1] < d[0] && d[0] < d[2] && d[2] < d[3], "{p:?}");
+        // Beyond the heartbeat interval, and within the replay's horizon
+        // (a young window is still wide: seconds, not minutes).
+        assert!(d[1] > 500.0 && d[3] < 60_000.0, "{p:?}");
+    }
+    assert_eq!(r.node.len(), 4);
+    assert_eq!(
+        r.node[0].detection_ms,
+        r.peers
+            .iter()
+            .map(|p| p.outcomes[0].detection_ms.unwrap())
+            .reduce(f64::max)
+    );
+
+    let table = succeed(phimon().args(["whatif", "--threshold", "4,12,16", "--addr", &addr]));
+    eprintln!("{table}");
+    let lines: Vec<&str> = table.lines().collect();
+    assert!(
+        lines[0].starts_with("node-1: current threshold 8"),
+        "{table}"
+    );
+    assert!(lines[1].starts_with("PEER"), "{table}");
+    // 2 peers and the node's summary, 4 thresholds each.
+    assert_eq!(lines.len(), 2 + 3 * 4, "{table}");
+    assert!(
+        lines[2].starts_with("node-2") && lines[2].contains("8 (now)"),
+        "{table}"
+    );
+    assert!(lines[10].starts_with("(node)"), "{table}");
+
+    let bad = phimon()
+        .args(["whatif", "--threshold", "-3", "--addr", &addr])
+        .output()
+        .unwrap();
+    assert_eq!(bad.status.code(), Some(2), "{bad:?}");
+
+    // The replay is the live detector: its detection time at the current
+    // threshold is when the real one suspects a killed node, counted from
+    // its last heartbeat.
+    let now: phimon_exporter::WhatIfReport =
+        serde_json::from_str(&c.get(0, "/v1/whatif").await.unwrap()).unwrap();
+    let predicted = now.peers[1].outcomes[0].detection_ms.unwrap();
+    c.kill(2).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let seen = loop {
+        let peers = c.peers(0).await.unwrap();
+        let p = peers.iter().find(|p| p.node_id == "node-3").unwrap();
+        if p.phi >= 8.0 {
+            break p.last_heartbeat_age_ms;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "node-3 never reached phi 8: {p:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    eprintln!(
+        "what-if predicted detection {predicted:.0} ms after the last heartbeat; seen at {seen:.0} ms"
+    );
+    assert!(
+        seen >= predicted - 50.0 && seen <= predicted * 1.1 + 250.0,
+        "predicted {predicted} ms, the live detector crossed 8 at {seen} ms"
+    );
+}
