@@ -7,7 +7,7 @@
 
 use crate::UsageError;
 use anyhow::{Context as _, bail};
-use phimon_exporter::{PeerInfo, api::Status};
+use phimon_exporter::{NodeInfo, PeerInfo, api::Status};
 use std::io::{Read as _, Write as _};
 use std::net::{SocketAddr, TcpStream, ToSocketAddrs};
 use std::path::PathBuf;
@@ -46,6 +46,12 @@ pub fn run(args: PeersArgs) -> anyhow::Result<()> {
     }
     let peers: Vec<PeerInfo> = serde_json::from_str(&body)
         .with_context(|| format!("the sidecar at {addr} answered GET /v1/peers with bad JSON"))?;
+    // This node's own row; a sidecar that does not serve it just has
+    // none.
+    let me: Option<NodeInfo> = match get(&addr, "/v1/node") {
+        Ok((200, body)) => serde_json::from_str(&body).ok(),
+        _ => None,
+    };
     let mut out = std::io::stdout().lock();
     let text = if args.json {
         // The array as served, re-encoded from the typed peers so that
@@ -54,7 +60,7 @@ pub fn run(args: PeersArgs) -> anyhow::Result<()> {
         s.push('\n');
         s
     } else {
-        table(&peers)
+        table(me.as_ref(), &peers)
     };
     match out.write_all(text.as_bytes()) {
         Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => Err(e.into()),
@@ -193,9 +199,10 @@ fn dechunk(mut rest: &[u8]) -> anyhow::Result<Vec<u8>> {
     }
 }
 
-/// The table: one row per peer, columns padded to their widest cell.
-pub fn table(peers: &[PeerInfo]) -> String {
-    if peers.is_empty() {
+/// The table: this node's row (when known) then one row per peer,
+/// columns padded to their widest cell.
+pub fn table(me: Option<&NodeInfo>, peers: &[PeerInfo]) -> String {
+    if peers.is_empty() && me.is_none() {
         return "no peers known yet (the node has not joined, or is alone)\n".to_owned();
     }
     let header = [
@@ -215,9 +222,21 @@ pub fn table(peers: &[PeerInfo]) -> String {
             v.join(",")
         }
     };
-    let rows: Vec<[String; 8]> = peers
-        .iter()
-        .map(|p| {
+    let own = me.map(|m| {
+        [
+            m.node_id.clone(),
+            m.address.clone(),
+            format!("{} (this node)", m.status),
+            "-".to_owned(),
+            "-".to_owned(),
+            m.generation.to_string(),
+            list(&m.observers),
+            list(&m.suspected_by),
+        ]
+    });
+    let rows: Vec<[String; 8]> = own
+        .into_iter()
+        .chain(peers.iter().map(|p| {
             // phi and heartbeat age exist only where the peer's
             // heartbeats arrive: at its observers.
             let (phi, age) = if p.observed {
@@ -245,7 +264,7 @@ pub fn table(peers: &[PeerInfo]) -> String {
                 list(&p.observers),
                 list(&p.suspected_by),
             ]
-        })
+        }))
         .collect();
     let mut width = header.map(str::len);
     for r in &rows {
@@ -316,7 +335,7 @@ mod tests {
                 ..PeerInfo::default()
             },
         ];
-        let t = table(&peers);
+        let t = table(None, &peers);
         let lines: Vec<&str> = t.lines().collect();
         assert_eq!(lines.len(), 3, "{t}");
         assert!(lines[0].starts_with("NODE"), "{t}");
@@ -339,7 +358,33 @@ mod tests {
                 "node-2"
             ]
         );
-        assert!(table(&[]).starts_with("no peers"));
+        assert!(table(None, &[]).starts_with("no peers"));
+        let me = NodeInfo {
+            node_id: "node-1".into(),
+            address: "127.0.0.1:7801".into(),
+            generation: 9,
+            status: Status::Alive,
+            observers: vec!["node-2".into(), "node-3".into()],
+            ..NodeInfo::default()
+        };
+        let t = table(Some(&me), &peers);
+        let first: Vec<&str> = t.lines().nth(1).unwrap().split_whitespace().collect();
+        assert_eq!(
+            first,
+            [
+                "node-1",
+                "127.0.0.1:7801",
+                "alive",
+                "(this",
+                "node)",
+                "-",
+                "-",
+                "9",
+                "node-2,node-3",
+                "-"
+            ],
+            "{t}"
+        );
     }
 
     #[test]

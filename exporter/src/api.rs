@@ -152,3 +152,33 @@ pub struct WhatIfOutcome {
     /// `mistakes` per hour of replayed history.
     pub mistakes_per_hour: f64,
 }
+
+/// `GET /v1/node`: the answering node itself, which `/v1/peers` leaves
+/// out: who it is, and how the fleet judges it.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+pub struct NodeInfo {
+    /// Its node id.
+    pub node_id: String,
+    /// Its cluster.
+    pub cluster: String,
+    /// The phimon version it runs.
+    pub version: String,
+    /// The address it advertises.
+    pub address: String,
+    /// Its generation.
+    pub generation: u64,
+    /// Its status as it announces it (`alive`, `leaving`, ...).
+    pub status: Status,
+    /// It joined (a peer answered): `/readyz`'s first condition.
+    pub joined: bool,
+    /// The suspicion threshold in force.
+    pub threshold: f64,
+    /// Its own observers, in ring order.
+    pub observers: Vec<String>,
+    /// Those of them that suspect it.
+    pub suspected_by: Vec<String>,
+    /// It stalled recently and raises no new suspicion.
+    pub degraded: bool,
+    /// It considers itself cut off from most of the nodes it observes.
+    pub isolated: bool,
+}

@@ -2,7 +2,7 @@
 //! node: what a published snapshot cannot answer (a peer's evidence) or
 //! what changes the node (a reload).
 
-use crate::api::{PeerDetail, ReloadReport, WhatIfReport};
+use crate::api::{NodeInfo, PeerDetail, ReloadReport, WhatIfReport};
 use tokio::sync::{mpsc, oneshot};
 
 /// One request to the runtime; it answers on the channel inside.
@@ -11,6 +11,8 @@ use tokio::sync::{mpsc, oneshot};
 pub enum Request {
     /// Re-read the configuration file and apply what may change live.
     Reload(oneshot::Sender<ReloadReport>),
+    /// This node itself.
+    Local(oneshot::Sender<NodeInfo>),
     /// One peer with its evidence (`None`: no such peer).
     Peer(String, oneshot::Sender<Option<PeerDetail>>),
     /// Replay the observed peers' windows at these thresholds (valid:

@@ -52,6 +52,7 @@ fn error(status: StatusCode, message: impl Into<String>) -> Response {
 ///   works, else 503 with one line per problem (not joined, no outbox,
 ///   pages held in memory because the disk refuses them).
 /// - `GET /v1/peers`: JSON array, one object per peer, sorted by node id.
+/// - `GET /v1/node`: this node itself ([`NodeInfo`](crate::NodeInfo)).
 /// - `GET /v1/peers/{id}`: one peer ([`PeerDetail`](crate::PeerDetail)):
 ///   its `/v1/peers` fields, threshold, window fill and evidence; 404
 ///   with `{"error": ...}` for an id this node does not know.
@@ -67,6 +68,7 @@ pub fn router(state: HttpState) -> Router {
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .route("/v1/peers", get(peers))
+        .route("/v1/node", get(local))
         .route("/v1/peers/{id}", get(peer))
         .route("/v1/whatif", get(whatif))
         .route("/v1/reload", post(reload))
@@ -118,6 +120,19 @@ async fn peers(State(s): State<HttpState>) -> Response {
     let mut peers = read(&s.snapshot, |n| n.peers.clone());
     peers.sort_by(|a, b| a.node_id.cmp(&b.node_id));
     axum::Json(peers).into_response()
+}
+
+async fn local(State(s): State<HttpState>) -> Response {
+    if s.control.is_none() {
+        return error(StatusCode::SERVICE_UNAVAILABLE, "no runtime to ask");
+    }
+    match ask(s.control.as_ref(), Request::Local).await {
+        Some(info) => axum::Json(info).into_response(),
+        None => error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "the node did not answer in time",
+        ),
+    }
 }
 
 async fn peer(State(s): State<HttpState>, Path(id): Path<String>) -> Response {
@@ -454,6 +469,12 @@ mod tests {
                             evidence: None,
                         }));
                     }
+                    crate::control::Request::Local(reply) => {
+                        let _ = reply.send(crate::api::NodeInfo {
+                            node_id: "node-0".into(),
+                            ..Default::default()
+                        });
+                    }
                     crate::control::Request::WhatIf(thresholds, reply) => {
                         let _ = reply.send(crate::api::WhatIfReport {
                             thresholds,
@@ -514,6 +535,11 @@ mod tests {
         assert!(ctype.starts_with("application/json"), "{ctype}");
         let e: ApiError = serde_json::from_str(&body).unwrap();
         assert!(e.error.contains("no peer \"nobody\""), "{}", e.error);
+
+        let (status, _, body) = get(&s, "/v1/node").await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        let me: crate::api::NodeInfo = serde_json::from_str(&body).unwrap();
+        assert_eq!(me.node_id, "node-0");
 
         // Without a runtime: a clear 503, not a hang.
         let (status, _, _) = get(&state(false), "/v1/peers/node-1").await;

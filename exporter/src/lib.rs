@@ -14,7 +14,7 @@
 //! - [`api`]: the types of the JSON API, [`PeerInfo`] (`/v1/peers`),
 //!   declared once for the handler and its clients.
 //! - [`router`]: `/metrics`, `/healthz`, `/readyz`, `/v1/peers`,
-//!   `/v1/peers/{id}`, `/v1/whatif` and `POST /v1/reload` over an [`HttpState`],
+//!   `/v1/node`, `/v1/peers/{id}`, `/v1/whatif` and `POST /v1/reload` over an [`HttpState`],
 //!   testable without a socket; [`control`]: the requests handlers hand
 //!   to the runtime (evidence, what-if, reload); [`serve`] runs it on a
 //!   listener with [`HttpLimits`] (header and request timeouts,
@@ -38,7 +38,7 @@ pub mod serve;
 pub mod snapshot;
 
 pub use api::{
-    ApiError, PeerDetail, PeerInfo, PeerWhatIf, ReloadReport, WhatIfOutcome, WhatIfReport,
+    ApiError, NodeInfo, PeerDetail, PeerInfo, PeerWhatIf, ReloadReport, WhatIfOutcome, WhatIfReport,
 };
 pub use config::ExportConfig;
 pub use control::{Control, Request};

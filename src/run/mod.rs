@@ -32,7 +32,7 @@ use phimon_alert::AlertRecord;
 use phimon_config::Config;
 use phimon_detector::Timestamp;
 use phimon_exporter::{
-    HttpLimits, HttpState, IntervalHistogram, Metrics, PeerDetail, ReloadReport, Request,
+    HttpLimits, HttpState, IntervalHistogram, Metrics, NodeInfo, PeerDetail, ReloadReport, Request,
     SharedSnapshot,
 };
 use phimon_gossip::wire::Channel as FrameChannel;
@@ -367,6 +367,9 @@ impl Sidecar {
                         Some(Request::Reload(reply)) => {
                             let _ = reply.send(self.reload(now, "POST /v1/reload"));
                         }
+                        Some(Request::Local(reply)) => {
+                            let _ = reply.send(self.local_info(now));
+                        }
                         Some(Request::Peer(id, reply)) => {
                             let _ = reply.send(self.peer_detail(&id, now));
                         }
@@ -597,6 +600,34 @@ impl Sidecar {
                     error: Some(error),
                 }
             }
+        }
+    }
+
+    /// `GET /v1/node`: this node as the fleet sees it.
+    fn local_info(&self, now: Timestamp) -> NodeInfo {
+        let g = self.node.gossip();
+        let me = g.member(g.id());
+        let observers = me.as_ref().map(|m| m.observers()).unwrap_or_default();
+        NodeInfo {
+            node_id: g.id().to_string(),
+            cluster: self.config.cluster.name.clone(),
+            version: env!("CARGO_PKG_VERSION").to_owned(),
+            address: me
+                .as_ref()
+                .map(|m| m.address().to_owned())
+                .unwrap_or_default(),
+            generation: g.generation(),
+            status: me.as_ref().map_or(Status::Alive, |m| m.status()),
+            joined: self.config.cluster.seeds.is_empty() || g.joined(),
+            threshold: self.config.detector.threshold,
+            observers: observers.iter().map(|o| o.observer.to_string()).collect(),
+            suspected_by: observers
+                .iter()
+                .filter(|o| o.suspected == Some(true))
+                .map(|o| o.observer.to_string())
+                .collect(),
+            degraded: g.is_degraded(now),
+            isolated: g.is_isolated(),
         }
     }
 

@@ -320,7 +320,8 @@ async fn phimon_peers_shows_the_fleet_and_says_when_no_sidecar_runs() {
 
     let table = succeed(phimon().args(["peers", "--addr", &addr]));
     let lines: Vec<&str> = table.lines().collect();
-    assert_eq!(lines.len(), 3, "{table}");
+    // The header, this node, its two peers: every node of the cluster.
+    assert_eq!(lines.len(), 4, "{table}");
     for col in [
         "NODE",
         "ADDRESS",
@@ -333,7 +334,24 @@ async fn phimon_peers_shows_the_fleet_and_says_when_no_sidecar_runs() {
     ] {
         assert!(lines[0].contains(col), "{table}");
     }
-    for (line, n) in lines[1..].iter().zip(&c.nodes[1..]) {
+    let own: Vec<&str> = lines[1].split_whitespace().collect();
+    assert_eq!(
+        own[..6],
+        [
+            "node-1",
+            &c.nodes[0].gossip.to_string(),
+            "alive",
+            "(this",
+            "node)",
+            "-"
+        ],
+        "{table}"
+    );
+    assert!(
+        own[8].contains("node-2") && own[8].contains("node-3"),
+        "{table}"
+    );
+    for (line, n) in lines[2..].iter().zip(&c.nodes[1..]) {
         let cols: Vec<&str> = line.split_whitespace().collect();
         assert_eq!(cols[0], n.id, "{table}");
         assert_eq!(cols[1], n.gossip.to_string(), "{table}");
