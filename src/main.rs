@@ -1,7 +1,7 @@
 //! The `phimon` binary: the command-line interface and the wiring of the
 //! workspace's crates into a sidecar (`run`), plus the operator's tools
 //! around it (`demo`, `eval`, `simulate`, `certs`, `check-config`,
-//! `peers`, `whatif`, `completions`). Development tools (`soak`, `corpus`) are
+//! `peers`, `whatif`, `record`, `completions`). Development tools (`soak`, `corpus`) are
 //! `phimon-dev`'s, in phimon-testkit.
 
 use clap::{Parser, Subcommand};
@@ -12,6 +12,7 @@ mod check_config;
 mod demo;
 mod eval;
 mod peers;
+mod record_cli;
 mod run;
 mod simulate;
 mod whatif;
@@ -80,6 +81,9 @@ enum Command {
     /// What other thresholds would have done: each observed peer's
     /// recent heartbeats replayed (detection time, mistakes per hour).
     Whatif(whatif::WhatIfArgs),
+    /// Export an observed peer's recent heartbeats (its detector window)
+    /// as a trace for `phimon eval`.
+    Record(record_cli::RecordArgs),
 }
 
 fn main() -> ExitCode {
@@ -93,6 +97,7 @@ fn main() -> ExitCode {
         Command::CheckConfig(args) => check_config::run(args),
         Command::Peers(args) => peers::run(args),
         Command::Whatif(args) => whatif::run(args),
+        Command::Record(args) => record_cli::run(args),
         Command::Completions { shell } => {
             let mut cmd = <Cli as clap::CommandFactory>::command();
             // Render into memory first: the generator panics on write

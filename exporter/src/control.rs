@@ -15,6 +15,9 @@ pub enum Request {
     Local(oneshot::Sender<NodeInfo>),
     /// One peer with its evidence (`None`: no such peer).
     Peer(String, oneshot::Sender<Option<PeerDetail>>),
+    /// One observed peer's detector window as an arrival trace (the
+    /// format `phimon eval` reads; `None`: not observed here).
+    Trace(String, oneshot::Sender<Option<String>>),
     /// Replay the observed peers' windows at these thresholds (valid:
     /// finite, positive, at most [`MAX_WHATIF_THRESHOLDS`]).
     WhatIf(Vec<f64>, oneshot::Sender<WhatIfReport>),

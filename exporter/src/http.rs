@@ -56,6 +56,9 @@ fn error(status: StatusCode, message: impl Into<String>) -> Response {
 /// - `GET /v1/peers/{id}`: one peer ([`PeerDetail`](crate::PeerDetail)):
 ///   its `/v1/peers` fields, threshold, window fill and evidence; 404
 ///   with `{"error": ...}` for an id this node does not know.
+/// - `GET /v1/peers/{id}/trace`: an observed peer's detector window as
+///   an arrival trace (`text/plain`, the format `phimon eval` reads); 404
+///   when this node does not observe it.
 /// - `GET /v1/whatif?threshold=X[,Y...]`: the observed peers' windows
 ///   replayed at those thresholds beside the current one
 ///   ([`WhatIfReport`](crate::WhatIfReport)); 400 for a bad threshold.
@@ -70,6 +73,7 @@ pub fn router(state: HttpState) -> Router {
         .route("/v1/peers", get(peers))
         .route("/v1/node", get(local))
         .route("/v1/peers/{id}", get(peer))
+        .route("/v1/peers/{id}/trace", get(trace))
         .route("/v1/whatif", get(whatif))
         .route("/v1/reload", post(reload))
         .with_state(state)
@@ -193,6 +197,31 @@ async fn whatif(
     }
     match ask(s.control.as_ref(), |tx| Request::WhatIf(thresholds, tx)).await {
         Some(report) => axum::Json(report).into_response(),
+        None => error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "the node did not answer in time",
+        ),
+    }
+}
+
+async fn trace(State(s): State<HttpState>, Path(id): Path<String>) -> Response {
+    if s.control.is_none() {
+        return error(StatusCode::SERVICE_UNAVAILABLE, "no runtime to ask");
+    }
+    match ask(s.control.as_ref(), |tx| Request::Trace(id.clone(), tx)).await {
+        Some(Some(text)) => {
+            ([(header::CONTENT_TYPE, "text/plain; charset=utf-8")], text).into_response()
+        }
+        Some(None) => {
+            let me = read(&s.snapshot, |n| n.node_id.clone());
+            error(
+                StatusCode::NOT_FOUND,
+                format!(
+                    "{me} does not observe {id:?}: only a node's observers receive its heartbeats \
+                     (GET /v1/peers/{id} lists them)"
+                ),
+            )
+        }
         None => error(
             StatusCode::SERVICE_UNAVAILABLE,
             "the node did not answer in time",
@@ -469,6 +498,12 @@ mod tests {
                             evidence: None,
                         }));
                     }
+                    crate::control::Request::Trace(id, reply) => {
+                        let _ = reply.send(
+                            (id == "node-1")
+                                .then(|| "# interval_ms=500\n# end_ms=0\narrival_ms\n0\n".into()),
+                        );
+                    }
                     crate::control::Request::Local(reply) => {
                         let _ = reply.send(crate::api::NodeInfo {
                             node_id: "node-0".into(),
@@ -540,6 +575,19 @@ mod tests {
         assert_eq!(status, StatusCode::OK, "{body}");
         let me: crate::api::NodeInfo = serde_json::from_str(&body).unwrap();
         assert_eq!(me.node_id, "node-0");
+
+        let (status, ctype, body) = get(&s, "/v1/peers/node-1/trace").await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        assert!(ctype.starts_with("text/plain"), "{ctype}");
+        assert!(body.starts_with("# interval_ms=500"), "{body}");
+        let (status, _, body) = get(&s, "/v1/peers/node-7/trace").await;
+        assert_eq!(status, StatusCode::NOT_FOUND, "{body}");
+        let e: ApiError = serde_json::from_str(&body).unwrap();
+        assert!(
+            e.error.contains("does not observe \"node-7\""),
+            "{}",
+            e.error
+        );
 
         // Without a runtime: a clear 503, not a hang.
         let (status, _, _) = get(&state(false), "/v1/peers/node-1").await;

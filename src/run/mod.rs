@@ -367,6 +367,14 @@ impl Sidecar {
                         Some(Request::Reload(reply)) => {
                             let _ = reply.send(self.reload(now, "POST /v1/reload"));
                         }
+                        Some(Request::Trace(id, reply)) => {
+                            let _ = reply.send(whatif::window_trace(
+                                &self.node,
+                                &NodeId::new(id),
+                                self.config.gossip.interval,
+                                now,
+                            ));
+                        }
                         Some(Request::Local(reply)) => {
                             let _ = reply.send(self.local_info(now));
                         }

@@ -20,6 +20,8 @@
 //! (a mistake rate of 0 over 17 minutes is not a guarantee for a week).
 //! For hours of history, record arrivals (`phimon run --record-arrivals`)
 //! and replay them with `phimon eval`.
+//!
+//! [`window_trace`] exports the same window as a trace (`phimon record`).
 
 use phimon_detector::{DetectorConfig, PeerDetector};
 use phimon_eval::qos;
@@ -48,12 +50,7 @@ pub fn report(node: &Node, detector: &DetectorConfig, current: f64, asked: &[f64
         .members()
         .filter(|m| !m.is_self())
         .filter_map(|m| {
-            let o = m.observed()?;
-            let d = o.detector();
-            let intervals: Vec<f64> = d
-                .recent_intervals(d.window().len())
-                .map(|i| i.as_secs_f64() * 1000.0)
-                .collect();
+            let intervals = window_ms(node, m.node_id())?;
             Some(replay(
                 m.node_id().to_string(),
                 &intervals,
@@ -90,6 +87,66 @@ pub fn report(node: &Node, detector: &DetectorConfig, current: f64, asked: &[f64
     }
 }
 
+/// Arrivals from 0 whose intervals are `intervals_ms`.
+fn arrivals(intervals_ms: &[f64]) -> Vec<f64> {
+    let mut arrivals = Vec::with_capacity(intervals_ms.len() + 1);
+    let mut t = 0.0;
+    arrivals.push(t);
+    for i in intervals_ms {
+        // Intervals are whole microseconds: keep the sum exact, so a
+        // trace prints 500.435, not 500.43499999999995.
+        t = ((t + i) * 1000.0).round() / 1000.0;
+        arrivals.push(t);
+    }
+    arrivals
+}
+
+/// The intervals `subject`'s detector window holds at this node, oldest
+/// first, ms (`None`: this node does not observe it).
+fn window_ms(node: &Node, subject: &phimon_gossip::NodeId) -> Option<Vec<f64>> {
+    let m = node.gossip().member(subject)?;
+    let d = m.observed()?.detector();
+    Some(
+        d.recent_intervals(d.window().len())
+            .map(|i| i.as_secs_f64() * 1000.0)
+            .collect(),
+    )
+}
+
+/// `GET /v1/peers/{id}/trace` (`phimon record`): `subject`'s window as
+/// an arrival trace `phimon eval` replays, observed until `now` (no
+/// crash: the peer may well be alive).
+pub fn window_trace(
+    node: &Node,
+    subject: &phimon_gossip::NodeId,
+    interval: Duration,
+    now: phimon_detector::Timestamp,
+) -> Option<String> {
+    let intervals = window_ms(node, subject)?;
+    let silence_ms = node
+        .gossip()
+        .member(subject)?
+        .observed()?
+        .last_arrival()
+        .map_or(0.0, |l| (now - l).as_secs_f64() * 1000.0);
+    let arrivals = arrivals(&intervals);
+    let last = arrivals.last().copied().unwrap_or(0.0);
+    let trace = Trace {
+        interval_ms: interval.as_secs_f64() * 1000.0,
+        end_ms: last + silence_ms,
+        crash_ms: None,
+        outages_ms: Vec::new(),
+        metadata: vec![
+            ("peer".into(), subject.to_string()),
+            ("observer".into(), node.gossip().id().to_string()),
+            ("source".into(), "detector-window".into()),
+        ],
+        arrivals_ms: arrivals,
+        seqs: None,
+    };
+    Some(trace.to_text())
+}
+
 /// One peer's window, replayed.
 fn replay(
     node_id: String,
@@ -98,13 +155,8 @@ fn replay(
     interval: Duration,
     thresholds: &[f64],
 ) -> PeerWhatIf {
-    let mut arrivals = Vec::with_capacity(intervals_ms.len() + 1);
-    let mut t = 0.0;
-    arrivals.push(t);
-    for i in intervals_ms {
-        t += i;
-        arrivals.push(t);
-    }
+    let arrivals = arrivals(intervals_ms);
+    let t = arrivals.last().copied().unwrap_or(0.0);
     let trace = Trace {
         interval_ms: interval.as_secs_f64() * 1000.0,
         end_ms: t + horizon(interval).as_secs_f64() * 1000.0,

@@ -36,6 +36,7 @@ fn every_command_has_help() {
         "peers",
         "status",
         "whatif",
+        "record",
         "completions",
     ] {
         let (ok, out) = phimon(&[cmd, "--help"]);

@@ -467,6 +467,54 @@ async fn phimon_whatif_prints_the_trade_off_for_three_thresholds() {
         .unwrap();
     assert_eq!(bad.status.code(), Some(2), "{bad:?}");
 
+    // `phimon record` exports a window as a trace `phimon eval` replays
+    // to the same mistakes as the what-if at each threshold.
+    let trace = dir.path().join("node-2.trace");
+    let said = phimon()
+        .args(["record", "--peer", "node-2", "--addr", &addr, "--out"])
+        .arg(&trace)
+        .output()
+        .unwrap();
+    assert!(said.status.success(), "{said:?}");
+    let stderr = String::from_utf8_lossy(&said.stderr);
+    assert!(
+        stderr.contains("replay it with `phimon eval --trace"),
+        "{stderr}"
+    );
+    let text = std::fs::read_to_string(&trace).unwrap();
+    assert!(
+        text.contains("# peer=node-2") && text.contains("# interval_ms=500"),
+        "{text}"
+    );
+    let arrivals = text.lines().skip_while(|l| *l != "arrival_ms").count() - 1;
+    assert!(
+        arrivals > r.peers[0].intervals,
+        "{arrivals} arrivals: {text}"
+    );
+    let report = succeed(
+        phimon()
+            .args(["eval", "--thresholds", "4,8,12,16", "--trace"])
+            .arg(&trace),
+    );
+    for o in &r.peers[0].outcomes {
+        let th = o.threshold.to_string();
+        assert_eq!(
+            crate::common::row(&report, &th)[2],
+            o.mistakes.to_string(),
+            "mistakes at {th}: {report}"
+        );
+    }
+    let unobserved = phimon()
+        .args(["record", "--peer", "node-9", "--addr", &addr, "--out", "-"])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&unobserved.stderr);
+    assert!(!unobserved.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("node-1 does not observe \"node-9\""),
+        "{stderr}"
+    );
+
     // The replay is the live detector: its detection time at the current
     // threshold is when the real one suspects a killed node, counted from
     // its last heartbeat.
