@@ -104,7 +104,12 @@ struct Sidecar {
     transport: Transport,
     inbox: mpsc::Receiver<Received>,
     paging: paging::Paging,
+    /// The outbox delivery reads (`None`: unusable, nothing is sent).
+    outbox: Option<Outbox>,
     delivery: Option<Delivery>,
+    /// The webhooks delivery runs with, secrets as read (a reload
+    /// restarts delivery when they differ from the file's).
+    hooks: Vec<Webhook>,
     metrics: Arc<Metrics>,
     snapshot: SharedSnapshot,
     refresh: mpsc::Receiver<oneshot::Sender<()>>,
@@ -212,38 +217,20 @@ impl Sidecar {
             .iter()
             .map(|w| w.name.clone())
             .collect();
+        let mut running_hooks = Vec::new();
         let (outbox, delivery) =
             match Outbox::open(&data_dir.join("outbox"), &names, OutboxLimits::default()) {
                 Ok((outbox, report)) => {
                     metrics.record_outbox_open(&report);
                     metrics.watch_outbox(outbox.clone());
-                    let mut webhooks = Vec::new();
                     for w in &config.alert.webhooks {
                         metrics.add_webhook(&w.name);
-                        let hook = Webhook::from_config(&wiring::webhook_config(w))
-                            .map_err(|e| UsageError(format!("alert.webhook {:?}: {e}", w.name)))?;
-                        webhooks.push(hook);
                     }
-                    let delivery = if webhooks.is_empty() {
-                        None
-                    } else {
-                        let sink: Arc<dyn phimon_pager::DeliveryMetrics> = metrics.clone();
-                        Some(
-                            Delivery::spawn(
-                                outbox.clone(),
-                                webhooks,
-                                Some(sink),
-                                // A page is urgent: once the receiver is back
-                                // it must not wait minutes for the next try.
-                                phimon_pager::Backoff {
-                                    initial: Duration::from_secs(1),
-                                    max: Duration::from_secs(30),
-                                },
-                                rand::random(),
-                            )
-                            .context("starting webhook delivery")?,
-                        )
-                    };
+                    let webhooks =
+                        webhooks(&config).map_err(|e| anyhow::Error::new(UsageError(e)))?;
+                    running_hooks.clone_from(&webhooks);
+                    let delivery = spawn_delivery(&outbox, webhooks, &metrics)
+                        .context("starting webhook delivery")?;
                     (Some(outbox), delivery)
                 }
                 Err(e) => {
@@ -253,7 +240,12 @@ impl Sidecar {
                     (None, None)
                 }
             };
-        let paging = paging::Paging::new(outbox, metrics.clone(), data_dir_ok, problems.is_empty());
+        let paging = paging::Paging::new(
+            outbox.clone(),
+            metrics.clone(),
+            data_dir_ok,
+            problems.is_empty(),
+        );
 
         let listener = tokio::net::TcpListener::bind(config.http.listen)
             .await
@@ -287,7 +279,9 @@ impl Sidecar {
             transport,
             inbox,
             paging,
+            outbox,
             delivery,
+            hooks: running_hooks,
             metrics,
             snapshot,
             refresh,
@@ -357,7 +351,7 @@ impl Sidecar {
                         Ok(()) => tracing::info!("SIGHUP: certificates reloaded"),
                         Err(e) => tracing::error!("SIGHUP: certificate reload failed, keeping the old ones: {e}"),
                     }
-                    let _ = self.reload(now, "SIGHUP");
+                    let _ = self.reload(now, "SIGHUP").await;
                 }
                 // The HTTP server holds the sender for the process's life;
                 // were it gone, a closed channel must not spin the loop.
@@ -365,7 +359,7 @@ impl Sidecar {
                     let now = self.wake();
                     match request {
                         Some(Request::Reload(reply)) => {
-                            let _ = reply.send(self.reload(now, "POST /v1/reload"));
+                            let _ = reply.send(self.reload(now, "POST /v1/reload").await);
                         }
                         Some(Request::Trace(id, reply)) => {
                             let _ = reply.send(whatif::window_trace(
@@ -571,12 +565,46 @@ impl Sidecar {
     /// Re-reads the configuration file and applies what may change live
     /// (see [`reload`]); anything else keeps the running configuration,
     /// is logged and counted.
-    fn reload(&mut self, now: Timestamp, cause: &str) -> ReloadReport {
+    async fn reload(&mut self, now: Timestamp, cause: &str) -> ReloadReport {
         let outcome = crate::check_config::load_valid(&self.config_path)
             .map_err(|e| format!("{e:#}"))
-            .and_then(|new| reload::plan(&self.config, &new).map(|changed| (new, changed)));
+            .and_then(|new| reload::plan(&self.config, &new).map(|changed| (new, changed)))
+            .and_then(|(new, mut changed)| {
+                // Secrets are read now, before anything is applied: a
+                // webhook that cannot be built refuses the whole file. A
+                // secret file rewritten in place is a change too.
+                let hooks = webhooks(&new)?;
+                let same = hooks.len() == self.hooks.len()
+                    && hooks.iter().zip(&self.hooks).all(|(a, b)| {
+                        (&a.name, &a.url, a.format, &a.secret, a.timeout)
+                            == (&b.name, &b.url, b.format, &b.secret, b.timeout)
+                    });
+                if !same && !changed.iter().any(|l| l.starts_with("alert.webhook")) {
+                    changed.push("alert.webhook: secret changed, delivery restarted".to_owned());
+                }
+                Ok((new, changed, (!same).then_some(hooks)))
+            });
         match outcome {
-            Ok((new, changed)) => {
+            Ok((new, changed, hooks)) => {
+                if let Some(hooks) = &hooks {
+                    self.hooks.clone_from(hooks);
+                }
+                if let (Some(hooks), Some(outbox)) = (hooks, &self.outbox) {
+                    // Workers abandon an attempt in flight at once (its
+                    // record stays queued), so the new ones never race
+                    // them; a receiver may get that page twice, with the
+                    // same webhook-id.
+                    if let Some(old) = self.delivery.take() {
+                        let _ = tokio::time::timeout(Duration::from_secs(2), old.shutdown()).await;
+                    }
+                    match spawn_delivery(outbox, hooks, &self.metrics) {
+                        Ok(d) => self.delivery = d,
+                        Err(e) => tracing::error!(
+                            "{cause}: webhook delivery could not restart, pages stay queued \
+                             in the outbox until it does: {e}"
+                        ),
+                    }
+                }
                 if changed.is_empty() {
                     tracing::info!("{cause}: configuration reloaded, nothing changed");
                 } else {
@@ -729,6 +757,44 @@ impl Sidecar {
         tracing::info!("stopped");
         Ok(())
     }
+}
+
+/// The configured webhooks, their secrets read (an error names the
+/// webhook).
+fn webhooks(config: &Config) -> Result<Vec<Webhook>, String> {
+    config
+        .alert
+        .webhooks
+        .iter()
+        .map(|w| {
+            Webhook::from_config(&wiring::webhook_config(w))
+                .map_err(|e| format!("alert.webhook {:?}: {e}", w.name))
+        })
+        .collect()
+}
+
+/// One delivery worker per webhook over `outbox` (`None`: no webhook).
+fn spawn_delivery(
+    outbox: &Outbox,
+    webhooks: Vec<Webhook>,
+    metrics: &Arc<Metrics>,
+) -> anyhow::Result<Option<Delivery>> {
+    if webhooks.is_empty() {
+        return Ok(None);
+    }
+    let sink: Arc<dyn phimon_pager::DeliveryMetrics> = metrics.clone();
+    Ok(Some(Delivery::spawn(
+        outbox.clone(),
+        webhooks,
+        Some(sink),
+        // A page is urgent: once the receiver is back it must not wait
+        // minutes for the next try.
+        phimon_pager::Backoff {
+            initial: Duration::from_secs(1),
+            max: Duration::from_secs(30),
+        },
+        rand::random(),
+    )?))
 }
 
 async fn sleep_until(deadline: Option<tokio::time::Instant>) {

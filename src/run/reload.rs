@@ -8,8 +8,9 @@
 //! Everything else is fixed at start: listeners and identity (sockets and
 //! certificates are bound to them), `data_dir` (the generation counter
 //! and the outbox live there), the gossip timing the ring and the stall
-//! detector were sized for, and the webhooks (their delivery workers and
-//! outbox queues). A file that changes any of those is refused whole, so
+//! detector were sized for, and the set of webhooks (each has its outbox
+//! queue; a webhook's URL, format, secret and timeout do change live:
+//! delivery restarts with them). A file that changes any of those is refused whole, so
 //! what runs is always one file's content.
 
 use phimon_config::Config;
@@ -38,7 +39,7 @@ const FIXED: &[(&str, &str)] = &[
     ("http.", "the metrics are registered for it"),
     (
         "alert.webhook",
-        "delivery workers and outbox queues are set up for the webhooks at start",
+        "each webhook has its outbox queue: adding, removing or renaming one needs a restart",
     ),
 ];
 
@@ -102,8 +103,25 @@ fn show(v: Option<&Value>) -> String {
 pub fn plan(old: &Config, new: &Config) -> Result<Vec<String>, String> {
     let mut live = Vec::new();
     let mut fixed = Vec::new();
+    let names =
+        |c: &Config| -> Vec<String> { c.alert.webhooks.iter().map(|w| w.name.clone()).collect() };
     for (key, a, b) in changed_keys(old, new) {
-        if is_live(&key) {
+        if key == "alert.webhook" && names(old) == names(new) {
+            // Same queues: delivery restarts with the new URLs, formats,
+            // secrets and timeouts. Values are not shown (secrets).
+            let which: Vec<&str> = old
+                .alert
+                .webhooks
+                .iter()
+                .zip(&new.alert.webhooks)
+                .filter(|(a, b)| a != b)
+                .map(|(a, _)| a.name.as_str())
+                .collect();
+            live.push(format!(
+                "alert.webhook: {} changed, delivery restarted",
+                which.join(", ")
+            ));
+        } else if is_live(&key) {
             live.push(format!(
                 "{key}: {} -> {}",
                 show(a.as_ref()),
@@ -198,5 +216,26 @@ mod tests {
                 .unwrap_err()
                 .contains("node.id cannot change")
         );
+    }
+
+    #[test]
+    fn a_webhook_changes_live_but_the_set_of_webhooks_does_not() {
+        let hook = |name: &str, url: &str| {
+            format!("[[alert.webhook]]\nname = \"{name}\"\nurl = \"{url}\"\n")
+        };
+        let old = config(&hook("oncall", "https://a.invalid/?token=OLD"));
+        let moved = config(&hook("oncall", "https://b.invalid/?token=NEW"));
+        let lines = plan(&old, &moved).unwrap();
+        assert_eq!(lines, ["alert.webhook: oncall changed, delivery restarted"]);
+        let renamed = config(&hook("pager", "https://a.invalid/?token=OLD"));
+        let err = plan(&old, &renamed).unwrap_err();
+        assert!(err.contains("alert.webhook cannot change"), "{err}");
+        assert!(!err.contains("OLD"), "{err}");
+        let added = config(&format!(
+            "{}{}",
+            hook("oncall", "https://a.invalid/?token=OLD"),
+            hook("slack", "https://s.invalid/")
+        ));
+        assert!(plan(&old, &added).is_err());
     }
 }

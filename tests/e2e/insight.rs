@@ -543,3 +543,62 @@ async fn phimon_whatif_prints_the_trade_off_for_three_thresholds() {
         "predicted {predicted} ms, the live detector crossed 8 at {seen} ms"
     );
 }
+
+/// A webhook's secret (rewritten in place) and URL change by reload:
+/// delivery restarts, and the next page goes to the new receiver only,
+/// signed with the new secret. Adding a webhook is refused (it would need
+/// an outbox queue).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reload_moves_pages_to_a_new_webhook_url() {
+    let dir = tempfile::tempdir().unwrap();
+    let old = sink().await;
+    let rotated = "whsec_cGhpbW9uLXJvdGF0ZWQtd2ViaG9vay1zZWNyZXQ=";
+    let new = WebhookSink::start(std::net::SocketAddr::from(([127, 0, 0, 1], 0)), rotated)
+        .await
+        .unwrap();
+    let mut c = converged(dir.path(), &paging(3, &old)).await;
+    // The secret file is the same path for every node: only its content
+    // changes, the config files do not.
+    std::fs::write(c.dir().join("hook.secret"), rotated).unwrap();
+    for i in 0..2 {
+        let (status, report) = post_reload(&c, i).await;
+        assert_eq!(status, 200, "{report:?}");
+        assert_eq!(
+            report.changed,
+            ["alert.webhook: secret changed, delivery restarted"]
+        );
+    }
+    for i in 0..2 {
+        rewrite(&c.nodes[i].config, &[(&old.url(), &new.url())]);
+        let (status, report) = post_reload(&c, i).await;
+        assert_eq!(status, 200, "{report:?}");
+        assert_eq!(
+            report.changed,
+            ["alert.webhook: sink changed, delivery restarted"]
+        );
+    }
+    c.kill(2).unwrap();
+    let page = suspected_page(&new, "node-3", Duration::from_secs(30)).await;
+    assert!(
+        page.signature_valid,
+        "not signed with the new secret: {page:?}"
+    );
+    // Let any straggler through, then: nothing went to the old URL.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert!(old.pages().is_empty(), "{:#?}", old.pages());
+
+    let text = std::fs::read_to_string(&c.nodes[0].config).unwrap();
+    let extra = text
+        .lines()
+        .skip_while(|l| *l != "[[alert.webhook]]")
+        .take_while(|l| !l.is_empty())
+        .collect::<Vec<_>>()
+        .join("\n")
+        .replace("name = \"sink\"", "name = \"second\"");
+    std::fs::write(&c.nodes[0].config, format!("{text}\n{extra}\n")).unwrap();
+    let (status, report) = post_reload(&c, 0).await;
+    assert_eq!(status, 422, "{report:?}");
+    let error = report.error.unwrap();
+    assert!(error.contains("alert.webhook cannot change"), "{error}");
+    assert!(!error.contains(&new.url()), "values are not shown: {error}");
+}
