@@ -1,7 +1,7 @@
 //! The `phimon` binary: the command-line interface and the wiring of the
 //! workspace's crates into a sidecar (`run`), plus the operator's tools
 //! around it (`demo`, `eval`, `simulate`, `certs`, `check-config`,
-//! `completions`). Development tools (`soak`, `corpus`) are
+//! `peers`, `whatif`, `record`, `completions`). Development tools (`soak`, `corpus`) are
 //! `phimon-dev`'s, in phimon-testkit.
 
 use clap::{Parser, Subcommand};
@@ -11,8 +11,11 @@ mod certs;
 mod check_config;
 mod demo;
 mod eval;
+mod peers;
+mod record_cli;
 mod run;
 mod simulate;
+mod whatif;
 
 /// A failure that is the user's to fix (bad flags, bad config, bad input
 /// file): printed without a backtrace, exit code 2.
@@ -72,6 +75,16 @@ enum Command {
     },
     /// Validate a configuration file and print every problem with its key.
     CheckConfig(check_config::CheckConfigArgs),
+    /// The local sidecar's view of the fleet: node, address, status, phi,
+    /// last heartbeat, generation, observers, suspected by.
+    #[command(alias = "status")]
+    Peers(peers::PeersArgs),
+    /// What other thresholds would have done: each observed peer's
+    /// recent heartbeats replayed (detection time, mistakes per hour).
+    Whatif(whatif::WhatIfArgs),
+    /// Export an observed peer's recent heartbeats (its detector window)
+    /// as a trace for `phimon eval`.
+    Record(record_cli::RecordArgs),
 }
 
 fn main() -> ExitCode {
@@ -83,6 +96,9 @@ fn main() -> ExitCode {
         Command::Simulate(args) => simulate::run(args),
         Command::Certs(args) => certs::run(args),
         Command::CheckConfig(args) => check_config::run(args),
+        Command::Peers(args) => peers::run(args),
+        Command::Whatif(args) => whatif::run(args),
+        Command::Record(args) => record_cli::run(args),
         Command::Completions { shell } => {
             let mut cmd = <Cli as clap::CommandFactory>::command();
             // Render into memory first: the generator panics on write

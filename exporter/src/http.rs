@@ -1,12 +1,15 @@
-//! The HTTP API: `/metrics`, `/healthz`, `/readyz`, `/v1/peers`.
+//! The HTTP API: `/metrics`, `/healthz`, `/readyz`, `/v1/peers`,
+//! `/v1/peers/{id}`, `POST /v1/reload`.
 
+use crate::api::{ApiError, ReloadReport};
+use crate::control::{Control, MAX_WHATIF_THRESHOLDS, Request, ask};
 use crate::metrics::Metrics;
 use crate::snapshot::{Refresher, SharedSnapshot, read, refresh};
 use axum::Router;
-use axum::extract::State;
+use axum::extract::{Path, Query, State};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{get, post};
 use std::sync::Arc;
 
 /// What the handlers read: the snapshot the runtime publishes (see
@@ -20,6 +23,25 @@ pub struct HttpState {
     /// Asks the runtime for a fresh snapshot before each read (`None`:
     /// read what was published).
     pub refresh: Option<Refresher>,
+    /// Hands requests the snapshot cannot answer to the runtime
+    /// (`None`: no runtime; `/v1/peers/{id}` and `/v1/reload` answer
+    /// 503).
+    pub control: Option<Control>,
+    /// `POST /v1/reload` is served (the runtime sets it only when the
+    /// listener is a loopback address: anyone who can reach a wider one
+    /// could otherwise make the node re-read its files); 403 otherwise.
+    pub reload_over_http: bool,
+}
+
+/// A JSON error answer.
+fn error(status: StatusCode, message: impl Into<String>) -> Response {
+    (
+        status,
+        axum::Json(ApiError {
+            error: message.into(),
+        }),
+    )
+        .into_response()
 }
 
 /// The router: serve it with `axum::serve` on `[http] listen`.
@@ -30,12 +52,30 @@ pub struct HttpState {
 ///   works, else 503 with one line per problem (not joined, no outbox,
 ///   pages held in memory because the disk refuses them).
 /// - `GET /v1/peers`: JSON array, one object per peer, sorted by node id.
+/// - `GET /v1/node`: this node itself ([`NodeInfo`](crate::NodeInfo)).
+/// - `GET /v1/peers/{id}`: one peer ([`PeerDetail`](crate::PeerDetail)):
+///   its `/v1/peers` fields, threshold, window fill and evidence; 404
+///   with `{"error": ...}` for an id this node does not know.
+/// - `GET /v1/peers/{id}/trace`: an observed peer's detector window as
+///   an arrival trace (`text/plain`, the format `phimon eval` reads); 404
+///   when this node does not observe it.
+/// - `GET /v1/whatif?threshold=X[,Y...]`: the observed peers' windows
+///   replayed at those thresholds beside the current one
+///   ([`WhatIfReport`](crate::WhatIfReport)); 400 for a bad threshold.
+/// - `POST /v1/reload`: re-read the configuration file
+///   ([`ReloadReport`]): 200 when applied, 422 when refused (the old one
+///   stays), 403 unless [`HttpState::reload_over_http`].
 pub fn router(state: HttpState) -> Router {
     Router::new()
         .route("/metrics", get(metrics))
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .route("/v1/peers", get(peers))
+        .route("/v1/node", get(local))
+        .route("/v1/peers/{id}", get(peer))
+        .route("/v1/peers/{id}/trace", get(trace))
+        .route("/v1/whatif", get(whatif))
+        .route("/v1/reload", post(reload))
         .with_state(state)
 }
 
@@ -86,6 +126,127 @@ async fn peers(State(s): State<HttpState>) -> Response {
     axum::Json(peers).into_response()
 }
 
+async fn local(State(s): State<HttpState>) -> Response {
+    if s.control.is_none() {
+        return error(StatusCode::SERVICE_UNAVAILABLE, "no runtime to ask");
+    }
+    match ask(s.control.as_ref(), Request::Local).await {
+        Some(info) => axum::Json(info).into_response(),
+        None => error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "the node did not answer in time",
+        ),
+    }
+}
+
+async fn peer(State(s): State<HttpState>, Path(id): Path<String>) -> Response {
+    if s.control.is_none() {
+        return error(StatusCode::SERVICE_UNAVAILABLE, "no runtime to ask");
+    }
+    match ask(s.control.as_ref(), |tx| Request::Peer(id.clone(), tx)).await {
+        Some(Some(detail)) => axum::Json(detail).into_response(),
+        Some(None) => {
+            let me = read(&s.snapshot, |n| n.node_id.clone());
+            error(
+                StatusCode::NOT_FOUND,
+                format!("no peer {id:?} is known to {me}; GET /v1/peers lists the known ones"),
+            )
+        }
+        None => error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "the node did not answer in time",
+        ),
+    }
+}
+
+/// Parses `threshold=X,Y` (also repeated `threshold=` parameters).
+fn thresholds(query: &[(String, String)]) -> Result<Vec<f64>, String> {
+    let mut out = Vec::new();
+    for (k, v) in query {
+        if k != "threshold" {
+            return Err(format!("unknown parameter {k:?}; use threshold=X[,Y...]"));
+        }
+        for part in v.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+            match part.parse::<f64>() {
+                Ok(t) if t.is_finite() && t > 0.0 && t <= 1000.0 => out.push(t),
+                _ => {
+                    return Err(format!("threshold {part:?} is not a number in (0, 1000]"));
+                }
+            }
+        }
+    }
+    if out.len() > MAX_WHATIF_THRESHOLDS {
+        return Err(format!(
+            "at most {MAX_WHATIF_THRESHOLDS} thresholds per request, got {}",
+            out.len()
+        ));
+    }
+    Ok(out)
+}
+
+async fn whatif(
+    State(s): State<HttpState>,
+    Query(query): Query<Vec<(String, String)>>,
+) -> Response {
+    let thresholds = match thresholds(&query) {
+        Ok(t) => t,
+        Err(e) => return error(StatusCode::BAD_REQUEST, e),
+    };
+    if s.control.is_none() {
+        return error(StatusCode::SERVICE_UNAVAILABLE, "no runtime to ask");
+    }
+    match ask(s.control.as_ref(), |tx| Request::WhatIf(thresholds, tx)).await {
+        Some(report) => axum::Json(report).into_response(),
+        None => error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "the node did not answer in time",
+        ),
+    }
+}
+
+async fn trace(State(s): State<HttpState>, Path(id): Path<String>) -> Response {
+    if s.control.is_none() {
+        return error(StatusCode::SERVICE_UNAVAILABLE, "no runtime to ask");
+    }
+    match ask(s.control.as_ref(), |tx| Request::Trace(id.clone(), tx)).await {
+        Some(Some(text)) => {
+            ([(header::CONTENT_TYPE, "text/plain; charset=utf-8")], text).into_response()
+        }
+        Some(None) => {
+            let me = read(&s.snapshot, |n| n.node_id.clone());
+            error(
+                StatusCode::NOT_FOUND,
+                format!(
+                    "{me} does not observe {id:?}: only a node's observers receive its heartbeats \
+                     (GET /v1/peers/{id} lists them)"
+                ),
+            )
+        }
+        None => error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "the node did not answer in time",
+        ),
+    }
+}
+
+async fn reload(State(s): State<HttpState>) -> Response {
+    if !s.reload_over_http {
+        return error(
+            StatusCode::FORBIDDEN,
+            "POST /v1/reload is served only when http.listen is a loopback address; \
+             send SIGHUP to the phimon process instead",
+        );
+    }
+    match ask(s.control.as_ref(), Request::Reload).await {
+        Some(report @ ReloadReport { ok: true, .. }) => axum::Json(report).into_response(),
+        Some(report) => (StatusCode::UNPROCESSABLE_ENTITY, axum::Json(report)).into_response(),
+        None => error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "the node did not answer in time",
+        ),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -131,6 +292,8 @@ mod tests {
             snapshot,
             metrics,
             refresh: None,
+            control: None,
+            reload_over_http: false,
         }
     }
 
@@ -316,5 +479,169 @@ mod tests {
         ] {
             assert!(body.contains(line), "missing {line:?} in\n{body}");
         }
+    }
+
+    /// A stand-in runtime answering control requests: knows `node-1`, and
+    /// a reload succeeds once, then fails.
+    fn with_runtime(mut s: HttpState) -> HttpState {
+        let (tx, mut rx) = tokio::sync::mpsc::channel(4);
+        tokio::spawn(async move {
+            let mut reloads = 0;
+            while let Some(req) = rx.recv().await {
+                match req {
+                    crate::control::Request::Peer(id, reply) => {
+                        let _ = reply.send((id == "node-1").then(|| crate::api::PeerDetail {
+                            peer: peer("node-1", 1.5),
+                            threshold: 12.0,
+                            window_samples: 40,
+                            window_capacity: 1000,
+                            evidence: None,
+                        }));
+                    }
+                    crate::control::Request::Trace(id, reply) => {
+                        let _ = reply.send(
+                            (id == "node-1")
+                                .then(|| "# interval_ms=500\n# end_ms=0\narrival_ms\n0\n".into()),
+                        );
+                    }
+                    crate::control::Request::Local(reply) => {
+                        let _ = reply.send(crate::api::NodeInfo {
+                            node_id: "node-0".into(),
+                            ..Default::default()
+                        });
+                    }
+                    crate::control::Request::WhatIf(thresholds, reply) => {
+                        let _ = reply.send(crate::api::WhatIfReport {
+                            thresholds,
+                            ..Default::default()
+                        });
+                    }
+                    crate::control::Request::Reload(reply) => {
+                        reloads += 1;
+                        let _ = reply.send(if reloads == 1 {
+                            ReloadReport {
+                                ok: true,
+                                changed: vec!["detector.threshold: 8 -> 12".into()],
+                                error: None,
+                            }
+                        } else {
+                            ReloadReport {
+                                ok: false,
+                                changed: vec![],
+                                error: Some("node.listen cannot change live".into()),
+                            }
+                        });
+                    }
+                }
+            }
+        });
+        s.control = Some(tx);
+        s
+    }
+
+    async fn post(state: &HttpState, path: &str) -> (StatusCode, String) {
+        let res = router(state.clone())
+            .oneshot(Request::post(path).body(Body::empty()).unwrap())
+            .await
+            .unwrap();
+        let status = res.status();
+        let body = axum::body::to_bytes(res.into_body(), 1 << 20)
+            .await
+            .unwrap();
+        (status, String::from_utf8(body.to_vec()).unwrap())
+    }
+
+    #[tokio::test]
+    async fn one_peer_is_served_with_its_details_or_a_json_404() {
+        let s = with_runtime(state(false));
+        let (status, ctype, body) = get(&s, "/v1/peers/node-1").await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        assert!(ctype.starts_with("application/json"), "{ctype}");
+        let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+        assert_eq!(v["node_id"], "node-1", "flattened: {v}");
+        assert_eq!(v["threshold"], 12.0);
+        assert_eq!(v["window_samples"], 40);
+        assert!(v["evidence"].is_null());
+        let back: crate::api::PeerDetail = serde_json::from_str(&body).unwrap();
+        assert_eq!(back.peer.node_id, "node-1");
+
+        let (status, ctype, body) = get(&s, "/v1/peers/nobody").await;
+        assert_eq!(status, StatusCode::NOT_FOUND);
+        assert!(ctype.starts_with("application/json"), "{ctype}");
+        let e: ApiError = serde_json::from_str(&body).unwrap();
+        assert!(e.error.contains("no peer \"nobody\""), "{}", e.error);
+
+        let (status, _, body) = get(&s, "/v1/node").await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        let me: crate::api::NodeInfo = serde_json::from_str(&body).unwrap();
+        assert_eq!(me.node_id, "node-0");
+
+        let (status, ctype, body) = get(&s, "/v1/peers/node-1/trace").await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        assert!(ctype.starts_with("text/plain"), "{ctype}");
+        assert!(body.starts_with("# interval_ms=500"), "{body}");
+        let (status, _, body) = get(&s, "/v1/peers/node-7/trace").await;
+        assert_eq!(status, StatusCode::NOT_FOUND, "{body}");
+        let e: ApiError = serde_json::from_str(&body).unwrap();
+        assert!(
+            e.error.contains("does not observe \"node-7\""),
+            "{}",
+            e.error
+        );
+
+        // Without a runtime: a clear 503, not a hang.
+        let (status, _, _) = get(&state(false), "/v1/peers/node-1").await;
+        assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+    }
+
+    #[tokio::test]
+    async fn reload_is_served_only_on_a_loopback_listener() {
+        let mut s = with_runtime(state(false));
+        let (status, body) = post(&s, "/v1/reload").await;
+        assert_eq!(status, StatusCode::FORBIDDEN);
+        assert!(
+            body.contains("loopback") && body.contains("SIGHUP"),
+            "{body}"
+        );
+        s.reload_over_http = true;
+        let (status, body) = post(&s, "/v1/reload").await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        let r: ReloadReport = serde_json::from_str(&body).unwrap();
+        assert!(
+            r.ok && r.changed == ["detector.threshold: 8 -> 12"],
+            "{r:?}"
+        );
+        let (status, body) = post(&s, "/v1/reload").await;
+        assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+        assert!(body.contains("node.listen"), "{body}");
+        // GET is not a reload.
+        assert_eq!(
+            get(&s, "/v1/reload").await.0,
+            StatusCode::METHOD_NOT_ALLOWED
+        );
+    }
+
+    #[tokio::test]
+    async fn whatif_takes_a_list_of_thresholds_and_refuses_bad_ones() {
+        let s = with_runtime(state(false));
+        let (status, _, body) = get(&s, "/v1/whatif?threshold=4,12.5&threshold=16").await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        let r: crate::api::WhatIfReport = serde_json::from_str(&body).unwrap();
+        assert_eq!(r.thresholds, [4.0, 12.5, 16.0]);
+        assert_eq!(get(&s, "/v1/whatif").await.0, StatusCode::OK);
+        for bad in [
+            "threshold=x",
+            "threshold=-1",
+            "threshold=NaN",
+            "threshold=inf",
+            "t=3",
+        ] {
+            let (status, _, body) = get(&s, &format!("/v1/whatif?{bad}")).await;
+            assert_eq!(status, StatusCode::BAD_REQUEST, "{bad}: {body}");
+            assert!(body.contains("\"error\""), "{body}");
+        }
+        let many = ["1"; MAX_WHATIF_THRESHOLDS + 1].join(",");
+        let (status, _, _) = get(&s, &format!("/v1/whatif?threshold={many}")).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST);
     }
 }

@@ -13,8 +13,10 @@
 //!   request reads: one [`PeerInfo`] per peer.
 //! - [`api`]: the types of the JSON API, [`PeerInfo`] (`/v1/peers`),
 //!   declared once for the handler and its clients.
-//! - [`router`]: `/metrics`, `/healthz`, `/readyz`, `/v1/peers` over an
-//!   [`HttpState`], testable without a socket; [`serve`] runs it on a
+//! - [`router`]: `/metrics`, `/healthz`, `/readyz`, `/v1/peers`,
+//!   `/v1/node`, `/v1/peers/{id}`, `/v1/whatif` and `POST /v1/reload` over an [`HttpState`],
+//!   testable without a socket; [`control`]: the requests handlers hand
+//!   to the runtime (evidence, what-if, reload); [`serve`] runs it on a
 //!   listener with [`HttpLimits`] (header and request timeouts,
 //!   connection limits, body limit) against slow or greedy clients.
 //! - [`IntervalHistogram`]: per-peer interval quantiles for `/v1/peers`.
@@ -28,14 +30,18 @@
 
 pub mod api;
 mod config;
+pub mod control;
 mod histogram;
 mod http;
 pub mod metrics;
 pub mod serve;
 pub mod snapshot;
 
-pub use api::PeerInfo;
+pub use api::{
+    ApiError, NodeInfo, PeerDetail, PeerInfo, PeerWhatIf, ReloadReport, WhatIfOutcome, WhatIfReport,
+};
 pub use config::ExportConfig;
+pub use control::{Control, Request};
 pub use histogram::{IntervalHistogram, IntervalQuantiles};
 pub use http::{HttpState, router};
 pub use metrics::{Metrics, MetricsError};

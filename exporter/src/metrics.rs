@@ -114,6 +114,13 @@ pub struct Metrics {
     pub local_health_degraded: IntGauge,
     /// `phimon_local_stalls_total`: stalls of this node detected.
     pub local_stalls: IntCounter,
+    /// `phimon_config_reload_failures_total`: reloads (SIGHUP, `POST
+    /// /v1/reload`) refused: the file did not load or validate, or it
+    /// changed a key that needs a restart. The old configuration stays.
+    pub config_reload_failures: IntCounter,
+    /// `phimon_config_last_reload_success_timestamp_seconds`: when the
+    /// configuration in force was loaded (start or reload), Unix seconds.
+    pub config_last_reload_success: Gauge,
     /// `phimon_alert_events_total{event, scope}`: events the alert engine
     /// emitted on this node (before delivery).
     pub alert_events: IntCounterVec,
@@ -478,6 +485,18 @@ impl Metrics {
                 IntCounter,
                 "phimon_local_stalls_total",
                 "Stalls of this node's own process or event loop detected."
+            ),
+            config_reload_failures: metric!(
+                &r,
+                IntCounter,
+                "phimon_config_reload_failures_total",
+                "Configuration reloads refused (bad file, or a change that needs a restart); the old configuration stays."
+            ),
+            config_last_reload_success: metric!(
+                &r,
+                Gauge,
+                "phimon_config_last_reload_success_timestamp_seconds",
+                "When the configuration in force was loaded (start or reload), Unix seconds."
             ),
             alert_events,
             alerts_sent,

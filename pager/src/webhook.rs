@@ -283,9 +283,10 @@ pub fn render(
     }
 }
 
-/// The `generic` body: DESIGN.md's schema plus the incident fields.
+/// The `generic` body: DESIGN.md's schema plus the incident fields and,
+/// on a `suspected` page about a node, its `evidence` in full.
 pub fn generic_body(record: &AlertRecord) -> Vec<u8> {
-    json!({
+    let mut body = json!({
         "version": 1,
         "event": record.event,
         "cluster": record.cluster,
@@ -299,9 +300,11 @@ pub fn generic_body(record: &AlertRecord) -> Vec<u8> {
         "nodes": record.nodes,
         "generation": record.generation,
         "started_at": rfc3339(record.started()),
-    })
-    .to_string()
-    .into_bytes()
+    });
+    if let Some(evidence) = &record.evidence {
+        body["evidence"] = json!(evidence);
+    }
+    body.to_string().into_bytes()
 }
 
 fn generic(webhook: &Webhook, record: &AlertRecord, now: u64) -> WebhookRequest {

@@ -21,7 +21,9 @@ mod generation;
 mod health;
 mod paging;
 mod record;
+mod reload;
 mod snapshot;
+mod whatif;
 mod wiring;
 
 use crate::UsageError;
@@ -29,7 +31,10 @@ use anyhow::Context as _;
 use phimon_alert::AlertRecord;
 use phimon_config::Config;
 use phimon_detector::Timestamp;
-use phimon_exporter::{HttpLimits, HttpState, IntervalHistogram, Metrics, SharedSnapshot};
+use phimon_exporter::{
+    HttpLimits, HttpState, IntervalHistogram, Metrics, NodeInfo, PeerDetail, ReloadReport, Request,
+    SharedSnapshot,
+};
 use phimon_gossip::wire::Channel as FrameChannel;
 use phimon_gossip::{Event, NodeId, Status};
 use phimon_node::Node;
@@ -71,7 +76,7 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
         .build()
         .context("starting the tokio runtime")?;
     rt.block_on(async {
-        Sidecar::start(config, args.record_arrivals.as_deref())
+        Sidecar::start(config, &args.config, args.record_arrivals.as_deref())
             .await?
             .drive()
             .await
@@ -92,15 +97,24 @@ fn init_tracing() {
 /// Everything the driving loop owns.
 struct Sidecar {
     config: Config,
+    /// The file `config` came from: what a reload re-reads.
+    config_path: PathBuf,
     origin: Instant,
     node: Node,
     transport: Transport,
     inbox: mpsc::Receiver<Received>,
     paging: paging::Paging,
+    /// The outbox delivery reads (`None`: unusable, nothing is sent).
+    outbox: Option<Outbox>,
     delivery: Option<Delivery>,
+    /// The webhooks delivery runs with, secrets as read (a reload
+    /// restarts delivery when they differ from the file's).
+    hooks: Vec<Webhook>,
     metrics: Arc<Metrics>,
     snapshot: SharedSnapshot,
     refresh: mpsc::Receiver<oneshot::Sender<()>>,
+    /// Requests of HTTP handlers the snapshot cannot answer.
+    control: mpsc::Receiver<Request>,
     stall: health::StallDetector,
     /// The deadline the timer was armed for at the last sleep.
     armed: Option<Timestamp>,
@@ -114,7 +128,11 @@ struct Sidecar {
 }
 
 impl Sidecar {
-    async fn start(config: Config, record_dir: Option<&Path>) -> anyhow::Result<Sidecar> {
+    async fn start(
+        config: Config,
+        config_path: &Path,
+        record_dir: Option<&Path>,
+    ) -> anyhow::Result<Sidecar> {
         let origin = Instant::now();
         let since_epoch = SystemTime::now()
             .duration_since(SystemTime::UNIX_EPOCH)
@@ -157,6 +175,9 @@ impl Sidecar {
             .context("registering metrics")?,
         );
         let data_dir_ok = wiring::register_data_dir_gauge(&metrics, problems.is_empty())?;
+        metrics
+            .config_last_reload_success
+            .set(since_epoch.as_secs_f64());
 
         let (transport, inbox) =
             Transport::bind(wiring::transport_config(&config)).map_err(|e| {
@@ -196,38 +217,20 @@ impl Sidecar {
             .iter()
             .map(|w| w.name.clone())
             .collect();
+        let mut running_hooks = Vec::new();
         let (outbox, delivery) =
             match Outbox::open(&data_dir.join("outbox"), &names, OutboxLimits::default()) {
                 Ok((outbox, report)) => {
                     metrics.record_outbox_open(&report);
                     metrics.watch_outbox(outbox.clone());
-                    let mut webhooks = Vec::new();
                     for w in &config.alert.webhooks {
                         metrics.add_webhook(&w.name);
-                        let hook = Webhook::from_config(&wiring::webhook_config(w))
-                            .map_err(|e| UsageError(format!("alert.webhook {:?}: {e}", w.name)))?;
-                        webhooks.push(hook);
                     }
-                    let delivery = if webhooks.is_empty() {
-                        None
-                    } else {
-                        let sink: Arc<dyn phimon_pager::DeliveryMetrics> = metrics.clone();
-                        Some(
-                            Delivery::spawn(
-                                outbox.clone(),
-                                webhooks,
-                                Some(sink),
-                                // A page is urgent: once the receiver is back
-                                // it must not wait minutes for the next try.
-                                phimon_pager::Backoff {
-                                    initial: Duration::from_secs(1),
-                                    max: Duration::from_secs(30),
-                                },
-                                rand::random(),
-                            )
-                            .context("starting webhook delivery")?,
-                        )
-                    };
+                    let webhooks =
+                        webhooks(&config).map_err(|e| anyhow::Error::new(UsageError(e)))?;
+                    running_hooks.clone_from(&webhooks);
+                    let delivery = spawn_delivery(&outbox, webhooks, &metrics)
+                        .context("starting webhook delivery")?;
                     (Some(outbox), delivery)
                 }
                 Err(e) => {
@@ -237,16 +240,26 @@ impl Sidecar {
                     (None, None)
                 }
             };
-        let paging = paging::Paging::new(outbox, metrics.clone(), data_dir_ok, problems.is_empty());
+        let paging = paging::Paging::new(
+            outbox.clone(),
+            metrics.clone(),
+            data_dir_ok,
+            problems.is_empty(),
+        );
 
         let listener = tokio::net::TcpListener::bind(config.http.listen)
             .await
             .with_context(|| format!("cannot listen on http.listen {}", config.http.listen))?;
         let (refresh_tx, refresh) = mpsc::channel(64);
+        let (control_tx, control) = mpsc::channel(16);
         let http = HttpState {
             snapshot: snapshot.clone(),
             metrics: metrics.clone(),
             refresh: Some(refresh_tx),
+            control: Some(control_tx),
+            // Only who can reach a loopback listener (this host) may make
+            // the node re-read its files.
+            reload_over_http: config.http.listen.ip().is_loopback(),
         };
         tokio::spawn(phimon_exporter::serve(
             listener,
@@ -260,15 +273,19 @@ impl Sidecar {
             (config.gossip.interval / 2).clamp(Duration::from_millis(250), Duration::from_secs(2));
         Ok(Sidecar {
             config,
+            config_path: config_path.to_owned(),
             origin,
             node,
             transport,
             inbox,
             paging,
+            outbox,
             delivery,
+            hooks: running_hooks,
             metrics,
             snapshot,
             refresh,
+            control,
             stall: health::StallDetector::new(stall_threshold),
             armed: None,
             histograms: HashMap::new(),
@@ -337,6 +354,41 @@ impl Sidecar {
                             self.node.resign(now);
                         }
                         Err(e) => tracing::error!("SIGHUP: certificate reload failed, keeping the old ones: {e}"),
+                    }
+                    let _ = self.reload(now, "SIGHUP").await;
+                }
+                // The HTTP server holds the sender for the process's life;
+                // were it gone, a closed channel must not spin the loop.
+                request = self.control.recv(), if !self.control.is_closed() => {
+                    let now = self.wake();
+                    match request {
+                        Some(Request::Reload(reply)) => {
+                            let _ = reply.send(self.reload(now, "POST /v1/reload").await);
+                        }
+                        Some(Request::Trace(id, reply)) => {
+                            let _ = reply.send(whatif::window_trace(
+                                &self.node,
+                                &NodeId::new(id),
+                                self.config.gossip.interval,
+                                now,
+                            ));
+                        }
+                        Some(Request::Local(reply)) => {
+                            let _ = reply.send(self.local_info(now));
+                        }
+                        Some(Request::Peer(id, reply)) => {
+                            let _ = reply.send(self.peer_detail(&id, now));
+                        }
+                        Some(Request::WhatIf(thresholds, reply)) => {
+                            let detector = self.config.detector.detector_config(self.config.gossip.interval);
+                            let _ = reply.send(whatif::report(
+                                &self.node,
+                                &detector,
+                                self.config.detector.threshold,
+                                &thresholds,
+                            ));
+                        }
+                        Some(_) | None => {} // not served by this runtime
                     }
                 }
                 msg = self.inbox.recv() => {
@@ -517,6 +569,142 @@ impl Sidecar {
         }
     }
 
+    /// Re-reads the configuration file and applies what may change live
+    /// (see [`reload`]); anything else keeps the running configuration,
+    /// is logged and counted.
+    async fn reload(&mut self, now: Timestamp, cause: &str) -> ReloadReport {
+        let outcome = crate::check_config::load_valid(&self.config_path)
+            .map_err(|e| format!("{e:#}"))
+            .and_then(|new| reload::plan(&self.config, &new).map(|changed| (new, changed)))
+            .and_then(|(new, mut changed)| {
+                // Secrets are read now, before anything is applied: a
+                // webhook that cannot be built refuses the whole file. A
+                // secret file rewritten in place is a change too.
+                let hooks = webhooks(&new)?;
+                let same = hooks.len() == self.hooks.len()
+                    && hooks.iter().zip(&self.hooks).all(|(a, b)| {
+                        (&a.name, &a.url, a.format, &a.secret, a.timeout)
+                            == (&b.name, &b.url, b.format, &b.secret, b.timeout)
+                    });
+                if !same && !changed.iter().any(|l| l.starts_with("alert.webhook")) {
+                    changed.push("alert.webhook: secret changed, delivery restarted".to_owned());
+                }
+                Ok((new, changed, (!same).then_some(hooks)))
+            });
+        match outcome {
+            Ok((new, changed, hooks)) => {
+                if let Some(hooks) = &hooks {
+                    self.hooks.clone_from(hooks);
+                }
+                if let (Some(hooks), Some(outbox)) = (hooks, &self.outbox) {
+                    // Workers abandon an attempt in flight at once (its
+                    // record stays queued), so the new ones never race
+                    // them; a receiver may get that page twice, with the
+                    // same webhook-id.
+                    if let Some(old) = self.delivery.take() {
+                        let _ = tokio::time::timeout(Duration::from_secs(2), old.shutdown()).await;
+                    }
+                    match spawn_delivery(outbox, hooks, &self.metrics) {
+                        Ok(d) => self.delivery = d,
+                        Err(e) => tracing::error!(
+                            "{cause}: webhook delivery could not restart, pages stay queued \
+                             in the outbox until it does: {e}"
+                        ),
+                    }
+                }
+                if changed.is_empty() {
+                    tracing::info!("{cause}: configuration reloaded, nothing changed");
+                } else {
+                    self.node.reconfigure(&wiring::node_config(&new), now);
+                    tracing::info!("{cause}: configuration reloaded: {}", changed.join(", "));
+                }
+                self.config = new;
+                let since_epoch = SystemTime::now()
+                    .duration_since(SystemTime::UNIX_EPOCH)
+                    .unwrap_or_default();
+                self.metrics
+                    .config_last_reload_success
+                    .set(since_epoch.as_secs_f64());
+                ReloadReport {
+                    ok: true,
+                    changed,
+                    error: None,
+                }
+            }
+            Err(e) => {
+                self.metrics.config_reload_failures.inc();
+                let error = format!("{}: {e}", self.config_path.display());
+                tracing::error!(
+                    "{cause}: configuration reload failed, keeping the running one: {error}"
+                );
+                ReloadReport {
+                    ok: false,
+                    changed: Vec::new(),
+                    error: Some(error),
+                }
+            }
+        }
+    }
+
+    /// `GET /v1/node`: this node as the fleet sees it.
+    fn local_info(&self, now: Timestamp) -> NodeInfo {
+        let g = self.node.gossip();
+        let me = g.member(g.id());
+        let observers = me.as_ref().map(|m| m.observers()).unwrap_or_default();
+        NodeInfo {
+            node_id: g.id().to_string(),
+            cluster: self.config.cluster.name.clone(),
+            version: env!("CARGO_PKG_VERSION").to_owned(),
+            address: me
+                .as_ref()
+                .map(|m| m.address().to_owned())
+                .unwrap_or_default(),
+            generation: g.generation(),
+            status: me.as_ref().map_or(Status::Alive, |m| m.status()),
+            joined: self.config.cluster.seeds.is_empty() || g.joined(),
+            threshold: self.config.detector.threshold,
+            observers: observers.iter().map(|o| o.observer.to_string()).collect(),
+            suspected_by: observers
+                .iter()
+                .filter(|o| o.suspected == Some(true))
+                .map(|o| o.observer.to_string())
+                .collect(),
+            degraded: g.is_degraded(now),
+            isolated: g.is_isolated(),
+        }
+    }
+
+    /// `GET /v1/peers/{id}`: the peer as `/v1/peers` lists it, with what
+    /// it is judged by and its evidence.
+    fn peer_detail(&self, id: &str, now: Timestamp) -> Option<PeerDetail> {
+        let node_id = NodeId::new(id.to_owned());
+        let member = self.node.gossip().member(&node_id)?;
+        if member.is_self() {
+            return None;
+        }
+        let histograms: HashMap<NodeId, IntervalHistogram> = self
+            .histograms
+            .get(&node_id)
+            .map(|(_, h)| (node_id.clone(), h.clone()))
+            .into_iter()
+            .collect();
+        let peer = snapshot::build(&self.node, &histograms, now, true)
+            .peers
+            .into_iter()
+            .find(|p| p.node_id == id)?;
+        let (window_samples, window_capacity) = member.observed().map_or((0, 0), |o| {
+            let w = o.detector().window();
+            (w.len(), w.capacity())
+        });
+        Some(PeerDetail {
+            peer,
+            threshold: self.config.detector.threshold,
+            window_samples,
+            window_capacity,
+            evidence: self.node.evidence(&node_id, now),
+        })
+    }
+
     /// Publishes a fresh snapshot for the HTTP handlers and scrapes.
     fn publish(&mut self, now: Timestamp) {
         let joined = self.config.cluster.seeds.is_empty() || self.node.gossip().joined();
@@ -576,6 +764,44 @@ impl Sidecar {
         tracing::info!("stopped");
         Ok(())
     }
+}
+
+/// The configured webhooks, their secrets read (an error names the
+/// webhook).
+fn webhooks(config: &Config) -> Result<Vec<Webhook>, String> {
+    config
+        .alert
+        .webhooks
+        .iter()
+        .map(|w| {
+            Webhook::from_config(&wiring::webhook_config(w))
+                .map_err(|e| format!("alert.webhook {:?}: {e}", w.name))
+        })
+        .collect()
+}
+
+/// One delivery worker per webhook over `outbox` (`None`: no webhook).
+fn spawn_delivery(
+    outbox: &Outbox,
+    webhooks: Vec<Webhook>,
+    metrics: &Arc<Metrics>,
+) -> anyhow::Result<Option<Delivery>> {
+    if webhooks.is_empty() {
+        return Ok(None);
+    }
+    let sink: Arc<dyn phimon_pager::DeliveryMetrics> = metrics.clone();
+    Ok(Some(Delivery::spawn(
+        outbox.clone(),
+        webhooks,
+        Some(sink),
+        // A page is urgent: once the receiver is back it must not wait
+        // minutes for the next try.
+        phimon_pager::Backoff {
+            initial: Duration::from_secs(1),
+            max: Duration::from_secs(30),
+        },
+        rand::random(),
+    )?))
 }
 
 async fn sleep_until(deadline: Option<tokio::time::Instant>) {

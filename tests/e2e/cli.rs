@@ -33,6 +33,10 @@ fn every_command_has_help() {
         "simulate",
         "certs",
         "check-config",
+        "peers",
+        "status",
+        "whatif",
+        "record",
         "completions",
     ] {
         let (ok, out) = phimon(&[cmd, "--help"]);

@@ -17,6 +17,7 @@ mod docs;
 mod eval_cli;
 mod faults;
 mod hostile;
+mod insight;
 mod metrics;
 mod real_components;
 mod record;

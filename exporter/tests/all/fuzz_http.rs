@@ -195,6 +195,8 @@ fn state(peers: Vec<PeerInfo>, joined: bool, export_all: bool) -> HttpState {
         snapshot,
         metrics,
         refresh: None,
+        control: None,
+        reload_over_http: false,
     }
 }
 

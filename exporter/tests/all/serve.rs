@@ -27,6 +27,8 @@ async fn start(limits: HttpLimits) -> (SocketAddr, Arc<Metrics>) {
         snapshot,
         metrics: metrics.clone(),
         refresh: None,
+        control: None,
+        reload_over_http: false,
     };
     tokio::spawn(serve(listener, state, limits));
     (addr, metrics)
