@@ -212,6 +212,60 @@ async fn a_3_2_partition_pages_once_from_the_majority_and_heals() {
     );
 }
 
+/// A 30 s partition of one node in a 4-node cluster is one incident: the
+/// fleet's page about the node and the node's own `partition` page carry
+/// the same incident id, and one closing event ends it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_partition_of_one_node_is_one_incident() {
+    let mut r = rig(4, true, Duration::from_millis(500)).await;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    r.proxy.as_ref().unwrap().partition(&[&[0, 1, 2], &[3]]);
+    tokio::time::sleep(scaled(Duration::from_secs(30))).await;
+    r.proxy.as_ref().unwrap().heal();
+    r.cluster
+        .wait_converged(Duration::from_secs(40))
+        .await
+        .unwrap();
+    wait_until(
+        &r.sink,
+        Duration::from_secs(40),
+        "the incident about node-4 closed",
+        |pages| {
+            pages
+                .iter()
+                .any(|p| p.event != "suspected" && p.node_id == "node-4")
+        },
+    )
+    .await;
+    // Let any late duplicate arrive.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let pages = r.sink.pages();
+    for p in &pages {
+        eprintln!(
+            "page: {} scope={} node={} observer={} incident={}",
+            p.event,
+            p.body["scope"],
+            p.node_id,
+            p.observer,
+            incident(p)
+        );
+    }
+    let incidents: BTreeSet<String> = pages.iter().map(incident).collect();
+    assert_eq!(
+        incidents.len(),
+        1,
+        "one partition, several incidents: {incidents:?}"
+    );
+    let suspected: Vec<&Page> = pages.iter().filter(|p| p.event == "suspected").collect();
+    assert!(
+        !suspected.is_empty() && suspected.iter().all(|p| p.node_id == "node-4"),
+        "a page about another node than the cut-off one"
+    );
+    for ((event, inc), ids) in distinct(&pages) {
+        assert_eq!(ids.len(), 1, "{event} of {inc} paged as {ids:?}");
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_stalled_peer_is_paged_once_and_recovers() {
     let r = rig(4, false, Duration::from_millis(500)).await;
