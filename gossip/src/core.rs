@@ -1277,6 +1277,13 @@ impl Gossip {
         }
     }
 
+    /// Starts a reachability check now, unless one is running: what a
+    /// node about to page does, so that a node cut off with a few others
+    /// (whose verdicts make a quorum among themselves) finds out first.
+    pub fn check_reachability(&mut self, now: Timestamp) {
+        self.start_reach_check(now);
+    }
+
     /// Whether a reachability check is waiting for answers: this node
     /// does not know yet whether it is isolated, and should not page.
     pub fn checking_reachability(&self) -> bool {

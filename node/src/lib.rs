@@ -20,7 +20,7 @@ use phimon_detector::Timestamp;
 use phimon_gossip::{
     Authority, Event, Gossip, GossipConfig, GossipError, NodeId, RingKey, Signer, Status, Transmit,
 };
-use std::collections::VecDeque;
+use std::collections::{HashSet, VecDeque};
 
 /// Settings of a [`Node`].
 #[derive(Debug, Clone, PartialEq, Default)]
@@ -59,6 +59,9 @@ pub struct Node {
     alerts: VecDeque<AlertEvent>,
     /// [`Gossip::table_changes`] when pagers were last refreshed.
     seen_changes: u64,
+    /// Suspects (and their generation) this node is the pager of and has
+    /// checked its own reachability for since they were confirmed.
+    checked: HashSet<(NodeId, u64)>,
 }
 
 impl std::fmt::Debug for Node {
@@ -107,6 +110,7 @@ impl Node {
             events: VecDeque::new(),
             alerts: VecDeque::new(),
             seen_changes: u64::MAX,
+            checked: HashSet::new(),
         };
         n.after(now);
         n
@@ -415,9 +419,27 @@ impl Node {
             .iter()
             .position(|o| o.observer == me)
             .unwrap_or(0);
+        let suspected = m.status() == Status::Suspected;
+        let generation = m.generation();
+        let key = (node.clone(), generation);
+        if pager && suspected {
+            // Before paging about a suspect, this node checks that it can
+            // still reach most of the fleet: in a split, the minority's
+            // observers can be a subject's quorum in their own view, and
+            // only the check tells them the silence is theirs. The page
+            // waits for the check (see `after`).
+            if self.checked.insert(key) {
+                self.gossip.check_reachability(now);
+            }
+        } else if !suspected {
+            self.checked.retain(|(n, _)| n != node);
+        }
+        let Some(m) = self.gossip.member(node) else {
+            return;
+        };
         let update = SubjectUpdate {
             node: node.as_str(),
-            generation: m.generation(),
+            generation,
             version: m.version(),
             status: m.status(),
             pager,
