@@ -123,6 +123,14 @@ pub fn register_data_dir_gauge(metrics: &Metrics, ok: bool) -> anyhow::Result<In
     Ok(g)
 }
 
+/// The count of `reason` in a snapshot's per-reason list (0 if absent).
+fn count_of<R: PartialEq>(counts: &[(R, u64)], reason: &R) -> u64 {
+    counts
+        .iter()
+        .find(|(r, _)| r == reason)
+        .map_or(0, |(_, n)| *n)
+}
+
 /// Mirrors the transport's counters into the Prometheus metrics: counters
 /// only grow, so each update adds what grew since the last.
 #[derive(Default)]
@@ -134,33 +142,29 @@ impl TransportCounters {
     /// Publishes the growth since the last call.
     pub fn update(&mut self, m: &Metrics, now: &StatsSnapshot) {
         let prev = self.last.clone().unwrap_or_default();
-        let d = |a: u64, b: u64| a.saturating_sub(b);
         let grew = |a: u64, b: u64| a.saturating_sub(b);
-        m.gossip_messages.with_label_values(&["sent"]).inc_by(d(
+        m.gossip_messages.with_label_values(&["sent"]).inc_by(grew(
             now.messages_out + now.datagrams_out,
             prev.messages_out + prev.datagrams_out,
         ));
-        m.gossip_messages.with_label_values(&["received"]).inc_by(d(
-            now.messages_in + now.datagrams_in,
-            prev.messages_in + prev.datagrams_in,
-        ));
-        m.gossip_bytes.with_label_values(&["sent"]).inc_by(d(
+        m.gossip_messages
+            .with_label_values(&["received"])
+            .inc_by(grew(
+                now.messages_in + now.datagrams_in,
+                prev.messages_in + prev.datagrams_in,
+            ));
+        m.gossip_bytes.with_label_values(&["sent"]).inc_by(grew(
             now.bytes_out + now.datagram_bytes_out,
             prev.bytes_out + prev.datagram_bytes_out,
         ));
-        m.gossip_bytes.with_label_values(&["received"]).inc_by(d(
+        m.gossip_bytes.with_label_values(&["received"]).inc_by(grew(
             now.bytes_in + now.datagram_bytes_in,
             prev.bytes_in + prev.datagram_bytes_in,
         ));
         for (reason, n) in &now.auth_failures_by_reason {
-            let before = prev
-                .auth_failures_by_reason
-                .iter()
-                .find(|(r, _)| r == reason)
-                .map_or(0, |(_, n)| *n);
             m.auth_failures
                 .with_label_values(&[reason.as_str()])
-                .inc_by(grew(*n, before));
+                .inc_by(grew(*n, count_of(&prev.auth_failures_by_reason, reason)));
         }
         for (reason, n) in &now.refusals_by_reason {
             m.transport_handshakes_refused
@@ -168,14 +172,9 @@ impl TransportCounters {
                 .inc_by(grew(*n, prev.refusals(*reason)));
         }
         for (reason, n) in &now.datagram_drops_by_reason {
-            let before = prev
-                .datagram_drops_by_reason
-                .iter()
-                .find(|(r, _)| r == reason)
-                .map_or(0, |(_, n)| *n);
             m.transport_datagrams_dropped
                 .with_label_values(&[reason.as_str()])
-                .inc_by(grew(*n, before));
+                .inc_by(grew(*n, count_of(&prev.datagram_drops_by_reason, reason)));
         }
         m.transport_fast_path_fallbacks
             .inc_by(grew(now.fast_path_fallbacks, prev.fast_path_fallbacks));
