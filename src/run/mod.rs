@@ -23,6 +23,7 @@ mod paging;
 mod record;
 mod reload;
 mod snapshot;
+mod timer;
 mod whatif;
 mod wiring;
 
@@ -118,6 +119,8 @@ struct Sidecar {
     stall: health::StallDetector,
     /// The deadline the timer was armed for at the last sleep.
     armed: Option<Timestamp>,
+    /// Wakes the loop at `armed`.
+    timer: timer::Deadline,
     /// Interval quantiles of the peers this node observes (`/v1/peers`).
     histograms: HashMap<NodeId, (Option<Timestamp>, IntervalHistogram)>,
     transport_seen: wiring::TransportCounters,
@@ -288,6 +291,7 @@ impl Sidecar {
             control,
             stall: health::StallDetector::new(stall_threshold),
             armed: None,
+            timer: timer::Deadline::new(),
             histograms: HashMap::new(),
             transport_seen: Default::default(),
             gossip_seen: Default::default(),
@@ -342,6 +346,7 @@ impl Sidecar {
             let sleep = deadline.map(|t| {
                 tokio::time::Instant::from_std(self.origin + Duration::from_micros(t.as_micros()))
             });
+            self.timer.set(sleep);
             tokio::select! {
                 _ = term.recv() => break,
                 _ = int.recv() => break,
@@ -400,7 +405,7 @@ impl Sidecar {
                         self.on_received(now, msg);
                     }
                 }
-                _ = sleep_until(sleep) => {
+                _ = self.timer.fired() => {
                     let now = self.wake();
                     self.node.handle_timeout(now);
                 }
@@ -802,11 +807,4 @@ fn spawn_delivery(
         },
         rand::random(),
     )?))
-}
-
-async fn sleep_until(deadline: Option<tokio::time::Instant>) {
-    match deadline {
-        Some(d) => tokio::time::sleep_until(d).await,
-        None => std::future::pending().await,
-    }
 }
