@@ -84,15 +84,35 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
     })
 }
 
+/// Logs to stderr at the levels `PHIMON_LOG` names (`info` when unset):
+/// a level, and `target=level` per module (`info,phimon_gossip=debug`).
+/// Targets rather than `EnvFilter`: span and field filters are not worth
+/// a regex engine in every sidecar.
 fn init_tracing() {
-    let filter = tracing_subscriber::EnvFilter::try_from_env("PHIMON_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(filter)
+    use tracing_subscriber::layer::SubscriberExt;
+    use tracing_subscriber::util::SubscriberInitExt;
+    let (filter, bad) = match std::env::var("PHIMON_LOG") {
+        Ok(v) => match v.parse::<tracing_subscriber::filter::Targets>() {
+            Ok(f) => (f, None),
+            Err(e) => (default_log_filter(), Some((v, e))),
+        },
+        Err(_) => (default_log_filter(), None),
+    };
+    let fmt = tracing_subscriber::fmt::layer()
         .with_writer(std::io::stderr)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .with_target(false)
+        .with_target(false);
+    let _ = tracing_subscriber::registry()
+        .with(fmt)
+        .with(filter)
         .try_init();
+    if let Some((v, e)) = bad {
+        tracing::warn!("PHIMON_LOG={v:?} is not a log filter ({e}); logging at info");
+    }
+}
+
+fn default_log_filter() -> tracing_subscriber::filter::Targets {
+    tracing_subscriber::filter::Targets::new().with_default(tracing::Level::INFO)
 }
 
 /// Everything the driving loop owns.
