@@ -131,7 +131,7 @@ impl Default for TransportConfig {
             receive_queue_len: 4096,
             ack_frequency: true,
             fast_path: true,
-            fast_path_check_interval: Duration::from_secs(10),
+            fast_path_check_interval: Duration::from_secs(30),
         }
     }
 }
