@@ -25,6 +25,11 @@ pub struct BenchSpec {
     pub interval: Duration,
     /// Longest wait for the victim to be suspected everywhere.
     pub detect_limit: Duration,
+    /// Nodes killed, one after the other (each once the previous one is
+    /// suspected everywhere, at a random phase of its heartbeats), so the
+    /// detection figures are medians over kills rather than one kill's
+    /// luck of phase.
+    pub kills: usize,
 }
 
 impl Default for BenchSpec {
@@ -35,6 +40,7 @@ impl Default for BenchSpec {
             warmup: Duration::from_secs(10),
             interval: Duration::from_secs(1),
             detect_limit: Duration::from_secs(30),
+            kills: 1,
         }
     }
 }
@@ -50,12 +56,14 @@ pub struct BenchReport {
     pub cpu_ms_per_s: f64,
     /// Resident memory per node, MiB: mean and max.
     pub rss_mib: (f64, f64),
-    /// Seconds from the kill until each of the victim's observers showed
-    /// it suspected, sorted.
+    /// Seconds from a kill until each of the victim's observers showed
+    /// it suspected, sorted, over all kills.
     pub detection_at_observers: Vec<f64>,
-    /// Seconds from the kill until each other node showed it suspected,
-    /// sorted.
+    /// Seconds from a kill until each other node showed it suspected,
+    /// sorted, over all kills.
     pub detection_elsewhere: Vec<f64>,
+    /// Per kill, the median at the victim's observers and elsewhere.
+    pub per_kill: Vec<(f64, f64)>,
     /// Live nodes that did not show it suspected within the limit.
     pub undetected: usize,
 }
@@ -95,7 +103,8 @@ impl BenchReport {
              RSS per node          mean {:.1} MiB (max {:.1})\n\
              kill -9 -> suspected  at its observers: {}\n\
              \x20                     elsewhere:        {}\n\
-             \x20                     undetected:       {}\n",
+             \x20                     undetected:       {}\n\
+             \x20                     per kill (observers / elsewhere p50): {}\n",
             self.nodes,
             self.cpu_percent.0,
             self.cpu_percent.1,
@@ -105,13 +114,38 @@ impl BenchReport {
             self.rss_mib.1,
             stat(&self.detection_at_observers),
             stat(&self.detection_elsewhere),
-            self.undetected
+            self.undetected,
+            self.per_kill
+                .iter()
+                .map(|(o, e)| format!("{o:.2}/{e:.2}"))
+                .collect::<Vec<_>>()
+                .join(" "),
         )
     }
 }
 
-/// User + system CPU seconds of process `pid` so far.
+/// CPU seconds of process `pid` so far: the scheduler's nanosecond
+/// run time of its threads (`/proc/PID/task/*/schedstat`), where
+/// `/proc/PID/stat` counts in 10 ms ticks, a third of what an idle node
+/// uses in a 30 s window. Falls back to `stat` without schedstats.
 fn cpu_seconds(pid: u32) -> anyhow::Result<f64> {
+    match schedstat_seconds(pid) {
+        Some(s) => Ok(s),
+        None => stat_seconds(pid),
+    }
+}
+
+fn schedstat_seconds(pid: u32) -> Option<f64> {
+    let mut ns = 0u64;
+    for task in std::fs::read_dir(format!("/proc/{pid}/task")).ok()? {
+        let stat = std::fs::read_to_string(task.ok()?.path().join("schedstat")).ok()?;
+        ns += stat.split_whitespace().next()?.parse::<u64>().ok()?;
+    }
+    Some(ns as f64 / 1e9)
+}
+
+/// User + system CPU seconds of process `pid` so far, in ticks.
+fn stat_seconds(pid: u32) -> anyhow::Result<f64> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))
         .with_context(|| format!("reading /proc/{pid}/stat"))?;
     // The command may hold spaces or parentheses: fields start after the
@@ -178,42 +212,64 @@ pub async fn run(bin: &Path, dir: &Path, spec: &BenchSpec) -> anyhow::Result<Ben
         .map(|&p| rss_mib(p))
         .collect::<anyhow::Result<Vec<_>>>()?;
 
-    let victim = spec.nodes / 2;
-    let victim_id = c.nodes[victim].id.clone();
-    let observers: Vec<String> = c
-        .peers(0)
-        .await?
-        .into_iter()
-        .find(|p| p.node_id == victim_id)
-        .map(|p| p.observers)
-        .unwrap_or_default();
-    c.kill(victim)?;
-    let killed = Instant::now();
-    let mut seen: BTreeMap<usize, f64> = BTreeMap::new();
-    let others: Vec<usize> = (0..spec.nodes).filter(|&i| i != victim).collect();
-    while seen.len() < others.len() && killed.elapsed() < spec.detect_limit {
-        let pending: Vec<usize> = others
-            .iter()
-            .copied()
-            .filter(|i| !seen.contains_key(i))
-            .collect();
-        let views = views_of(&c, &pending).await;
-        let at = killed.elapsed().as_secs_f64();
-        for (i, peers) in pending.into_iter().zip(views) {
-            if peers.iter().any(|p| p.node_id == victim_id && p.suspected) {
-                seen.insert(i, at);
-            }
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
     let mut at_observers = Vec::new();
     let mut elsewhere = Vec::new();
-    for (&i, &t) in &seen {
-        if observers.contains(&c.nodes[i].id) {
-            at_observers.push(t);
-        } else {
-            elsewhere.push(t);
+    let mut per_kill = Vec::new();
+    let mut undetected = 0;
+    let mut dead: Vec<usize> = Vec::new();
+    for k in 0..spec.kills.max(1) {
+        // Victims spread over the fleet, never node 0 (whose view names
+        // the observers).
+        let victim = 1 + (spec.nodes / 2 + k * spec.nodes / spec.kills.max(1)) % (spec.nodes - 1);
+        if dead.contains(&victim) {
+            continue;
         }
+        if k > 0 {
+            // A random phase of the victim's heartbeats, after the fleet
+            // settled from the previous kill.
+            let phase = Duration::from_millis(rand::random::<u64>() % 1000);
+            tokio::time::sleep(Duration::from_secs(3) + phase).await;
+        }
+        let victim_id = c.nodes[victim].id.clone();
+        let observers: Vec<String> = c
+            .peers(0)
+            .await?
+            .into_iter()
+            .find(|p| p.node_id == victim_id)
+            .map(|p| p.observers)
+            .unwrap_or_default();
+        c.kill(victim)?;
+        dead.push(victim);
+        let killed = Instant::now();
+        let mut seen: BTreeMap<usize, f64> = BTreeMap::new();
+        let others: Vec<usize> = (0..spec.nodes).filter(|i| !dead.contains(i)).collect();
+        while seen.len() < others.len() && killed.elapsed() < spec.detect_limit {
+            let pending: Vec<usize> = others
+                .iter()
+                .copied()
+                .filter(|i| !seen.contains_key(i))
+                .collect();
+            let views = c.peers_of(&pending).await;
+            let at = killed.elapsed().as_secs_f64();
+            for (i, peers) in pending.into_iter().zip(views) {
+                if peers.iter().any(|p| p.node_id == victim_id && p.suspected) {
+                    seen.insert(i, at);
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        undetected += others.len() - seen.len();
+        let (mut obs, mut rest) = (Vec::new(), Vec::new());
+        for (&i, &t) in &seen {
+            if observers.contains(&c.nodes[i].id) {
+                obs.push(t);
+            } else {
+                rest.push(t);
+            }
+        }
+        per_kill.push((median(&obs), median(&rest)));
+        at_observers.extend(obs);
+        elsewhere.extend(rest);
     }
     at_observers.sort_by(f64::total_cmp);
     elsewhere.sort_by(f64::total_cmp);
@@ -233,16 +289,7 @@ pub async fn run(bin: &Path, dir: &Path, spec: &BenchSpec) -> anyhow::Result<Ben
         ),
         detection_at_observers: at_observers,
         detection_elsewhere: elsewhere,
-        undetected: others.len() - seen.len(),
+        per_kill,
+        undetected,
     })
-}
-
-/// The `/v1/peers` of `nodes`, one after the other (a millisecond or two
-/// each on loopback; empty on error).
-async fn views_of(c: &LocalCluster, nodes: &[usize]) -> Vec<Vec<phimon_exporter::api::PeerInfo>> {
-    let mut out = Vec::with_capacity(nodes.len());
-    for &i in nodes {
-        out.push(c.peers(i).await.unwrap_or_default());
-    }
-    out
 }

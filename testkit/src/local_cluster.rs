@@ -316,6 +316,30 @@ impl LocalCluster {
         Ok(r.error_for_status()?.json().await?)
     }
 
+    /// `/v1/peers` of each of `nodes`, fetched at once (empty for a node
+    /// that does not answer), in the order given.
+    pub async fn peers_of(&self, nodes: &[usize]) -> Vec<Vec<PeerInfo>> {
+        let mut set = tokio::task::JoinSet::new();
+        for (k, &i) in nodes.iter().enumerate() {
+            let Some(n) = self.nodes.get(i) else { continue };
+            let (http, url) = (self.http.clone(), format!("http://{}/v1/peers", n.http));
+            set.spawn(async move {
+                let got = async {
+                    let r = http.get(url).send().await?.error_for_status()?;
+                    r.json::<Vec<PeerInfo>>().await
+                };
+                (k, got.await.unwrap_or_default())
+            });
+        }
+        let mut out = vec![Vec::new(); nodes.len()];
+        while let Some(r) = set.join_next().await {
+            if let Ok((k, peers)) = r {
+                out[k] = peers;
+            }
+        }
+        out
+    }
+
     /// `GET path` of node `i`, as text.
     pub async fn get(&self, i: usize, path: &str) -> anyhow::Result<String> {
         let n = self.nodes.get(i).context("no such node")?;

@@ -50,6 +50,11 @@ struct BenchArgs {
     /// Idle time before the kill (CPU is measured over it, after 10 s).
     #[arg(long, default_value = "40s", value_parser = humantime::parse_duration)]
     idle: Duration,
+    /// Nodes killed one after the other, each once the previous one is
+    /// suspected everywhere: detection medians over several kills, where
+    /// one kill's figure depends on its phase.
+    #[arg(long, default_value_t = 1)]
+    kills: usize,
     /// Print one JSON object instead of lines.
     #[arg(long)]
     json: bool,
@@ -124,11 +129,20 @@ fn run_bench(args: BenchArgs) -> anyhow::Result<()> {
     if args.idle < Duration::from_secs(15) {
         return Err(UsageError("--idle must be at least 15s".into()).into());
     }
+    if args.kills == 0 || args.kills > args.nodes / 2 {
+        return Err(UsageError(format!(
+            "--kills must be 1..={} (half the nodes), got {}",
+            args.nodes / 2,
+            args.kills
+        ))
+        .into());
+    }
     let phimon = phimon_binary(args.phimon)?;
     let dir = tempfile::tempdir()?;
     let spec = phimon_testkit::bench::BenchSpec {
         nodes: args.nodes,
         idle: args.idle,
+        kills: args.kills,
         ..Default::default()
     };
     let rt = tokio::runtime::Builder::new_current_thread()
