@@ -1,7 +1,8 @@
 //! Mutual TLS for the QUIC transport: loading a node's certificate, key,
 //! cluster CA and optional CRL, the rustls configurations both sides use,
-//! the identity rules, and development certificates ([`generate_dev_certs`],
-//! `phimon certs`).
+//! the identity rules, development certificates ([`generate_dev_certs`],
+//! `phimon certs`) and node signing requests ([`write_node_csr`],
+//! `phimon certs csr`).
 //!
 //! # Identity model
 //!
@@ -61,8 +62,10 @@ use rustls::server::danger::{ClientCertVerified, ClientCertVerifier};
 use rustls::{CertificateError, DigitallySignedStruct, DistinguishedName, RootCertStore};
 use rustls::{OtherError, SignatureScheme};
 
+mod csr;
 mod devcerts;
 
+pub use csr::{CsrReport, NodeCsr, node_csr, write_node_csr};
 pub use devcerts::{
     CertGenError, DevCa, DevCertsReport, IssuedCert, generate_dev_certs, validate_cluster_name,
     validate_node_id,
