@@ -1,27 +1,37 @@
 //! `phimon certs`: a development CA and one certificate/key per node, so a
-//! secure cluster starts with one command. The work is done by
-//! [`phimon_transport::tls::generate_dev_certs`]; this is the CLI around it.
+//! secure cluster starts with one command; and `phimon certs csr`: a
+//! node's key and a signing request for a CA that signs requests
+//! (cert-manager, Vault, step-ca), so the key never leaves the node. The
+//! work is done by [`phimon_transport::tls::generate_dev_certs`] and
+//! [`phimon_transport::tls::write_node_csr`]; this is the CLI around them.
 
 use std::path::PathBuf;
 
-use phimon_transport::tls::{CertGenError, generate_dev_certs};
+use phimon_transport::tls::{CertGenError, generate_dev_certs, write_node_csr};
 
 use crate::UsageError;
 
 /// Arguments of `phimon certs`.
 #[derive(Debug, clap::Args)]
-#[command(after_help = "\
+#[command(
+    args_conflicts_with_subcommands = true,
+    subcommand_negates_reqs = true,
+    after_help = "\
 Writes DIR/ca.pem and DIR/ca.key (reused when both exist), and DIR/ID.pem \
 and DIR/ID.key for every --node ID. Keys are written with mode 0600.
 
 Each node certificate carries its ID as DNS name (the node identity) and \
 the URI phimon://CLUSTER/ID (peers of other clusters are refused), and \
 allows both server and client authentication. This is a development PKI; \
-see docs/security.md for cert-manager, Vault or step-ca.")]
+see docs/security.md for cert-manager, Vault or step-ca, and \
+`phimon certs csr` for a key that never leaves the node."
+)]
 pub struct CertsArgs {
+    #[command(subcommand)]
+    command: Option<CertsCommand>,
     /// Directory to write into (created if missing, mode 0700).
-    #[arg(long, value_name = "DIR")]
-    out: PathBuf,
+    #[arg(long, value_name = "DIR", required = true)]
+    out: Option<PathBuf>,
     /// Node id to issue a certificate for; repeat, or list several.
     #[arg(long = "node", value_name = "ID", required = true, num_args = 1..)]
     nodes: Vec<String>,
@@ -34,22 +44,60 @@ pub struct CertsArgs {
     days: u32,
 }
 
-/// Runs `phimon certs`.
+#[derive(Debug, clap::Subcommand)]
+enum CertsCommand {
+    /// Generate a node's private key and a certificate signing request
+    /// for it, to have a real CA sign.
+    Csr(CsrArgs),
+}
+
+/// Arguments of `phimon certs csr`.
+#[derive(Debug, clap::Args)]
+#[command(after_help = "\
+Writes DIR/ID.key (a new ECDSA P-256 key, mode 0600) and DIR/ID.csr (PEM \
+CERTIFICATE REQUEST), replacing existing files. The request asks for the \
+DNS name ID (the node identity, also the common name), the URI \
+phimon://CLUSTER/ID, the digital signature key usage and both server and \
+client authentication; the CA chooses the validity. For a cert-manager \
+CertificateRequest set `usages: [digital signature, server auth, client \
+auth]`, exactly these. See deploy/kubernetes/phimon.yaml.")]
+pub struct CsrArgs {
+    /// Directory to write into (created if missing, mode 0700).
+    #[arg(long, value_name = "DIR")]
+    out: PathBuf,
+    /// The node id (`[node] id`).
+    #[arg(long = "node", value_name = "ID")]
+    node: String,
+    /// Cluster name (`[cluster] name`).
+    #[arg(long, value_name = "NAME")]
+    cluster: String,
+}
+
+/// Errors the user fixes with other flags or files: exit 2.
+fn to_anyhow(e: CertGenError, what: &str) -> anyhow::Error {
+    match e {
+        CertGenError::InvalidNodeId { .. }
+        | CertGenError::InvalidCluster { .. }
+        | CertGenError::InvalidDays { .. }
+        | CertGenError::NoNodes
+        | CertGenError::CaIncomplete { .. }
+        | CertGenError::CaUnusable { .. } => UsageError(e.to_string()).into(),
+        other => anyhow::Error::new(other).context(format!("{what} failed")),
+    }
+}
+
+/// Runs `phimon certs` or `phimon certs csr`.
 pub fn run(args: CertsArgs) -> anyhow::Result<()> {
-    let report = generate_dev_certs(&args.out, &args.cluster, &args.nodes, args.days).map_err(
-        |e| -> anyhow::Error {
-            match e {
-                // The user's to fix: a bad flag or a half-present CA.
-                CertGenError::InvalidNodeId { .. }
-                | CertGenError::InvalidCluster { .. }
-                | CertGenError::InvalidDays { .. }
-                | CertGenError::NoNodes
-                | CertGenError::CaIncomplete { .. }
-                | CertGenError::CaUnusable { .. } => UsageError(e.to_string()).into(),
-                other => anyhow::Error::new(other).context("phimon certs failed"),
-            }
-        },
-    )?;
+    if let Some(CertsCommand::Csr(csr)) = args.command {
+        return run_csr(csr);
+    }
+    // clap requires --out without a subcommand; say so rather than panic
+    // should that rule ever change.
+    let out = args
+        .out
+        .ok_or_else(|| UsageError("phimon certs needs --out DIR".into()))?;
+    let report = generate_dev_certs(&out, &args.cluster, &args.nodes, args.days)
+        .map_err(|e| to_anyhow(e, "phimon certs"))?;
     println!(
         "{} CA {} (key {})",
         if report.ca_reused {
@@ -67,6 +115,18 @@ pub fn run(args: CertsArgs) -> anyhow::Result<()> {
         "cluster {:?}; in each node's config: [tls] ca = {:?}, cert = <ID>.pem, key = <ID>.key",
         args.cluster,
         report.ca_cert.display().to_string()
+    );
+    Ok(())
+}
+
+fn run_csr(args: CsrArgs) -> anyhow::Result<()> {
+    let report = write_node_csr(&args.out, &args.cluster, &args.node)
+        .map_err(|e| to_anyhow(e, "phimon certs csr"))?;
+    println!(
+        "node {}: key {} request {}",
+        args.node,
+        report.key.display(),
+        report.csr.display()
     );
     Ok(())
 }

@@ -91,3 +91,75 @@ fn bad_arguments_exit_2_with_a_clear_message() {
     assert_eq!(run.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&run.stderr).contains("ca.key"));
 }
+
+#[test]
+fn csr_writes_a_private_key_and_a_request_for_the_node() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("tls");
+    let stdout = succeed(phimon().args([
+        "certs",
+        "csr",
+        "--out",
+        out.to_str().unwrap(),
+        "--cluster",
+        "prod",
+        "--node",
+        "node-a",
+    ]));
+    assert!(stdout.contains("node-a.csr"), "{stdout}");
+    let csr = std::fs::read_to_string(out.join("node-a.csr")).unwrap();
+    let req = rcgen::CertificateSigningRequestParams::from_pem(&csr).unwrap();
+    assert_eq!(
+        req.params.subject_alt_names,
+        vec![
+            rcgen::SanType::DnsName("node-a".try_into().unwrap()),
+            rcgen::SanType::URI("phimon://prod/node-a".try_into().unwrap()),
+        ]
+    );
+    let key = rcgen::KeyPair::from_pem(&std::fs::read_to_string(out.join("node-a.key")).unwrap())
+        .unwrap();
+    assert_eq!(
+        rcgen::PublicKeyData::der_bytes(&req.public_key),
+        rcgen::PublicKeyData::der_bytes(&key)
+    );
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(out.join("node-a.key"))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o600);
+    }
+    // Without a subcommand, `phimon certs` still wants --out and --node.
+    let run = phimon().args(["certs"]).output().unwrap();
+    assert_eq!(run.status.code(), Some(2));
+}
+
+#[test]
+fn csr_refuses_bad_names_with_exit_2() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().to_str().unwrap();
+    for (args, needle) in [
+        (
+            vec!["--node", "a/b", "--cluster", "prod"],
+            "invalid node id",
+        ),
+        (
+            vec!["--node", "10.0.0.1", "--cluster", "prod"],
+            "IP address",
+        ),
+        (vec!["--node", "a", "--cluster", "a b"], "cluster"),
+        (vec!["--cluster", "prod"], "--node"),
+    ] {
+        let run = phimon()
+            .args(["certs", "csr", "--out", out])
+            .args(&args)
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&run.stderr);
+        assert_eq!(run.status.code(), Some(2), "{args:?}: {stderr}");
+        assert!(stderr.contains(needle), "{args:?}: {stderr}");
+    }
+    assert_eq!(std::fs::read_dir(tmp.path()).unwrap().count(), 0);
+}

@@ -32,7 +32,8 @@ pub struct TransportConfig {
     /// Our node id (`[node] id`). When set, the certificate must carry it,
     /// checked at bind and at every reload.
     pub node_id: Option<String>,
-    /// Refuse certificates without a `phimon://<cluster>/<node>` URI SAN.
+    /// Refuse certificates without a `phimon://<cluster>/<node>` URI SAN
+    /// (or a SPIFFE ID `spiffe://<trust-domain>/phimon/<cluster>/<node>`).
     /// Keep on unless the PKI cannot issue URI SANs (see `docs/security.md`).
     pub require_cluster_san: bool,
     /// Largest message accepted or sent, in bytes. Larger incoming frames

@@ -1,7 +1,8 @@
 //! Mutual TLS for the QUIC transport: loading a node's certificate, key,
 //! cluster CA and optional CRL, the rustls configurations both sides use,
-//! the identity rules, and development certificates ([`generate_dev_certs`],
-//! `phimon certs`).
+//! the identity rules, development certificates ([`generate_dev_certs`],
+//! `phimon certs`) and node signing requests ([`write_node_csr`],
+//! `phimon certs csr`).
 //!
 //! # Identity model
 //!
@@ -22,6 +23,14 @@
 //!   URI SAN are refused unless [`IdentityPolicy::require_cluster_san`] is
 //!   off (for a PKI that cannot issue URI SANs; then the CA alone separates
 //!   clusters).
+//! - **SPIFFE**: a SPIFFE ID `spiffe://<trust-domain>/phimon/<cluster>/<node-id>`
+//!   counts as the same cluster URI, so an SVID issued by SPIRE needs no
+//!   second URI (the SPIFFE standard allows exactly one). The trust domain
+//!   is not compared: the CA bundle already decides which trust domain is
+//!   trusted. A SPIFFE ID outside `/phimon/` names some other workload and
+//!   is ignored like any other URI, so such an SVID has no cluster and is
+//!   refused while the cluster SAN is required. A certificate with more
+//!   than one cluster URI (of either form) is refused as malformed.
 //! - Host names are **not** checked: nodes dial seeds by address, and the
 //!   address a node is reached at says nothing about who it is. The
 //!   transport instead compares the authenticated node id with the one the
@@ -53,8 +62,10 @@ use rustls::server::danger::{ClientCertVerified, ClientCertVerifier};
 use rustls::{CertificateError, DigitallySignedStruct, DistinguishedName, RootCertStore};
 use rustls::{OtherError, SignatureScheme};
 
+mod csr;
 mod devcerts;
 
+pub use csr::{CsrReport, NodeCsr, node_csr, write_node_csr};
 pub use devcerts::{
     CertGenError, DevCa, DevCertsReport, IssuedCert, generate_dev_certs, validate_cluster_name,
     validate_node_id,
@@ -70,6 +81,14 @@ pub const ALPN: &[u8] = b"phimon/3";
 /// Scheme of the URI subject alternative name that names a node's cluster:
 /// `phimon://<cluster>/<node-id>`.
 pub const URI_SAN_SCHEME: &str = "phimon";
+
+/// Scheme of a SPIFFE ID. `spiffe://<trust-domain>/phimon/<cluster>/<node-id>`
+/// names a node's cluster like the `phimon://` URI SAN does.
+pub const SPIFFE_SCHEME: &str = "spiffe";
+
+/// First path segment of a SPIFFE ID that names a phimon node
+/// (`spiffe://<trust-domain>/phimon/<cluster>/<node-id>`).
+pub const SPIFFE_PATH_PREFIX: &str = "phimon";
 
 /// The rustls crypto provider phimon uses everywhere (ring), so the choice
 /// does not depend on which provider some other crate installed as the
@@ -118,17 +137,19 @@ pub enum IdentityError {
         /// The rule it breaks.
         reason: phimon_gossip::InvalidNodeId,
     },
-    /// A `phimon://` URI SAN that is not `phimon://<cluster>/<node-id>`,
-    /// or more than one of them.
+    /// A `phimon://` URI SAN that is not `phimon://<cluster>/<node-id>`, a
+    /// SPIFFE ID under `/phimon/` that is not
+    /// `spiffe://<trust-domain>/phimon/<cluster>/<node-id>`, or more than
+    /// one such URI.
     #[error(
-        "certificate has a malformed phimon URI SAN {uri:?} (want phimon://<cluster>/<node-id>)"
+        "certificate has a malformed cluster URI SAN {uri:?} (want phimon://<cluster>/<node-id> or spiffe://<trust-domain>/phimon/<cluster>/<node-id>, once)"
     )]
     MalformedUri {
         /// The offending URI.
         uri: String,
     },
-    /// The URI SAN names a node id that is not among the DNS names.
-    #[error("phimon URI SAN names node {uri_node:?}, which is not among the DNS names {names:?}")]
+    /// The cluster URI SAN names a node id that is not among the DNS names.
+    #[error("cluster URI SAN names node {uri_node:?}, which is not among the DNS names {names:?}")]
     UriNodeNotInDns {
         /// Node id of the URI SAN.
         uri_node: String,
@@ -143,9 +164,10 @@ pub enum IdentityError {
         /// The cluster the certificate names.
         found: String,
     },
-    /// The policy requires a `phimon://` URI SAN and there is none.
+    /// The policy requires a cluster URI SAN (`phimon://` or a SPIFFE ID
+    /// under `/phimon/`) and there is none.
     #[error(
-        "certificate names no cluster (no phimon://{expected}/<node-id> URI SAN) and the cluster SAN is required"
+        "certificate names no cluster (no phimon://{expected}/<node-id> or spiffe://<trust-domain>/phimon/{expected}/<node-id> URI SAN) and the cluster SAN is required"
     )]
     MissingCluster {
         /// Our cluster name.
@@ -185,23 +207,26 @@ pub fn identity_from_cert(der: &[u8]) -> Result<PeerIdentity, IdentityError> {
             reason: e.to_string(),
         })?;
     let mut dns = Vec::new();
-    let mut uris = Vec::new();
+    let mut uri = None;
     for name in san.iter().flat_map(|s| s.value.general_names.iter()) {
         match name {
             GeneralName::DNSName(n) => dns.push((*n).to_owned()),
-            GeneralName::URI(u) if is_phimon_uri(u) => uris.push((*u).to_owned()),
+            GeneralName::URI(u) => match parse_cluster_uri(u) {
+                None => {}
+                Some(parsed) => {
+                    // Two cluster URIs could name two clusters or nodes:
+                    // refuse rather than pick one.
+                    if uri.is_some() {
+                        return Err(IdentityError::MalformedUri {
+                            uri: (*u).to_owned(),
+                        });
+                    }
+                    uri = Some(parsed?);
+                }
+            },
             _ => {}
         }
     }
-    let uri = match uris.as_slice() {
-        [] => None,
-        [one] => Some(parse_phimon_uri(one)?),
-        [_, second, ..] => {
-            return Err(IdentityError::MalformedUri {
-                uri: second.clone(),
-            });
-        }
-    };
     let node_id = match (&uri, dns.as_slice()) {
         (_, []) => return Err(IdentityError::NoNodeId),
         (Some((_, node)), names) => {
@@ -228,27 +253,60 @@ pub fn identity_from_cert(der: &[u8]) -> Result<PeerIdentity, IdentityError> {
     })
 }
 
-/// Whether `u` starts with `phimon://` (scheme case-insensitive). Compares
-/// bytes, so a URI with multi-byte characters anywhere is simply not a
-/// match, never a slice across a character.
-fn is_phimon_uri(u: &str) -> bool {
-    let (b, scheme) = (u.as_bytes(), URI_SAN_SCHEME.as_bytes());
-    b.len() > scheme.len() + 3
-        && b[..scheme.len()].eq_ignore_ascii_case(scheme)
-        && b[scheme.len()..].starts_with(b"://")
-}
-
-/// `phimon://<cluster>/<node>` → `(cluster, node)`.
-fn parse_phimon_uri(uri: &str) -> Result<(String, String), IdentityError> {
+/// The `(cluster, node)` a URI SAN names: `Some(Ok)` for
+/// `phimon://<cluster>/<node>` and `spiffe://<trust-domain>/phimon/<cluster>/<node>`,
+/// `Some(Err)` for a malformed URI of either kind, `None` for any other URI
+/// (another scheme, or a SPIFFE ID outside `/phimon/`), which says nothing
+/// about the cluster. Schemes compare case-insensitively, the rest exactly.
+///
+/// Works on bytes and splits only at ASCII `/`, which is never inside a
+/// multi-byte UTF-8 character, so any input is answered without a panic.
+fn parse_cluster_uri(uri: &str) -> Option<Result<(String, String), IdentityError>> {
     let malformed = || IdentityError::MalformedUri {
         uri: uri.to_owned(),
     };
-    let rest = uri.get(URI_SAN_SCHEME.len() + 3..).ok_or_else(malformed)?;
-    let (cluster, node) = rest.split_once('/').ok_or_else(malformed)?;
-    if cluster.is_empty() || node.is_empty() || node.contains('/') {
-        return Err(malformed());
+    if let Some(rest) = strip_scheme(uri, URI_SAN_SCHEME) {
+        return Some(cluster_and_node(rest).ok_or_else(malformed));
     }
-    Ok((cluster.to_owned(), node.to_owned()))
+    let rest = strip_scheme(uri, SPIFFE_SCHEME)?;
+    let (trust_domain, path) = rest.split_once('/')?;
+    let (first, tail) = match path.split_once('/') {
+        Some((first, tail)) => (first, Some(tail)),
+        None => (path, None),
+    };
+    if first != SPIFFE_PATH_PREFIX {
+        // Some other workload's SPIFFE ID: not ours to judge.
+        return None;
+    }
+    // A SPIFFE ID has no query or fragment, and a trust domain.
+    let parsed = tail
+        .filter(|_| !trust_domain.is_empty() && !uri.contains(['?', '#']))
+        .and_then(cluster_and_node);
+    Some(parsed.ok_or_else(malformed))
+}
+
+/// `rest` of `<scheme>://rest` when `uri` has that scheme (ASCII case
+/// insensitive), comparing bytes.
+fn strip_scheme<'a>(uri: &'a str, scheme: &str) -> Option<&'a str> {
+    let (b, s) = (uri.as_bytes(), scheme.as_bytes());
+    if b.len() > s.len() + 3
+        && b[..s.len()].eq_ignore_ascii_case(s)
+        && b[s.len()..].starts_with(b"://")
+    {
+        // The prefix matched ASCII bytes, so this index is a char boundary.
+        uri.get(s.len() + 3..)
+    } else {
+        None
+    }
+}
+
+/// `<cluster>/<node>`, both non-empty, no further segment.
+fn cluster_and_node(rest: &str) -> Option<(String, String)> {
+    let (cluster, node) = rest.split_once('/')?;
+    if cluster.is_empty() || node.is_empty() || node.contains('/') {
+        return None;
+    }
+    Some((cluster.to_owned(), node.to_owned()))
 }
 
 /// The `phimon://<cluster>/<node-id>` URI SAN for a node.
@@ -261,7 +319,8 @@ pub fn cluster_uri(cluster: &str, node_id: &str) -> String {
 pub struct IdentityPolicy {
     /// Our cluster name; a certificate naming another cluster is refused.
     pub cluster: String,
-    /// Refuse certificates without a `phimon://` URI SAN. On by default;
+    /// Refuse certificates without a cluster URI SAN (`phimon://` or a
+    /// SPIFFE ID under `/phimon/`). On by default;
     /// turn off only for a PKI that cannot issue URI SANs and whose CA
     /// serves this one cluster alone.
     pub require_cluster_san: bool,
@@ -1115,6 +1174,160 @@ mod tests {
         };
         assert_eq!(lax.check(&bare).unwrap().node_id, "a");
         assert!(lax.check(&theirs).is_err(), "a named cluster still counts");
+    }
+
+    #[test]
+    fn a_spiffe_id_under_phimon_names_the_cluster() {
+        let der = cert_with(vec![
+            dns("node-a"),
+            uri("spiffe://example.org/phimon/prod/node-a"),
+        ]);
+        assert_eq!(
+            identity_from_cert(&der),
+            Ok(PeerIdentity {
+                node_id: "node-a".into(),
+                cluster: Some("prod".into()),
+            })
+        );
+        let policy = IdentityPolicy::new("prod");
+        assert_eq!(policy.check(&der).unwrap().node_id, "node-a");
+        // The scheme is case-insensitive like phimon://, the rest exact.
+        let upper = cert_with(vec![dns("a"), uri("SPIFFE://td/phimon/prod/a")]);
+        assert_eq!(policy.check(&upper).unwrap().node_id, "a");
+        // It picks the node id among several DNS names, as phimon:// does.
+        let several = cert_with(vec![
+            dns("host-17.internal"),
+            dns("node-a"),
+            uri("spiffe://td/phimon/prod/node-a"),
+        ]);
+        assert_eq!(policy.check(&several).unwrap().node_id, "node-a");
+    }
+
+    #[test]
+    fn a_spiffe_id_of_another_cluster_or_node_is_refused() {
+        let policy = IdentityPolicy::new("prod");
+        let staging = cert_with(vec![dns("a"), uri("spiffe://td/phimon/staging/a")]);
+        assert_eq!(
+            policy.check(&staging),
+            Err(IdentityError::WrongCluster {
+                expected: "prod".into(),
+                found: "staging".into()
+            })
+        );
+        let other_node = cert_with(vec![dns("b"), uri("spiffe://td/phimon/prod/a")]);
+        assert_eq!(
+            policy.check(&other_node),
+            Err(IdentityError::UriNodeNotInDns {
+                uri_node: "a".into(),
+                names: vec!["b".into()]
+            })
+        );
+        // Case matters in the path: the node id is compared exactly.
+        let case = cert_with(vec![dns("node-a"), uri("spiffe://td/phimon/prod/Node-A")]);
+        assert!(matches!(
+            policy.check(&case),
+            Err(IdentityError::UriNodeNotInDns { .. })
+        ));
+    }
+
+    #[test]
+    fn malformed_spiffe_ids_under_phimon_are_refused() {
+        for bad in [
+            "spiffe://td/phimon",
+            "spiffe://td/phimon/",
+            "spiffe://td/phimon/prod",
+            "spiffe://td/phimon/prod/",
+            "spiffe://td/phimon//a",
+            "spiffe://td/phimon/prod/a/extra",
+            "spiffe:///phimon/prod/a",
+            "spiffe://td/phimon/prod/a?x=1",
+            "spiffe://td/phimon/prod/a#frag",
+        ] {
+            let der = cert_with(vec![dns("a"), uri(bad)]);
+            assert_eq!(
+                identity_from_cert(&der),
+                Err(IdentityError::MalformedUri { uri: bad.into() }),
+                "{bad}"
+            );
+        }
+        // Two cluster URIs, even agreeing ones, are one too many.
+        let two = cert_with(vec![
+            dns("a"),
+            uri("phimon://prod/a"),
+            uri("spiffe://td/phimon/prod/a"),
+        ]);
+        assert!(matches!(
+            identity_from_cert(&two),
+            Err(IdentityError::MalformedUri { .. })
+        ));
+    }
+
+    #[test]
+    fn spiffe_ids_outside_phimon_are_ignored() {
+        let policy = IdentityPolicy::new("prod");
+        // Another workload's SVID that happens to carry a node's DNS name
+        // names no cluster, so it is refused while the cluster SAN is
+        // required...
+        for other in [
+            "spiffe://td/ns/default/sa/web",
+            "spiffe://td/phimonx/prod/a",
+            "spiffe://td/x/phimon/prod/a",
+            "spiffe://td",
+            "spiffe://td/",
+        ] {
+            let der = cert_with(vec![dns("a"), uri(other)]);
+            assert_eq!(
+                identity_from_cert(&der),
+                Ok(PeerIdentity {
+                    node_id: "a".into(),
+                    cluster: None
+                }),
+                "{other}"
+            );
+            assert!(
+                matches!(
+                    policy.check(&der),
+                    Err(IdentityError::MissingCluster { .. })
+                ),
+                "{other}"
+            );
+        }
+        // ...and does not disturb a phimon:// URI beside it.
+        let both = cert_with(vec![
+            dns("a"),
+            uri("spiffe://td/ns/default/sa/web"),
+            uri("phimon://prod/a"),
+        ]);
+        assert_eq!(policy.check(&both).unwrap().node_id, "a");
+    }
+
+    #[test]
+    fn cluster_uri_parsing_is_total_on_multibyte_input() {
+        // rcgen refuses non-ASCII IA5 strings, so these go to the parser
+        // directly; every one must get an answer, none a panic.
+        let cases: &[(&str, Option<bool>)] = &[
+            ("spiffé://td/phimon/prod/a", None),
+            ("spiffe://td/phimoné/prod/a", None),
+            ("spiffe://té/phimon/prod/a", Some(true)),
+            ("spiffe://td/phimon/prodé/a", Some(true)),
+            ("spiffe://td/phimon/é", Some(false)),
+            ("spiffe://é", None),
+            ("sp€", None),
+            ("phimon://é", Some(false)),
+            ("phimon://€/é", Some(true)),
+            ("€€€€€€€€€€", None),
+            ("phimoné", None),
+            ("spiffe:/", None),
+        ];
+        for (u, want) in cases {
+            let got = parse_cluster_uri(u).map(|r| r.is_ok());
+            assert_eq!(got, *want, "{u}");
+        }
+        // Every prefix of a multi-byte URI, cut at every char boundary.
+        let long = "spiffe://tdé/phimon/prodé/nodé-€";
+        for (i, _) in long.char_indices() {
+            let _ = parse_cluster_uri(&long[..i]);
+        }
     }
 
     #[test]

@@ -1,8 +1,8 @@
 //! The QUIC transport over real sockets on 127.0.0.1: datagrams and
 //! messages both ways on one connection, mutual TLS refusals and their
 //! counters (CA, cluster, identity, wire version, revocation, hostile
-//! names), size caps, isolation from dead peers, reconnection after a
-//! restart, reloads.
+//! names), SPIFFE IDs as cluster URIs, size caps, isolation from dead
+//! peers, reconnection after a restart, reloads.
 
 #![allow(clippy::unwrap_used)] // Test helpers: a panic is a failed test.
 
@@ -278,6 +278,81 @@ async fn servers_of_another_cluster_or_identity_are_refused_by_the_sender() {
         tokio::time::timeout(Duration::from_millis(200), c_rx.recv())
             .await
             .is_err()
+    );
+}
+
+/// A SPIRE-style SVID for `id` signed by the dev CA in `dir`: the node's
+/// DNS name and one SPIFFE ID as the only URI SAN.
+fn svid(dir: &std::path::Path, id: &str, spiffe_id: &str) -> IssuedCert {
+    let key = rcgen::KeyPair::generate().unwrap();
+    let sans = vec![
+        rcgen::SanType::DnsName(id.try_into().unwrap()),
+        rcgen::SanType::URI(spiffe_id.try_into().unwrap()),
+    ];
+    IssuedCert {
+        cert_pem: issue_raw(dir, sans, &key),
+        key_pem: key.serialize_pem(),
+    }
+}
+
+#[tokio::test]
+async fn nodes_with_spiffe_ids_connect_and_other_clusters_svids_are_refused() {
+    let dir = pki(&["unused"]);
+    for id in ["node-a", "node-b"] {
+        let issued = svid(
+            dir.path(),
+            id,
+            &format!("spiffe://example.org/phimon/{CLUSTER}/{id}"),
+        );
+        std::fs::write(dir.path().join(format!("{id}.pem")), &issued.cert_pem).unwrap();
+        std::fs::write(dir.path().join(format!("{id}.key")), &issued.key_pem).unwrap();
+    }
+    let (a, _a_rx) = node(dir.path(), "node-a");
+    let (b, mut b_rx) = node(dir.path(), "node-b");
+    assert_eq!(a.identity().cluster.as_deref(), Some(CLUSTER));
+
+    a.send_message(&peer("node-b", &b), b"over spiffe".to_vec())
+        .unwrap();
+    let m = recv(&mut b_rx, Duration::from_secs(5)).await;
+    assert_eq!(
+        (m.node_id.as_str(), &m.payload[..]),
+        ("node-a", &b"over spiffe"[..])
+    );
+
+    // Same CA, but an SVID for cluster staging, and an SVID of another
+    // workload that carries a node's DNS name but no /phimon/ path.
+    let stats = b.stats();
+    let cases = [
+        (
+            "staging SVID",
+            svid(
+                dir.path(),
+                "node-x",
+                "spiffe://example.org/phimon/staging/node-x",
+            ),
+        ),
+        (
+            "another workload's SVID",
+            svid(
+                dir.path(),
+                "node-a",
+                "spiffe://example.org/ns/default/sa/web",
+            ),
+        ),
+    ];
+    for (i, (what, cert)) in cases.iter().enumerate() {
+        rogue_attempt(b.local_addr(), Some(cert), tls::ALPN).await;
+        eventually(Duration::from_secs(5), what, || {
+            stats.auth_failures(AuthFailure::WrongCluster) == i as u64 + 1
+        })
+        .await;
+    }
+    assert_eq!(stats.auth_failures_total(), 2);
+    assert!(
+        tokio::time::timeout(Duration::from_millis(200), b_rx.recv())
+            .await
+            .is_err(),
+        "nothing from the refused clients"
     );
 }
 

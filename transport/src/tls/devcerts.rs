@@ -105,7 +105,7 @@ pub enum CertGenError {
     },
 }
 
-fn generate_err(what: impl Into<String>) -> impl FnOnce(rcgen::Error) -> CertGenError {
+pub(super) fn generate_err(what: impl Into<String>) -> impl FnOnce(rcgen::Error) -> CertGenError {
     let what = what.into();
     move |source| CertGenError::Generate { what, source }
 }
@@ -460,7 +460,7 @@ fn read_string(path: &Path) -> Result<String, CertGenError> {
     })
 }
 
-fn create_private_dir(dir: &Path) -> Result<(), CertGenError> {
+pub(super) fn create_private_dir(dir: &Path) -> Result<(), CertGenError> {
     let mut builder = fs::DirBuilder::new();
     builder.recursive(true);
     #[cfg(unix)]
@@ -478,7 +478,7 @@ fn create_private_dir(dir: &Path) -> Result<(), CertGenError> {
 }
 
 /// Writes `contents` to `path` atomically with permission `mode` (unix).
-fn write_file(path: &Path, contents: &[u8], mode: u32) -> Result<(), CertGenError> {
+pub(super) fn write_file(path: &Path, contents: &[u8], mode: u32) -> Result<(), CertGenError> {
     let io = |source| CertGenError::Io {
         action: "write",
         path: path.to_owned(),
