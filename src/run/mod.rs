@@ -77,10 +77,13 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
         .build()
         .context("starting the tokio runtime")?;
     rt.block_on(async {
-        Sidecar::start(config, &args.config, args.record_arrivals.as_deref())
-            .await?
-            .drive()
+        let sidecar = Sidecar::start(config, &args.config, args.record_arrivals.as_deref()).await?;
+        // A task rather than the future `block_on` polls: waking a task
+        // queues it, where waking that future makes the scheduler poll
+        // the reactor once more first (an extra epoll_wait per message).
+        tokio::spawn(sidecar.drive())
             .await
+            .context("the node's loop ended abnormally")?
     })
 }
 
@@ -354,12 +357,7 @@ impl Sidecar {
     }
 
     async fn drive(mut self) -> anyhow::Result<()> {
-        let mut term = signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
-        let mut int = signal(SignalKind::interrupt()).context("installing the SIGINT handler")?;
-        let mut hup = signal(SignalKind::hangup()).context("installing the SIGHUP handler")?;
-        let mut certs =
-            tokio::time::interval_at(tokio::time::Instant::now() + CERT_CHECK, CERT_CHECK);
-        certs.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+        let mut outside = outside_events()?;
         loop {
             let deadline = self.node.poll_timeout();
             self.armed = deadline;
@@ -367,20 +365,27 @@ impl Sidecar {
                 tokio::time::Instant::from_std(self.origin + Duration::from_micros(t.as_micros()))
             });
             self.timer.set(sleep);
+            // Biased: no random draw per wake-up, and the order says what
+            // must not wait behind a busy inbox: stopping, then the timer.
             tokio::select! {
-                _ = term.recv() => break,
-                _ = int.recv() => break,
-                _ = hup.recv() => {
+                biased;
+                outside_event = outside.recv() => match outside_event {
+                    None | Some(Outside::Stop) => break,
+                    Some(Outside::Hangup) => self.on_hangup().await,
+                    Some(Outside::CertCheck) => self.check_cert_files(),
+                },
+                _ = self.timer.fired() => {
                     let now = self.wake();
-                    match self.transport.reload_certs() {
-                        Ok(()) => {
-                            tracing::info!("SIGHUP: certificates reloaded");
-                            // Our record again, with the new credential.
-                            self.node.resign(now);
-                        }
-                        Err(e) => tracing::error!("SIGHUP: certificate reload failed, keeping the old ones: {e}"),
+                    self.node.handle_timeout(now);
+                }
+                msg = self.inbox.recv() => {
+                    let Some(msg) = msg else { break };
+                    let now = self.wake();
+                    self.on_received(now, msg);
+                    // Handle what else is already there before sending.
+                    while let Ok(msg) = self.inbox.try_recv() {
+                        self.on_received(now, msg);
                     }
-                    let _ = self.reload(now, "SIGHUP").await;
                 }
                 // The HTTP server holds the sender for the process's life;
                 // were it gone, a closed channel must not spin the loop.
@@ -416,19 +421,6 @@ impl Sidecar {
                         Some(_) | None => {} // not served by this runtime
                     }
                 }
-                msg = self.inbox.recv() => {
-                    let Some(msg) = msg else { break };
-                    let now = self.wake();
-                    self.on_received(now, msg);
-                    // Handle what else is already there before sending.
-                    while let Ok(msg) = self.inbox.try_recv() {
-                        self.on_received(now, msg);
-                    }
-                }
-                _ = self.timer.fired() => {
-                    let now = self.wake();
-                    self.node.handle_timeout(now);
-                }
                 reply = self.refresh.recv() => {
                     let now = self.wake();
                     self.publish(now);
@@ -436,21 +428,40 @@ impl Sidecar {
                         let _ = reply.send(());
                     }
                 }
-                _ = certs.tick() => {
-                    let now = self.wake();
-                    match self.transport.reload_certs_if_changed() {
-                        Ok(true) => {
-                            tracing::info!("certificate files changed: reloaded");
-                            self.node.resign(now);
-                        }
-                        Ok(false) => {}
-                        Err(e) => tracing::warn!("certificate files changed but cannot be loaded: {e}"),
-                    }
-                }
             }
             self.flush();
         }
         self.shutdown().await
+    }
+
+    /// SIGHUP: certificates and configuration again.
+    async fn on_hangup(&mut self) {
+        let now = self.wake();
+        match self.transport.reload_certs() {
+            Ok(()) => {
+                tracing::info!("SIGHUP: certificates reloaded");
+                // Our record again, with the new credential.
+                self.node.resign(now);
+            }
+            Err(e) => {
+                tracing::error!("SIGHUP: certificate reload failed, keeping the old ones: {e}")
+            }
+        }
+        let _ = self.reload(now, "SIGHUP").await;
+    }
+
+    /// Certificates rotated without a signal (a Kubernetes secret, an
+    /// agent) are picked up here.
+    fn check_cert_files(&mut self) {
+        let now = self.wake();
+        match self.transport.reload_certs_if_changed() {
+            Ok(true) => {
+                tracing::info!("certificate files changed: reloaded");
+                self.node.resign(now);
+            }
+            Ok(false) => {}
+            Err(e) => tracing::warn!("certificate files changed but cannot be loaded: {e}"),
+        }
     }
 
     fn on_received(&mut self, now: Timestamp, msg: Received) {
@@ -827,4 +838,38 @@ fn spawn_delivery(
         },
         rand::random(),
     )?))
+}
+
+/// What reaches the loop from outside the node: signals, and the
+/// periodic look at the certificate files.
+enum Outside {
+    Stop,
+    Hangup,
+    CertCheck,
+}
+
+/// One task waits for SIGTERM, SIGINT, SIGHUP and the certificate check,
+/// so the loop polls one channel per wake-up instead of four futures.
+fn outside_events() -> anyhow::Result<mpsc::Receiver<Outside>> {
+    let mut term = signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
+    let mut int = signal(SignalKind::interrupt()).context("installing the SIGINT handler")?;
+    let mut hup = signal(SignalKind::hangup()).context("installing the SIGHUP handler")?;
+    let (tx, rx) = mpsc::channel(4);
+    tokio::spawn(async move {
+        let mut certs =
+            tokio::time::interval_at(tokio::time::Instant::now() + CERT_CHECK, CERT_CHECK);
+        certs.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+        loop {
+            let event = tokio::select! {
+                _ = term.recv() => Outside::Stop,
+                _ = int.recv() => Outside::Stop,
+                _ = hup.recv() => Outside::Hangup,
+                _ = certs.tick() => Outside::CertCheck,
+            };
+            if tx.send(event).await.is_err() {
+                break;
+            }
+        }
+    });
+    Ok(rx)
 }
