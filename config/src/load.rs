@@ -175,6 +175,15 @@ mod tests {
     }
 
     #[test]
+    fn the_cluster_san_is_required_unless_turned_off() {
+        let c = Config::from_toml("[tls]\nca = \"ca.pem\"\n", "t", env(&[])).unwrap();
+        assert!(c.tls.require_cluster_san, "on when [tls] leaves it out");
+        assert!(Config::default().tls.require_cluster_san);
+        let c = Config::from_toml("[tls]\nrequire_cluster_san = false\n", "t", env(&[])).unwrap();
+        assert!(!c.tls.require_cluster_san);
+    }
+
+    #[test]
     fn unknown_key_names_its_path() {
         let e =
             Config::from_toml("[detector]\nthreshhold = 3.0\n", "t.toml", env(&[])).unwrap_err();

@@ -74,7 +74,7 @@ impl Default for ClusterSection {
 }
 
 /// `[tls]`: all three paths are required.
-#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct TlsSection {
     /// PEM file of the cluster CA that signs every node certificate.
@@ -87,6 +87,24 @@ pub struct TlsSection {
     /// DER): peers and records whose certificate it revokes are refused,
     /// and established connections are re-checked when it changes.
     pub crl: Option<PathBuf>,
+    /// Refuse peers whose certificate names no cluster (no
+    /// `phimon://<cluster>/<node-id>` URI SAN, nor a SPIFFE ID under
+    /// `/phimon/`). Turn off only for a PKI that cannot issue URI SANs and
+    /// whose CA serves this one cluster alone: the CA then is all that
+    /// keeps other clusters out.
+    pub require_cluster_san: bool,
+}
+
+impl Default for TlsSection {
+    fn default() -> Self {
+        TlsSection {
+            ca: PathBuf::new(),
+            cert: PathBuf::new(),
+            key: PathBuf::new(),
+            crl: None,
+            require_cluster_san: true,
+        }
+    }
 }
 
 /// `[gossip]`

@@ -70,6 +70,12 @@ const CERT_CHECK: Duration = Duration::from_secs(30);
 pub fn run(args: RunArgs) -> anyhow::Result<()> {
     let config = crate::check_config::load_valid(&args.config)?;
     init_tracing();
+    if !config.tls.require_cluster_san {
+        tracing::warn!(
+            "tls.require_cluster_san = false: peers whose certificate names no cluster are \
+             accepted, so only the CA keeps other clusters out"
+        );
+    }
     // One thread: the node's work is a few packets a second, and handing
     // them between worker threads cost more than the work itself.
     let rt = tokio::runtime::Builder::new_current_thread()

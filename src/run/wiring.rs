@@ -23,6 +23,7 @@ pub fn transport_config(c: &Config) -> TransportConfig {
         cert_pem_path: c.tls.cert.clone(),
         key_pem_path: c.tls.key.clone(),
         crl_pem_path: c.tls.crl.clone(),
+        require_cluster_san: c.tls.require_cluster_san,
         cluster_name: c.cluster.name.clone(),
         node_id: Some(c.node.id.clone()),
         max_message_bytes: MAX_MESSAGE_BYTES + 4 * 1024,
@@ -258,6 +259,14 @@ pub fn set_cert_expiry(m: &Metrics, not_after: SystemTime) {
 mod tests {
     use phimon_exporter::metrics::DATAGRAM_DROP_REASONS;
     use phimon_transport::DatagramDrop;
+
+    #[test]
+    fn the_cluster_san_setting_reaches_the_transport() {
+        let mut c = phimon_config::Config::default();
+        assert!(super::transport_config(&c).require_cluster_san);
+        c.tls.require_cluster_san = false;
+        assert!(!super::transport_config(&c).require_cluster_san);
+    }
 
     #[test]
     fn every_fast_path_drop_reason_has_a_precreated_series() {
