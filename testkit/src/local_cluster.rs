@@ -360,21 +360,44 @@ impl LocalCluster {
             .collect();
         loop {
             let mut ok = true;
+            let mut missing = Vec::new();
             for &i in &running {
                 let peers = self.peers(i).await.unwrap_or_default();
-                let good = running.iter().filter(|&&j| j != i).all(|&j| {
-                    peers.iter().any(|p| {
+                for &j in running.iter().filter(|&&j| j != i) {
+                    let good = peers.iter().any(|p| {
                         p.node_id == self.nodes[j].id && p.status == Status::Alive && !p.suspected
-                    })
-                });
-                ok &= good;
+                    });
+                    if !good {
+                        ok = false;
+                        let seen = peers
+                            .iter()
+                            .find(|p| p.node_id == self.nodes[j].id)
+                            .map_or("absent".to_string(), |p| {
+                                format!("{} suspected={}", p.status, p.suspected)
+                            });
+                        missing.push(format!(
+                            "{} sees {}: {seen}",
+                            self.nodes[i].id, self.nodes[j].id
+                        ));
+                    }
+                }
             }
             if ok {
                 return Ok(start.elapsed());
             }
             if start.elapsed() > timeout {
+                // The directory goes with the test: say here what failed,
+                // and the end of each node's log.
+                let mut logs = String::new();
+                for &i in &running {
+                    let text = std::fs::read_to_string(&self.nodes[i].log).unwrap_or_default();
+                    let lines: Vec<&str> = text.lines().collect();
+                    let tail = lines[lines.len().saturating_sub(8)..].join("\n    ");
+                    logs.push_str(&format!("\n  {}:\n    {tail}", self.nodes[i].id));
+                }
                 bail!(
-                    "cluster did not converge within {timeout:?}; logs in {}",
+                    "cluster did not converge within {timeout:?}: {}; logs in {}{logs}",
+                    missing.join(", "),
                     self.dir.display()
                 );
             }
