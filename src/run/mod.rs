@@ -372,7 +372,9 @@ impl Sidecar {
             });
             self.timer.set(sleep);
             // Biased: no random draw per wake-up, and the order says what
-            // must not wait behind a busy inbox: stopping, then the timer.
+            // must not wait behind a busy inbox: stopping, the timer, and
+            // the HTTP handlers' rare requests (a scrape must not starve
+            // under a flood of messages).
             tokio::select! {
                 biased;
                 outside_event = outside.recv() => match outside_event {
@@ -383,15 +385,6 @@ impl Sidecar {
                 _ = self.timer.fired() => {
                     let now = self.wake();
                     self.node.handle_timeout(now);
-                }
-                msg = self.inbox.recv() => {
-                    let Some(msg) = msg else { break };
-                    let now = self.wake();
-                    self.on_received(now, msg);
-                    // Handle what else is already there before sending.
-                    while let Ok(msg) = self.inbox.try_recv() {
-                        self.on_received(now, msg);
-                    }
                 }
                 // The HTTP server holds the sender for the process's life;
                 // were it gone, a closed channel must not spin the loop.
@@ -427,11 +420,20 @@ impl Sidecar {
                         Some(_) | None => {} // not served by this runtime
                     }
                 }
-                reply = self.refresh.recv() => {
+                reply = self.refresh.recv(), if !self.refresh.is_closed() => {
                     let now = self.wake();
                     self.publish(now);
                     if let Some(reply) = reply {
                         let _ = reply.send(());
+                    }
+                }
+                msg = self.inbox.recv() => {
+                    let Some(msg) = msg else { break };
+                    let now = self.wake();
+                    self.on_received(now, msg);
+                    // Handle what else is already there before sending.
+                    while let Ok(msg) = self.inbox.try_recv() {
+                        self.on_received(now, msg);
                     }
                 }
             }
