@@ -308,12 +308,7 @@ impl LocalCluster {
     /// `GET /v1/peers` of node `i`.
     pub async fn peers(&self, i: usize) -> anyhow::Result<Vec<PeerInfo>> {
         let n = self.nodes.get(i).context("no such node")?;
-        let r = self
-            .http
-            .get(format!("http://{}/v1/peers", n.http))
-            .send()
-            .await?;
-        Ok(r.error_for_status()?.json().await?)
+        Ok(fetch_peers(&self.http, n.http).await?)
     }
 
     /// `/v1/peers` of each of `nodes`, fetched at once (empty for a node
@@ -322,14 +317,8 @@ impl LocalCluster {
         let mut set = tokio::task::JoinSet::new();
         for (k, &i) in nodes.iter().enumerate() {
             let Some(n) = self.nodes.get(i) else { continue };
-            let (http, url) = (self.http.clone(), format!("http://{}/v1/peers", n.http));
-            set.spawn(async move {
-                let got = async {
-                    let r = http.get(url).send().await?.error_for_status()?;
-                    r.json::<Vec<PeerInfo>>().await
-                };
-                (k, got.await.unwrap_or_default())
-            });
+            let (http, addr) = (self.http.clone(), n.http);
+            set.spawn(async move { (k, fetch_peers(&http, addr).await.unwrap_or_default()) });
         }
         let mut out = vec![Vec::new(); nodes.len()];
         while let Some(r) = set.join_next().await {
@@ -390,9 +379,7 @@ impl LocalCluster {
                 // and the end of each node's log.
                 let mut logs = String::new();
                 for &i in &running {
-                    let text = std::fs::read_to_string(&self.nodes[i].log).unwrap_or_default();
-                    let lines: Vec<&str> = text.lines().collect();
-                    let tail = lines[lines.len().saturating_sub(8)..].join("\n    ");
+                    let tail = self.log_tail(i, 8).replace('\n', "\n    ");
                     logs.push_str(&format!("\n  {}:\n    {tail}", self.nodes[i].id));
                 }
                 bail!(
@@ -414,6 +401,12 @@ impl LocalCluster {
         let v: Vec<&str> = text.lines().collect();
         v[v.len().saturating_sub(lines)..].join("\n")
     }
+}
+
+/// `GET /v1/peers` of the node whose HTTP API listens at `addr`.
+async fn fetch_peers(http: &reqwest::Client, addr: SocketAddr) -> reqwest::Result<Vec<PeerInfo>> {
+    let r = http.get(format!("http://{addr}/v1/peers")).send().await?;
+    r.error_for_status()?.json().await
 }
 
 impl Drop for LocalCluster {
