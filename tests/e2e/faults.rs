@@ -95,6 +95,21 @@ async fn wait_until<F: Fn(&[Page]) -> bool>(
     }
 }
 
+/// A proxied cluster of `n` (500 ms heartbeats) split into `groups` for
+/// 30 s (scaled), then healed and converged again.
+async fn partitioned_and_healed(n: usize, groups: &[&[usize]]) -> Rig {
+    let mut r = rig(n, true, Duration::from_millis(500)).await;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    r.proxy.as_ref().unwrap().partition(groups);
+    tokio::time::sleep(scaled(Duration::from_secs(30))).await;
+    r.proxy.as_ref().unwrap().heal();
+    r.cluster
+        .wait_converged(Duration::from_secs(40))
+        .await
+        .unwrap();
+    r
+}
+
 async fn peers(c: &LocalCluster, i: usize) -> Vec<PeerInfo> {
     c.peers(i).await.unwrap_or_default()
 }
@@ -143,16 +158,8 @@ async fn loss_and_jitter_on_every_link_raise_no_false_page() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_3_2_partition_pages_once_from_the_majority_and_heals() {
-    let mut r = rig(5, true, Duration::from_millis(500)).await;
-    tokio::time::sleep(Duration::from_secs(3)).await;
-    r.proxy.as_ref().unwrap().partition(&[&[0, 1, 2], &[3, 4]]);
-    tokio::time::sleep(scaled(Duration::from_secs(30))).await;
-    r.proxy.as_ref().unwrap().heal();
-    // Membership reconverges and recoveries follow.
-    r.cluster
-        .wait_converged(Duration::from_secs(40))
-        .await
-        .unwrap();
+    let r = partitioned_and_healed(5, &[&[0, 1, 2], &[3, 4]]).await;
+    // Membership reconverged; recoveries follow.
     wait_until(
         &r.sink,
         Duration::from_secs(40),
@@ -217,15 +224,7 @@ async fn a_3_2_partition_pages_once_from_the_majority_and_heals() {
 /// the same incident id, and one closing event ends it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_partition_of_one_node_is_one_incident() {
-    let mut r = rig(4, true, Duration::from_millis(500)).await;
-    tokio::time::sleep(Duration::from_secs(3)).await;
-    r.proxy.as_ref().unwrap().partition(&[&[0, 1, 2], &[3]]);
-    tokio::time::sleep(scaled(Duration::from_secs(30))).await;
-    r.proxy.as_ref().unwrap().heal();
-    r.cluster
-        .wait_converged(Duration::from_secs(40))
-        .await
-        .unwrap();
+    let r = partitioned_and_healed(4, &[&[0, 1, 2], &[3]]).await;
     wait_until(
         &r.sink,
         Duration::from_secs(40),

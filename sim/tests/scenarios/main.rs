@@ -5,9 +5,10 @@
 mod paging;
 mod protocol;
 
-use phimon_gossip::{GossipConfig, Status};
+use phimon_gossip::{GossipConfig, NodeId, Record, Status};
 use phimon_node::{AlertConfig, NodeConfig};
 use phimon_sim::{Cluster, ClusterConfig};
+use std::sync::Arc;
 use std::time::Duration;
 
 /// `s` seconds.
@@ -41,4 +42,12 @@ pub fn joined(n: usize, cfg: ClusterConfig) -> Cluster {
     });
     assert!(took.is_some(), "cluster of {n} did not settle");
     c
+}
+
+/// The record of `of` as node `at` holds it.
+pub fn record_at(c: &Cluster, at: usize, of: &NodeId) -> Arc<Record> {
+    c.node(at)
+        .and_then(|n| n.gossip().member(of))
+        .map(|m| m.record().clone())
+        .unwrap_or_else(|| panic!("node {at} holds no record of {of}"))
 }

@@ -1,6 +1,6 @@
 //! Membership and monitoring.
 
-use super::{config, joined, secs};
+use super::{config, joined, record_at, secs};
 use phimon_gossip::wire::{Frame, Records};
 use phimon_gossip::{Declared, Event, NodeId, Record, RecordBody, SharedSecretAuthority, Status};
 use phimon_sim::{Cluster, Logged, address};
@@ -218,14 +218,7 @@ fn no_member_can_speak_for_another() {
     let auth = c.authority().clone();
     let mut liar_signer = auth.signer(c.id(liar));
     let before = c.node(target).unwrap().gossip().fingerprint();
-    let real = c
-        .node(target)
-        .unwrap()
-        .gossip()
-        .member(c.id(victim))
-        .unwrap()
-        .record()
-        .clone();
+    let real = record_at(&c, target, c.id(victim));
     let forge = |node: &NodeId, f: &dyn Fn(&mut RecordBody)| {
         let mut b = real.body().clone();
         b.node = node.clone();
@@ -325,15 +318,7 @@ fn pushes_of_a_known_generation_omit_the_credential() {
         bytes / records < 400,
         "{bytes} bytes in {records} pushes: credentials were sent"
     );
-    let mut stripped = c
-        .node(0)
-        .unwrap()
-        .gossip()
-        .member(&id)
-        .unwrap()
-        .record()
-        .signed()
-        .clone();
+    let mut stripped = record_at(&c, 0, &id).signed().clone();
     stripped.credential = Arc::from(&[][..]);
     let mut lone = Cluster::new(2, config());
     let from = lone.id(0).clone();
@@ -357,30 +342,14 @@ fn a_resigned_record_reaches_every_node() {
     let mut c = joined(6, config());
     let node = 3;
     let id = c.id(node).clone();
-    let before = c
-        .node(0)
-        .unwrap()
-        .gossip()
-        .member(&id)
-        .unwrap()
-        .record()
-        .body()
-        .clone();
+    let before = record_at(&c, 0, &id).body().clone();
     let now = c.now();
     c.node_mut(node).unwrap().resign(now);
     c.flush(node);
     c.run_for(secs(3));
     assert!(c.converged());
     for i in (0..6).filter(|i| *i != node) {
-        let after = c
-            .node(i)
-            .unwrap()
-            .gossip()
-            .member(&id)
-            .unwrap()
-            .record()
-            .body()
-            .clone();
+        let after = record_at(&c, i, &id).body().clone();
         assert_eq!(after.version, before.version + 1, "node {i}");
         assert_eq!(
             (after.generation, &after.kv, &after.address),
@@ -402,15 +371,7 @@ fn hostile_bytes_into_a_live_node_change_nothing() {
     let target = 0;
     let member = c.id(3).clone();
     let outsider = NodeId::from("mallory");
-    let real = c
-        .node(target)
-        .unwrap()
-        .gossip()
-        .member(c.id(2))
-        .unwrap()
-        .record()
-        .signed()
-        .clone();
+    let real = record_at(&c, target, c.id(2)).signed().clone();
     let mut rng = StdRng::seed_from_u64(17);
     let mut refused = 0u32;
     let fingerprint = c.node(target).unwrap().gossip().fingerprint();
