@@ -103,6 +103,15 @@ pub struct TransportConfig {
     /// connection within `idle_timeout`, finds peers that restarted and
     /// paths that drop sealed packets. At most half of `idle_timeout`.
     pub fast_path_check_interval: Duration,
+    /// Give peers a mailbox for their heartbeats: a second UDP socket on
+    /// the listen address that is read whenever the node wakes anyway,
+    /// with the kernel's arrival times, instead of waking it per packet
+    /// (see `mailbox` in the crate docs). Linux only; elsewhere, or off,
+    /// heartbeats arrive on the main socket.
+    pub mailbox: bool,
+    /// The mailbox's UDP port; 0: any free port (announced to each peer
+    /// over its connection). Pin it where a firewall must open it.
+    pub mailbox_port: u16,
 }
 
 impl Default for TransportConfig {
@@ -133,6 +142,8 @@ impl Default for TransportConfig {
             ack_frequency: true,
             fast_path: true,
             fast_path_check_interval: Duration::from_secs(30),
+            mailbox: cfg!(target_os = "linux"),
+            mailbox_port: 0,
         }
     }
 }

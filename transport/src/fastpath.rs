@@ -42,9 +42,11 @@
 //! # Switching over, and back
 //!
 //! QUIC datagrams carry a one-byte frame tag (0: a caller's datagram,
-//! 1: `Ready{key id}`, 2: `Check{key id, sent}`, 3: `Unavailable{key id}`,
-//! each id and count a big-endian u64) so that both ends can coordinate
-//! without a stream:
+//! 1: `Ready{key id}`, 2: `Check{key id, sent[, sent to the mailbox]}`,
+//! 3: `Unavailable{key id}`, 4: `Mailbox{key id, port: u16}`,
+//! 5: `MailboxUnavailable{key id}`, 6: `MailboxOk{key id}`, each id and
+//! count a big-endian u64) so that both ends can coordinate without a
+//! stream:
 //!
 //! - a receiver that installed its key sends `Ready{key id}` over QUIC;
 //!   until it arrives the sender keeps using QUIC datagrams (so nothing is
@@ -60,6 +62,17 @@
 //!   key, answers `Unavailable{key id}`; the sender then stays on QUIC
 //!   datagrams for the rest of the connection, logs it and counts it
 //!   (`fast_path_fallbacks`).
+//!
+//! - a receiver with a heartbeat mailbox ([`crate::mailbox`]) sends
+//!   `Mailbox{key id, port}` after `Ready`; the sender then seals
+//!   heartbeats to that port. The first two make the next datagram carry
+//!   a `Check`, which counts packets sent to the mailbox apart; the
+//!   receiver answers `MailboxOk` once any arrived, or
+//!   `MailboxUnavailable` when two were sent and none arrived (a
+//!   firewall, NAT), after which heartbeats go to the main socket. Until
+//!   one of the answers comes, a check goes every second, so a lost check
+//!   or answer costs a second, not `fast_path_check_interval`. Later
+//!   checks judge the two sockets apart the same way.
 //!
 //! A notice makes the sender send a `Check` at once (at most one a second
 //! per connection): a peer that restarted answers it with a stateless
@@ -123,8 +136,8 @@
 use std::collections::HashMap;
 use std::hash::{BuildHasherDefault, Hasher};
 use std::net::{IpAddr, SocketAddr};
-use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, Weak};
+use std::sync::atomic::{AtomicU8, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, OnceLock, Weak};
 use std::time::{Duration, Instant};
 
 use bytes::{BufMut, Bytes, BytesMut};
@@ -198,6 +211,9 @@ pub(crate) const FRAME_USER: u8 = 0;
 const FRAME_READY: u8 = 1;
 const FRAME_CHECK: u8 = 2;
 const FRAME_UNAVAILABLE: u8 = 3;
+const FRAME_MAILBOX: u8 = 4;
+const FRAME_MAILBOX_UNAVAILABLE: u8 = 5;
+const FRAME_MAILBOX_OK: u8 = 6;
 
 /// What a QUIC datagram carries: its first byte says which.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -206,16 +222,33 @@ pub(crate) enum Frame {
     User(Bytes),
     /// "I hold the receive key with this id: seal to me."
     Ready(u64),
-    /// "I sealed `sent` packets with this key so far."
+    /// "I sealed `sent` packets with this key so far, `mailbox` of them
+    /// to your mailbox." (Without a mailbox in use the frame is the
+    /// shorter one of senders that know no mailbox.)
     Check {
         /// The sender's key id.
         key_id: u64,
         /// Packets sealed with it.
         sent: u64,
+        /// Of those, packets sealed to the mailbox.
+        mailbox: u64,
     },
     /// "Do not seal to me with this key": unknown here, or its packets do
     /// not arrive.
     Unavailable(u64),
+    /// "Seal heartbeats for this key to my mailbox, on this port" (see
+    /// [`crate::mailbox`]); sent after `Ready`.
+    Mailbox {
+        /// The receiver's key id.
+        key_id: u64,
+        /// The mailbox's UDP port, on the connection's address.
+        port: u16,
+    },
+    /// "Your packets to my mailbox with this key do not arrive: seal them
+    /// to my main socket."
+    MailboxUnavailable(u64),
+    /// "Your packets to my mailbox with this key arrive."
+    MailboxOk(u64),
 }
 
 impl Frame {
@@ -233,8 +266,20 @@ impl Frame {
             (FRAME_CHECK, 16) => Some(Frame::Check {
                 key_id: u64_at(0)?,
                 sent: u64_at(8)?,
+                mailbox: 0,
             }),
+            (FRAME_CHECK, 24) => Some(Frame::Check {
+                key_id: u64_at(0)?,
+                sent: u64_at(8)?,
+                mailbox: u64_at(16)?,
+            }),
+            (FRAME_MAILBOX_UNAVAILABLE, 8) => u64_at(0).map(Frame::MailboxUnavailable),
+            (FRAME_MAILBOX_OK, 8) => u64_at(0).map(Frame::MailboxOk),
             (FRAME_UNAVAILABLE, 8) => u64_at(0).map(Frame::Unavailable),
+            (FRAME_MAILBOX, 10) => Some(Frame::Mailbox {
+                key_id: u64_at(0)?,
+                port: u16::from_be_bytes(rest.get(8..10)?.try_into().ok()?),
+            }),
             _ => None,
         }
     }
@@ -242,7 +287,7 @@ impl Frame {
     /// Encodes a control frame (a user frame is built in place by the
     /// sender, see `Inner::tagged`).
     pub(crate) fn encode(&self) -> Bytes {
-        let mut b = BytesMut::with_capacity(17);
+        let mut b = BytesMut::with_capacity(25);
         match self {
             Frame::User(p) => {
                 b.put_u8(FRAME_USER);
@@ -252,14 +297,34 @@ impl Frame {
                 b.put_u8(FRAME_READY);
                 b.put_u64(*id);
             }
-            Frame::Check { key_id, sent } => {
+            Frame::Check {
+                key_id,
+                sent,
+                mailbox,
+            } => {
                 b.put_u8(FRAME_CHECK);
                 b.put_u64(*key_id);
                 b.put_u64(*sent);
+                if *mailbox > 0 {
+                    b.put_u64(*mailbox);
+                }
+            }
+            Frame::MailboxUnavailable(id) => {
+                b.put_u8(FRAME_MAILBOX_UNAVAILABLE);
+                b.put_u64(*id);
+            }
+            Frame::MailboxOk(id) => {
+                b.put_u8(FRAME_MAILBOX_OK);
+                b.put_u64(*id);
             }
             Frame::Unavailable(id) => {
                 b.put_u8(FRAME_UNAVAILABLE);
                 b.put_u64(*id);
+            }
+            Frame::Mailbox { key_id, port } => {
+                b.put_u8(FRAME_MAILBOX);
+                b.put_u64(*key_id);
+                b.put_u16(*port);
             }
         }
         b.freeze()
@@ -412,6 +477,15 @@ impl ReplayWindow {
 // ---------------------------------------------------------------------
 // Sending side
 
+/// Heartbeats go to the peer's mailbox, which has not said yet that they
+/// arrive: checks come every [`PENDING_RETRY`] until it does (a check or
+/// its answer may be lost).
+const MAILBOX_UNCONFIRMED: u8 = 0;
+/// The mailbox said they arrive: checks as usual.
+const MAILBOX_CONFIRMED: u8 = 1;
+/// They did not arrive: heartbeats go to the main socket.
+const MAILBOX_OFF: u8 = 2;
+
 const PENDING: u8 = 0;
 const ACTIVE: u8 = 1;
 const DISABLED: u8 = 2;
@@ -434,8 +508,9 @@ pub enum DatagramPath {
 /// Which way one datagram goes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Via {
-    /// Seal and send on the socket.
-    Fast,
+    /// Seal and send on the socket, to this address (the peer's main
+    /// socket or its mailbox).
+    Fast(SocketAddr),
     /// A QUIC datagram; with a `Check` in the same packet when `check`.
     Quic { check: bool },
 }
@@ -453,8 +528,17 @@ pub(crate) struct TxPath {
     check_interval: Duration,
     /// Milliseconds after `born` of the last check sent.
     last_check_ms: AtomicU64,
-    /// A check was sent while sealing (the early one is done).
-    checked_active: AtomicBool,
+    /// The early check is due once this many packets are sealed: after
+    /// `Ready`, and again after heartbeats move off the mailbox; then
+    /// `u64::MAX` (done).
+    early_check_at: AtomicU64,
+    /// The peer's mailbox, once it announced one.
+    mailbox: OnceLock<SocketAddr>,
+    /// [`MAILBOX_UNCONFIRMED`], [`MAILBOX_CONFIRMED`] or [`MAILBOX_OFF`]
+    /// (its packets did not arrive).
+    mailbox_state: AtomicU8,
+    /// Packets sealed to the mailbox.
+    sent_mailbox: AtomicU64,
     /// Milliseconds after `born` of the last check forced by a notice, +1
     /// (0: never).
     last_forced_ms: AtomicU64,
@@ -487,7 +571,10 @@ impl TxPath {
             born: Instant::now(),
             check_interval,
             last_check_ms: AtomicU64::new(0),
-            checked_active: AtomicBool::new(false),
+            early_check_at: AtomicU64::new(FIRST_CHECK_AFTER),
+            mailbox: OnceLock::new(),
+            mailbox_state: AtomicU8::new(MAILBOX_UNCONFIRMED),
+            sent_mailbox: AtomicU64::new(0),
             last_forced_ms: AtomicU64::new(0),
         }
     }
@@ -523,23 +610,30 @@ impl TxPath {
                 .is_ok()
     }
 
-    /// Which way the next datagram goes at `now`.
-    pub(crate) fn via(&self, now: Instant) -> Via {
+    /// Which way the next datagram goes at `now`; `deferred`: the
+    /// receiver may read it late (a heartbeat), so its mailbox will do.
+    pub(crate) fn via(&self, now: Instant, deferred: bool) -> Via {
         let now_ms = self.ms(now);
         match self.state.load(Ordering::Acquire) {
             ACTIVE => {
-                let early = !self.checked_active.load(Ordering::Acquire)
-                    && self.next.load(Ordering::Acquire) >= FIRST_CHECK_AFTER;
+                let early = self.next.load(Ordering::Acquire)
+                    >= self.early_check_at.load(Ordering::Acquire);
+                let probing = self.mailbox_state.load(Ordering::Acquire) == MAILBOX_UNCONFIRMED
+                    && self.sent_mailbox.load(Ordering::Acquire) >= FIRST_CHECK_AFTER;
                 let gap = if early {
                     Duration::ZERO
+                } else if probing {
+                    PENDING_RETRY
                 } else {
                     self.check_interval
                 };
                 if self.claim_check(now_ms, gap) {
-                    self.checked_active.store(true, Ordering::Release);
+                    if early {
+                        self.early_check_at.store(u64::MAX, Ordering::Release);
+                    }
                     Via::Quic { check: true }
                 } else {
-                    Via::Fast
+                    Via::Fast(self.destination(deferred))
                 }
             }
             PENDING => Via::Quic {
@@ -547,6 +641,31 @@ impl TxPath {
             },
             _ => Via::Quic { check: false },
         }
+    }
+
+    fn destination(&self, deferred: bool) -> SocketAddr {
+        match self.mailbox.get() {
+            Some(m) if deferred && self.mailbox_state.load(Ordering::Acquire) != MAILBOX_OFF => *m,
+            _ => self.remote,
+        }
+    }
+
+    /// Whether heartbeats go to the peer's mailbox now.
+    pub(crate) fn uses_mailbox(&self) -> bool {
+        self.path() == DatagramPath::Fast
+            && self.mailbox.get().is_some()
+            && self.mailbox_state.load(Ordering::Acquire) != MAILBOX_OFF
+    }
+
+    /// The peer announced its mailbox port (for `key_id`, which must be
+    /// ours); returns whether it was new.
+    pub(crate) fn set_mailbox(&self, key_id: u64, port: u16) -> bool {
+        key_id == self.key.id
+            && port != 0
+            && self
+                .mailbox
+                .set(SocketAddr::new(self.remote.ip(), port))
+                .is_ok()
     }
 
     /// Seals `payload` into `buf`; returns the packet length, or `None`
@@ -582,6 +701,7 @@ impl TxPath {
         Frame::Check {
             key_id: self.key.id,
             sent: self.next.load(Ordering::Acquire).min(COUNTER_LIMIT),
+            mailbox: self.sent_mailbox.load(Ordering::Acquire),
         }
         .encode()
     }
@@ -616,6 +736,46 @@ impl TxPath {
         key_id == self.key.id && self.state.swap(DISABLED, Ordering::AcqRel) != DISABLED
     }
 
+    /// The peer's mailbox does not get our packets: heartbeats go to its
+    /// main socket from now on. Returns whether it changed.
+    pub(crate) fn mailbox_unavailable(&self, key_id: u64) -> bool {
+        key_id == self.key.id
+            && self.mailbox.get().is_some()
+            && self.mailbox_state.swap(MAILBOX_OFF, Ordering::AcqRel) != MAILBOX_OFF
+    }
+
+    /// The peer's mailbox gets our packets: checks at the usual pace.
+    pub(crate) fn mailbox_ok(&self, key_id: u64) -> bool {
+        key_id == self.key.id
+            && self
+                .mailbox_state
+                .compare_exchange(
+                    MAILBOX_UNCONFIRMED,
+                    MAILBOX_CONFIRMED,
+                    Ordering::AcqRel,
+                    Ordering::Acquire,
+                )
+                .is_ok()
+    }
+
+    /// A packet was just sealed to the mailbox. The first makes the next
+    /// check come early, after a second one: a mailbox that gets nothing
+    /// is found within a few heartbeats.
+    pub(crate) fn sealed_to_mailbox(&self) {
+        if self.sent_mailbox.fetch_add(1, Ordering::AcqRel) == 0 {
+            let sealed = self.next.load(Ordering::Acquire);
+            self.early_check_at.store(
+                sealed.saturating_add(FIRST_CHECK_AFTER - 1),
+                Ordering::Release,
+            );
+        }
+    }
+
+    /// Whether `to` is the peer's mailbox.
+    pub(crate) fn is_mailbox(&self, to: SocketAddr) -> bool {
+        self.mailbox.get() == Some(&to)
+    }
+
     /// A notice named our key: check at once, unless one was forced less
     /// than [`FORCED_CHECK_GAP`] ago. Returns whether to.
     fn force_check(&self, now: Instant) -> bool {
@@ -643,10 +803,12 @@ pub(crate) struct RxKey {
     window: ReplayWindow,
     /// Packets accepted.
     received: u64,
+    /// Of those, packets read from the mailbox.
+    received_mailbox: u64,
     /// Packets whose tag did not verify.
     forgeries: u64,
-    /// `(sent, received)` at the last check.
-    at_check: (u64, u64),
+    /// What the last check said and what had arrived then.
+    at_check: Counts,
 }
 
 impl RxKey {
@@ -663,14 +825,25 @@ impl RxKey {
             conn_id,
             window: ReplayWindow::default(),
             received: 0,
+            received_mailbox: 0,
             forgeries: 0,
-            at_check: (0, 0),
+            at_check: Counts::default(),
         }
     }
 
     pub(crate) fn id(&self) -> u64 {
         self.key.id
     }
+}
+
+/// Sealed (per a check) and accepted packets of one receive key, on both
+/// sockets.
+#[derive(Debug, Default, Clone, Copy)]
+struct Counts {
+    sent: u64,
+    sent_mailbox: u64,
+    received: u64,
+    received_mailbox: u64,
 }
 
 /// A token bucket for notices.
@@ -823,8 +996,20 @@ impl FastPath {
     /// `src`: delivers it, or counts why not. Never panics: every length
     /// is checked before it is used.
     pub(crate) fn on_packet(&self, pkt: &mut [u8], src: SocketAddr, now: Instant) -> Reply {
+        self.on_packet_from(pkt, src, now, false)
+    }
+
+    /// [`FastPath::on_packet`], for a packet read from the main socket or
+    /// (`mailbox`) the mailbox, which checks count apart.
+    pub(crate) fn on_packet_from(
+        &self,
+        pkt: &mut [u8],
+        src: SocketAddr,
+        now: Instant,
+        mailbox: bool,
+    ) -> Reply {
         match pkt.first() {
-            Some(&SEALED) => self.open(pkt, src, now),
+            Some(&SEALED) => self.open(pkt, src, now, mailbox),
             Some(&NOTICE) => {
                 self.on_notice(pkt, src, now);
                 Reply::None
@@ -836,7 +1021,7 @@ impl FastPath {
         }
     }
 
-    fn open(&self, pkt: &mut [u8], src: SocketAddr, now: Instant) -> Reply {
+    fn open(&self, pkt: &mut [u8], src: SocketAddr, now: Instant, mailbox: bool) -> Reply {
         if pkt.len() < HEADER_LEN + TAG_LEN || pkt.len() > MAX_PACKET || pkt[1] != VERSION {
             self.stats.datagram_dropped(DatagramDrop::Malformed);
             return Reply::None;
@@ -885,6 +1070,7 @@ impl FastPath {
         };
         k.window.accept(counter);
         k.received += 1;
+        k.received_mailbox += u64::from(mailbox);
         let node_id = k.node_id.clone();
         let len = plain.len();
         if rx.arena.capacity() - rx.arena.len() < len {
@@ -940,27 +1126,73 @@ impl FastPath {
 
     /// Answers a peer's `Check` on connection `conn_id`: `Some(frame)` to
     /// send back.
-    pub(crate) fn on_check(&self, conn_id: usize, key_id: u64, sent: u64) -> Option<Frame> {
+    /// `sent` packets sealed in all, `sent_mailbox` of them to the mailbox.
+    /// The two sockets are judged apart: a firewall may open one and not
+    /// the other.
+    pub(crate) fn on_check(
+        &self,
+        conn_id: usize,
+        key_id: u64,
+        sent: u64,
+        sent_mailbox: u64,
+    ) -> Option<Frame> {
         let mut rx = lock(&self.rx);
         let Some(k) = rx.keys.get_mut(&key_id).filter(|k| k.conn_id == conn_id) else {
             return Some(Frame::Unavailable(key_id));
         };
-        let (sent_before, got_before) = k.at_check;
-        k.at_check = (sent, k.received);
+        let before = k.at_check;
+        let now = Counts {
+            sent,
+            sent_mailbox: sent_mailbox.min(sent),
+            received: k.received,
+            received_mailbox: k.received_mailbox,
+        };
+        k.at_check = now;
         if sent == 0 {
             // The sender is still waiting: our `Ready` was lost.
             return Some(Frame::Ready(key_id));
         }
-        if sent.saturating_sub(sent_before) >= FIRST_CHECK_AFTER && k.received == got_before {
+        let main = |c: &Counts| {
+            (
+                c.sent.saturating_sub(c.sent_mailbox),
+                c.received.saturating_sub(c.received_mailbox),
+            )
+        };
+        let ((sent_main, got_main), (sent_main_before, got_main_before)) =
+            (main(&now), main(&before));
+        let mailbox_silent = now.sent_mailbox.saturating_sub(before.sent_mailbox)
+            >= FIRST_CHECK_AFTER
+            && now.received_mailbox == before.received_mailbox;
+        if sent_main.saturating_sub(sent_main_before) >= FIRST_CHECK_AFTER
+            && got_main == got_main_before
+        {
             tracing::warn!(
                 node = %k.node_id,
                 remote = %k.remote,
-                announced = sent - sent_before,
+                announced = sent_main - sent_main_before,
                 "none of the peer's fast-path packets arrived since its last check \
                  (a firewall or middlebox dropping non-QUIC UDP?): it falls back to \
                  QUIC datagrams on this connection"
             );
             return Some(Frame::Unavailable(key_id));
+        }
+        // The first packets to the mailbox decide, counted from the start:
+        // checks come every second until one of these answers arrives.
+        let never_arrived = now.sent_mailbox >= FIRST_CHECK_AFTER && now.received_mailbox == 0;
+        if now.sent_mailbox > 0 && now.received_mailbox > 0 && !mailbox_silent {
+            return Some(Frame::MailboxOk(key_id));
+        }
+        if mailbox_silent || never_arrived {
+            tracing::warn!(
+                node = %k.node_id,
+                remote = %k.remote,
+                sent = now.sent_mailbox,
+                arrived = now.received_mailbox,
+                "none of the peer's heartbeats to our mailbox arrived since its last \
+                 check (a firewall that opens only the main port, or NAT?): it seals \
+                 them to the main port on this connection"
+            );
+            return Some(Frame::MailboxUnavailable(key_id));
         }
         None
     }
@@ -1076,10 +1308,22 @@ mod tests {
     fn frames_round_trip_and_malformed_ones_are_none() {
         for f in [
             Frame::Ready(7),
+            Frame::Mailbox {
+                key_id: 9,
+                port: 7801,
+            },
             Frame::Check {
                 key_id: u64::MAX,
                 sent: 3,
+                mailbox: 0,
             },
+            Frame::Check {
+                key_id: 1,
+                sent: 9,
+                mailbox: 4,
+            },
+            Frame::MailboxUnavailable(5),
+            Frame::MailboxOk(6),
             Frame::Unavailable(0),
             Frame::User(Bytes::from_static(b"beat")),
             Frame::User(Bytes::new()),
@@ -1169,7 +1413,7 @@ mod tests {
         // hears `Unavailable` at its next check.
         fp.on_packet(&mut seal(&a_tx, 7, b"beat"), src, Instant::now());
         assert!(inbox.try_recv().is_err());
-        assert_eq!(fp.on_check(1, id, 8), Some(Frame::Unavailable(id)));
+        assert_eq!(fp.on_check(1, id, 8, 0), Some(Frame::Unavailable(id)));
     }
 
     #[test]
@@ -1247,13 +1491,60 @@ mod tests {
         let src: SocketAddr = "127.0.0.1:7000".parse().unwrap();
         fp.install(rx_key(b_rx, src));
         // Still pending: say Ready again.
-        assert_eq!(fp.on_check(1, id, 0), Some(Frame::Ready(id)));
+        assert_eq!(fp.on_check(1, id, 0, 0), Some(Frame::Ready(id)));
         // Two announced, none arrived.
-        assert_eq!(fp.on_check(1, id, 2), Some(Frame::Unavailable(id)));
+        assert_eq!(fp.on_check(1, id, 2, 0), Some(Frame::Unavailable(id)));
         // Unknown key, or another connection's.
-        assert_eq!(fp.on_check(1, 99, 2), Some(Frame::Unavailable(99)));
-        assert_eq!(fp.on_check(2, id, 4), Some(Frame::Unavailable(id)));
+        assert_eq!(fp.on_check(1, 99, 2, 0), Some(Frame::Unavailable(99)));
+        assert_eq!(fp.on_check(2, id, 4, 0), Some(Frame::Unavailable(id)));
         fp.remove(1, Some(id), None);
-        assert_eq!(fp.on_check(1, id, 4), Some(Frame::Unavailable(id)));
+        assert_eq!(fp.on_check(1, id, 4, 0), Some(Frame::Unavailable(id)));
+    }
+
+    #[test]
+    fn checks_judge_the_mailbox_and_the_main_socket_apart() {
+        let (fp, _inbox, _rt) = fast_path();
+        let s = exporter(b"session");
+        let (a_tx, _) = derive_keys(&s, "node-a", "node-b", true).unwrap();
+        let (_, b_rx) = derive_keys(&s, "node-b", "node-a", false).unwrap();
+        let id = b_rx.id;
+        let src: SocketAddr = "127.0.0.1:7000".parse().unwrap();
+        fp.install(rx_key(b_rx, src));
+        let now = Instant::now();
+        let mut c = 0;
+        let mut deliver = |n: u64, mailbox: bool| {
+            for _ in 0..n {
+                fp.on_packet_from(&mut seal(&a_tx, c, b"x"), src, now, mailbox);
+                c += 1;
+            }
+        };
+        // Both arrive: the mailbox works.
+        deliver(2, false);
+        deliver(2, true);
+        assert_eq!(fp.on_check(1, id, 4, 2), Some(Frame::MailboxOk(id)));
+        // Two to the mailbox went missing while the main socket's came.
+        deliver(2, false);
+        assert_eq!(
+            fp.on_check(1, id, 8, 4),
+            Some(Frame::MailboxUnavailable(id))
+        );
+        // The mailbox's came, the main socket's did not: QUIC.
+        deliver(2, true);
+        assert_eq!(fp.on_check(1, id, 12, 6), Some(Frame::Unavailable(id)));
+        // Only one missing is not yet a verdict (it may be late).
+        assert_eq!(fp.on_check(1, id, 13, 7), Some(Frame::MailboxOk(id)));
+
+        // A mailbox that never got anything is judged from the start, at
+        // every check (a lost answer is asked again).
+        let (_, c_rx) = derive_keys(exporter(b"other"), "node-b", "node-a", false).unwrap();
+        let c_id = c_rx.id;
+        fp.install(RxKey::new(c_rx, NodeId::from("node-a"), src, 2));
+        assert_eq!(fp.on_check(2, c_id, 2, 1), None);
+        for sent in [3, 4] {
+            assert_eq!(
+                fp.on_check(2, c_id, sent, 2),
+                Some(Frame::MailboxUnavailable(c_id))
+            );
+        }
     }
 }

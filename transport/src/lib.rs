@@ -54,6 +54,14 @@
 //!   rate-limited notice, which makes the sender check at once.
 //! - **Drops** are counted by reason ([`DatagramDrop`]: malformed, unknown
 //!   key, wrong source, bad MAC, replay), cheapest test first.
+//! - **The heartbeat mailbox** ([`mailbox`]): a second UDP socket, on
+//!   Linux, that the node reads only when it wakes anyway
+//!   ([`Transport::drain_mailbox`]), with the kernel's arrival times.
+//!   Heartbeats ([`Transport::send_deferred_datagram`]) are sealed to it,
+//!   so that they do not wake their receiver; checks judge it apart from
+//!   the main socket, and a mailbox that gets nothing (a firewall, NAT)
+//!   makes the sender seal heartbeats to the main socket instead
+//!   (`mailbox_fallbacks`).
 //!
 //! It knows nothing of gossip: the sans-IO cores (`phimon-gossip`) decide
 //! what to send to whom; the runtime hands their output to the `send_*`
@@ -117,6 +125,11 @@ mod credential;
 mod dial;
 pub mod fastpath;
 pub mod flood;
+#[cfg(target_os = "linux")]
+pub mod mailbox;
+#[cfg(not(target_os = "linux"))]
+#[path = "mailbox_stub.rs"]
+pub mod mailbox;
 mod quic;
 mod socket;
 mod stats;

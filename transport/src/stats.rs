@@ -150,6 +150,7 @@ pub struct TransportStats {
     fast_path_out: AtomicU64,
     fast_path_in: AtomicU64,
     fast_path_fallbacks: AtomicU64,
+    mailbox_fallbacks: AtomicU64,
     notices_out: AtomicU64,
     notices_in: AtomicU64,
     udp_packets_out: AtomicU64,
@@ -231,6 +232,11 @@ pub struct StatsSnapshot {
     /// QUIC datagrams (`phimon_transport_fast_path_fallbacks_total`).
     /// Should stay 0; see the warning logged with it.
     pub fast_path_fallbacks: u64,
+    /// Connections whose peer reported that our sealed heartbeats do not
+    /// reach its mailbox port, which then sealed them to its main port
+    /// (`phimon_transport_mailbox_fallbacks_total`). Should stay 0: a
+    /// firewall that opens only the main port?
+    pub mailbox_fallbacks: u64,
     /// Notices sent: answers to sealed packets naming a key we do not
     /// hold (rate-limited), which make a peer still using a connection
     /// from before our restart check it at once.
@@ -299,6 +305,7 @@ impl TransportStats {
             fast_path_out: self.fast_path_out.load(Relaxed),
             fast_path_in: self.fast_path_in.load(Relaxed),
             fast_path_fallbacks: self.fast_path_fallbacks.load(Relaxed),
+            mailbox_fallbacks: self.mailbox_fallbacks.load(Relaxed),
             notices_out: self.notices_out.load(Relaxed),
             notices_in: self.notices_in.load(Relaxed),
             udp_packets_out: self.udp_packets_out.load(Relaxed),
@@ -379,6 +386,14 @@ impl TransportStats {
 
     pub(crate) fn receive_dropped(&self) {
         self.receive_dropped.fetch_add(1, Relaxed);
+    }
+
+    pub(crate) fn receive_dropped_n(&self, n: u64) {
+        self.receive_dropped.fetch_add(n, Relaxed);
+    }
+
+    pub(crate) fn mailbox_fallback(&self) {
+        self.mailbox_fallbacks.fetch_add(1, Relaxed);
     }
 
     pub(crate) fn stream_timeout(&self) {

@@ -15,6 +15,7 @@ use crate::credential::{CredentialVerifier, RecordSigner};
 use crate::fastpath::{
     DatagramPath, FRAME_USER, FastPath, Frame, MAX_PACKET, RxKey, TxPath, Via, connection_keys,
 };
+use crate::mailbox::Mailbox;
 use crate::quic::{self, MAX_DATAGRAM, codes};
 use crate::socket::DemuxSocket;
 use crate::stats::{Gauge, TransportStats};
@@ -160,6 +161,8 @@ pub(crate) struct Inner {
     pub(crate) local_addr: SocketAddr,
     /// The endpoint's socket, for sealed datagrams.
     socket: Arc<DemuxSocket>,
+    /// Where peers seal heartbeats, read on wake-ups.
+    mailbox: Option<Arc<Mailbox>>,
     /// Fast-path keys of every connection.
     pub(crate) fast: Arc<FastPath>,
     quic: Arc<quinn::TransportConfig>,
@@ -289,6 +292,26 @@ impl Transport {
         let fast = Arc::new(FastPath::new(stats.clone(), inbox.clone(), runtime.clone()));
         let socket = std::net::UdpSocket::bind(config.listen).map_err(bind_error)?;
         let socket = DemuxSocket::new(socket, fast.clone(), stats.clone()).map_err(bind_error)?;
+        let mailbox = if config.mailbox {
+            let ip = config.listen.ip();
+            let port = config.mailbox_port;
+            Some(
+                Mailbox::bind(
+                    ip,
+                    port,
+                    fast.clone(),
+                    socket.clone(),
+                    stats.clone(),
+                    runtime.clone(),
+                )
+                .map_err(|source| TransportError::Bind {
+                    addr: SocketAddr::new(ip, port),
+                    source,
+                })?,
+            )
+        } else {
+            None
+        };
         let endpoint = quinn::Endpoint::new_with_abstract_socket(
             quic::endpoint_config(&tls),
             Some(server),
@@ -316,6 +339,7 @@ impl Transport {
             endpoint,
             local_addr,
             socket,
+            mailbox,
             fast,
             quic,
             trust: Arc::new(RwLock::new(tls.trust().clone())),
@@ -418,7 +442,35 @@ impl Transport {
                 max: MAX_DATAGRAM,
             });
         }
-        self.inner.send(peer, Outbound::Datagram(payload))
+        self.inner.send(peer, Outbound::Datagram(payload, false))
+    }
+
+    /// As [`Transport::send_datagram`], for a datagram whose arrival time
+    /// matters but not when the receiver reads it (a heartbeat): on the
+    /// fast path it goes to the peer's mailbox, which the peer reads when
+    /// it wakes anyway, and is stamped with the time it arrived (see
+    /// [`crate::mailbox`]).
+    pub fn send_deferred_datagram(&self, peer: &Peer, payload: &[u8]) -> Result<(), SendError> {
+        if payload.len() > MAX_DATAGRAM {
+            return Err(SendError::TooLarge {
+                len: payload.len(),
+                max: MAX_DATAGRAM,
+            });
+        }
+        self.inner.send(peer, Outbound::Datagram(payload, true))
+    }
+
+    /// Reads the mailbox: what waited there goes to the receive channel,
+    /// stamped with its arrival time. Call it on every wake-up before
+    /// handling the channel, and before anything reads a detector.
+    /// Returns how many packets were read (0 without a mailbox).
+    pub fn drain_mailbox(&self) -> usize {
+        self.inner.mailbox.as_ref().map_or(0, |m| m.drain())
+    }
+
+    /// The mailbox's port, if this node has one.
+    pub fn mailbox_port(&self) -> Option<u16> {
+        self.inner.mailbox.as_ref().map(|m| m.port())
     }
 
     /// Sends `payload` as one reliable message (its own QUIC stream) and
@@ -515,6 +567,15 @@ impl Transport {
         Some(c.tx.as_ref().map_or(DatagramPath::Quic, |t| t.path()))
     }
 
+    /// Whether heartbeats ([`Transport::send_deferred_datagram`]) to
+    /// `node` go to its mailbox now; `None` without a live connection.
+    pub fn uses_mailbox(&self, node: &NodeId) -> Option<bool> {
+        let state = lock(&self.inner.state);
+        let id = state.by_node.get(node)?;
+        let c = state.conns.get(id)?;
+        Some(c.tx.as_ref().is_some_and(|t| t.uses_mailbox()))
+    }
+
     /// quinn's statistics of the live connection to `node` (packets,
     /// frames, RTT), for measurements. Fast-path packets are not QUIC
     /// packets: see `udp_packets_*` in [`Transport::snapshot`].
@@ -559,14 +620,15 @@ pub(crate) fn check_address(addr: &str) -> Result<(), SendError> {
 
 /// What a caller asked to send.
 enum Outbound<'a> {
-    Datagram(&'a [u8]),
+    /// A datagram; `true`: it may wait in the receiver's mailbox.
+    Datagram(&'a [u8], bool),
     Message(Bytes),
 }
 
 impl Outbound<'_> {
     fn channel(&self) -> Channel {
         match self {
-            Outbound::Datagram(_) => Channel::Datagram,
+            Outbound::Datagram(..) => Channel::Datagram,
             Outbound::Message(_) => Channel::Message,
         }
     }
@@ -627,7 +689,9 @@ impl Inner {
             Route::Conn(conn, tx) => {
                 drop(state);
                 match out {
-                    Outbound::Datagram(payload) => self.datagram_on(&conn, tx.as_deref(), payload),
+                    Outbound::Datagram(payload, deferred) => {
+                        self.datagram_on(&conn, tx.as_deref(), payload, deferred)
+                    }
                     Outbound::Message(payload) => self.send_on(&conn, Channel::Message, payload),
                 }
                 Ok(())
@@ -658,7 +722,7 @@ impl Inner {
                 check_address(&peer.addr)?;
                 let channel = out.channel();
                 let payload = match out {
-                    Outbound::Datagram(p) => self.tagged(p),
+                    Outbound::Datagram(p, _) => self.tagged(p),
                     Outbound::Message(p) => p,
                 };
                 let start = self.enqueue_dial(&mut state, peer, channel, payload);
@@ -730,14 +794,17 @@ impl Inner {
         conn: &quinn::Connection,
         tx: Option<&TxPath>,
         payload: &[u8],
+        deferred: bool,
     ) {
-        let via = tx.map_or(Via::Quic { check: false }, |t| t.via(Instant::now()));
-        if let (Via::Fast, Some(tx)) = (via, tx) {
+        let via = tx.map_or(Via::Quic { check: false }, |t| {
+            t.via(Instant::now(), deferred)
+        });
+        if let (Via::Fast(to), Some(tx)) = (via, tx) {
             let sent = SEAL_BUFFER.with(|b| match b.try_borrow_mut() {
-                Ok(mut buf) => self.seal_and_send(tx, payload, &mut buf),
+                Ok(mut buf) => self.seal_and_send(tx, to, payload, &mut buf),
                 // Unreachable (nothing below re-enters), but a fresh
                 // buffer beats a panic.
-                Err(_) => self.seal_and_send(tx, payload, &mut [0u8; MAX_PACKET]),
+                Err(_) => self.seal_and_send(tx, to, payload, &mut [0u8; MAX_PACKET]),
             });
             if sent {
                 self.stats.datagram_sent(payload.len());
@@ -754,11 +821,20 @@ impl Inner {
 
     /// Seals `payload` into `buf` and writes it to the socket; false if
     /// it must go over QUIC instead.
-    fn seal_and_send(&self, tx: &TxPath, payload: &[u8], buf: &mut [u8; MAX_PACKET]) -> bool {
+    fn seal_and_send(
+        &self,
+        tx: &TxPath,
+        to: SocketAddr,
+        payload: &[u8],
+        buf: &mut [u8; MAX_PACKET],
+    ) -> bool {
         let Some(n) = tx.seal(payload, buf) else {
             return false;
         };
-        match self.socket.send_fast(tx.remote, tx.local_ip(), &buf[..n]) {
+        if tx.is_mailbox(to) {
+            tx.sealed_to_mailbox();
+        }
+        match self.socket.send_fast(to, tx.local_ip(), &buf[..n]) {
             Ok(()) => true,
             Err(e) => {
                 tracing::debug!(remote = %tx.remote, error = %e, "sealed datagram not sent: using QUIC");
@@ -888,7 +964,7 @@ impl Inner {
                     // The peer seals to us once it hears this; until then
                     // it sends QUIC datagrams, so nothing sent while our
                     // handshake completes is lost.
-                    let _ = conn.send_datagram(Frame::Ready(rx_id).encode());
+                    self.announce(conn, rx_id);
                 } else {
                     tracing::warn!(node = %node_id, "fast-path key id collision: this connection's datagrams stay on QUIC");
                 }
@@ -932,6 +1008,19 @@ impl Inner {
         true
     }
 
+    /// Tells the peer it may seal to us with `rx_id`, and where our
+    /// mailbox is.
+    fn announce(&self, conn: &quinn::Connection, rx_id: u64) {
+        let _ = conn.send_datagram(Frame::Ready(rx_id).encode());
+        if let Some(m) = &self.mailbox {
+            let mailbox = Frame::Mailbox {
+                key_id: rx_id,
+                port: m.port(),
+            };
+            let _ = conn.send_datagram(mailbox.encode());
+        }
+    }
+
     /// Handles a fast-path control frame that arrived on `conn`.
     pub(crate) fn on_control(&self, conn: &quinn::Connection, node: &NodeId, frame: Frame) {
         let tx = || {
@@ -948,9 +1037,49 @@ impl Inner {
                     }
                 }
             }
-            Frame::Check { key_id, sent } => {
-                if let Some(reply) = self.fast.on_check(conn.stable_id(), key_id, sent) {
-                    let _ = conn.send_datagram(reply.encode());
+            Frame::Check {
+                key_id,
+                sent,
+                mailbox,
+            } => {
+                // What waits in the mailbox counts as arrived.
+                if let Some(m) = &self.mailbox {
+                    m.drain();
+                }
+                match self.fast.on_check(conn.stable_id(), key_id, sent, mailbox) {
+                    Some(Frame::Ready(id)) => self.announce(conn, id),
+                    Some(reply) => {
+                        let _ = conn.send_datagram(reply.encode());
+                    }
+                    None => {}
+                }
+            }
+            Frame::Mailbox { key_id, port } => {
+                if let Some(t) = tx() {
+                    if t.set_mailbox(key_id, port) {
+                        tracing::debug!(%node, port, "heartbeats to the peer's mailbox");
+                    }
+                }
+            }
+            Frame::MailboxOk(key_id) => {
+                if let Some(t) = tx() {
+                    if t.mailbox_ok(key_id) {
+                        tracing::debug!(%node, "the peer's mailbox gets our heartbeats");
+                    }
+                }
+            }
+            Frame::MailboxUnavailable(key_id) => {
+                if let Some(t) = tx() {
+                    if t.mailbox_unavailable(key_id) {
+                        self.stats.mailbox_fallback();
+                        tracing::warn!(
+                            %node,
+                            remote = %t.remote,
+                            "the peer reports that our heartbeats do not reach its mailbox \
+                             port: sealing them to its main port from now on (open the \
+                             mailbox port too, or pin it with mailbox_port)"
+                        );
+                    }
                 }
             }
             Frame::Unavailable(key_id) => {

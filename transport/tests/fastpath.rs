@@ -487,3 +487,181 @@ async fn a_node_with_the_fast_path_off_talks_to_one_with_it_on() {
     assert!(b.snapshot().fast_path_out >= 10);
     assert_eq!(a.snapshot().fast_path_in, b.snapshot().fast_path_out);
 }
+
+/// Sends deferred datagrams to `to` until they go to its mailbox.
+async fn until_mailbox(
+    t: &Transport,
+    to: &phimon_transport::Peer,
+    rx: &mut mpsc::Receiver<Received>,
+    peer: &Transport,
+) {
+    let node = to.node_id.clone().unwrap();
+    until_fast(t, to, rx).await;
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while t.uses_mailbox(&node) != Some(true) {
+        assert!(Instant::now() < deadline, "no mailbox at {node} in time");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // Past the early check that the first packets to the mailbox bring.
+    for _ in 0..4 {
+        t.send_deferred_datagram(to, b"warm-up").unwrap();
+    }
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    peer.drain_mailbox();
+    while rx.try_recv().is_ok() {}
+}
+
+#[tokio::test]
+async fn heartbeats_wait_in_the_mailbox_and_keep_their_arrival_times() {
+    let dir = pki(&["node-a", "node-b"]);
+    let (a, _a_rx) = Transport::bind(TransportConfig {
+        fast_path_check_interval: Duration::from_millis(1500),
+        ..config(dir.path(), "node-a")
+    })
+    .unwrap();
+    let (b, mut b_rx) = node(dir.path(), "node-b");
+    assert!(b.mailbox_port().is_some_and(|p| p != 0));
+    a.send_datagram(&peer("node-b", &b), b"hello").unwrap();
+    recv(&mut b_rx, 5 * SECOND).await;
+    until_mailbox(&a, &peer("node-b", &b), &mut b_rx, &b).await;
+
+    let sb = b.snapshot();
+    let mut sent_at = Vec::new();
+    for i in 0..5u32 {
+        sent_at.push(Instant::now());
+        a.send_deferred_datagram(&peer("node-b", &b), &i.to_be_bytes())
+            .unwrap();
+        tokio::time::sleep(Duration::from_millis(60)).await;
+    }
+    // Nothing woke B: the packets wait in its mailbox.
+    assert!(
+        b_rx.try_recv().is_err(),
+        "a mailbox packet was delivered unread"
+    );
+    assert_eq!(b.drain_mailbox(), 5);
+    let got = drain(&mut b_rx, SECOND / 5).await;
+    let payloads: Vec<u32> = got
+        .iter()
+        .map(|r| u32::from_be_bytes(r.payload[..].try_into().unwrap()))
+        .collect();
+    assert_eq!(payloads, (0..5).collect::<Vec<_>>());
+    for (r, sent) in got.iter().zip(&sent_at) {
+        // Stamped when it arrived, not when it was read (up to 300 ms
+        // later).
+        let off = r.received_at.saturating_duration_since(*sent);
+        assert!(
+            off < Duration::from_millis(40),
+            "stamped {off:?} after it was sent"
+        );
+        assert!(r.received_at + Duration::from_millis(5) >= *sent);
+        assert_eq!(r.node_id, id("node-a"));
+        assert_eq!(r.channel, Channel::Datagram);
+    }
+    assert_eq!(b.snapshot().fast_path_in - sb.fast_path_in, 5);
+
+    // Checks read the mailbox before they count: over a few of them, no
+    // fallback, and nothing is lost.
+    for i in 0..40u32 {
+        a.send_deferred_datagram(&peer("node-b", &b), &i.to_be_bytes())
+            .unwrap();
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    b.drain_mailbox();
+    assert_eq!(drain(&mut b_rx, SECOND / 5).await.len(), 40);
+    let s = a.snapshot();
+    assert_eq!((s.mailbox_fallbacks, s.fast_path_fallbacks), (0, 0));
+    assert_eq!(a.uses_mailbox(&id("node-b")), Some(true));
+    assert_eq!(a.datagram_path(&id("node-b")), Some(DatagramPath::Fast));
+}
+
+#[tokio::test]
+async fn heartbeats_that_cannot_reach_the_mailbox_move_to_the_main_socket() {
+    let dir = pki(&["node-a", "node-b"]);
+    let (a, _a_rx) = node(dir.path(), "node-a");
+    let (b, mut b_rx) = node(dir.path(), "node-b");
+    // Through a relay, as through a NAT or a firewall that opens only the
+    // main port: B's mailbox sees A's packets from an address that is not
+    // the connection's.
+    let relay = Relay::start(b.local_addr()).await;
+    let to_b = via("node-b", &relay);
+    a.send_datagram(&to_b, b"hello").unwrap();
+    recv(&mut b_rx, 5 * SECOND).await;
+    until_fast(&a, &to_b, &mut b_rx).await;
+    let started = Instant::now();
+    let mut sent = 0u32;
+    while a.snapshot().mailbox_fallbacks == 0 {
+        assert!(started.elapsed() < 5 * SECOND, "no mailbox fallback");
+        a.send_deferred_datagram(&to_b, &sent.to_be_bytes())
+            .unwrap();
+        sent += 1;
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(a.uses_mailbox(&id("node-b")), Some(false));
+    b.drain_mailbox();
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    b.drain_mailbox();
+    let mut got = 0u32;
+    while b_rx.try_recv().is_ok() {
+        got += 1;
+    }
+    // Lost: only those the mailbox refused, the two before the first
+    // check (one more if its answer came late).
+    let refused = b
+        .snapshot()
+        .datagram_drops_by_reason
+        .iter()
+        .find(|(r, _)| *r == DatagramDrop::WrongSource)
+        .map_or(0, |(_, n)| *n);
+    assert!((2..=3).contains(&refused), "{refused}");
+    assert_eq!(u64::from(got), u64::from(sent) - refused);
+    // From now on they come through the relay to B's main socket, sealed,
+    // and are delivered at once.
+    let before = b.snapshot().fast_path_in;
+    for i in 0..10u32 {
+        a.send_deferred_datagram(&to_b, &i.to_be_bytes()).unwrap();
+    }
+    assert_eq!(drain(&mut b_rx, SECOND / 2).await.len(), 10);
+    assert!(b.snapshot().fast_path_in >= before + 9);
+    assert_eq!(a.datagram_path(&id("node-b")), Some(DatagramPath::Fast));
+    assert_eq!(a.snapshot().fast_path_fallbacks, 0);
+    assert_eq!(a.snapshot().mailbox_fallbacks, 1);
+}
+
+#[tokio::test]
+async fn a_flooded_mailbox_is_read_on_every_arrival() {
+    let dir = pki(&["node-a", "node-b"]);
+    let (a, _a_rx) = node(dir.path(), "node-a");
+    let (b, mut b_rx) = node(dir.path(), "node-b");
+    a.send_datagram(&peer("node-b", &b), b"hello").unwrap();
+    recv(&mut b_rx, 5 * SECOND).await;
+    until_mailbox(&a, &peer("node-b", &b), &mut b_rx, &b).await;
+    // Garbage to the mailbox port from an outsider, more than a drain
+    // expects.
+    let outsider = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    let mailbox = std::net::SocketAddr::new(b.local_addr().ip(), b.mailbox_port().unwrap());
+    let mut rng = rand::rngs::StdRng::seed_from_u64(7);
+    for _ in 0..300 {
+        let mut p = [0u8; 60];
+        rng.fill(&mut p[..]);
+        p[0] = 0x01;
+        p[1] = 0x01;
+        outsider.send_to(&p, mailbox).unwrap();
+    }
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    assert!(b.drain_mailbox() >= 300);
+    let drops: u64 = b
+        .snapshot()
+        .datagram_drops_by_reason
+        .iter()
+        .map(|(_, n)| n)
+        .sum();
+    assert!(drops >= 300, "{drops}");
+    // Now heartbeats are delivered without anyone draining.
+    for i in 0..5u32 {
+        a.send_deferred_datagram(&peer("node-b", &b), &i.to_be_bytes())
+            .unwrap();
+    }
+    let got = drain(&mut b_rx, SECOND / 2).await;
+    assert_eq!(got.len(), 5);
+    assert!(b_rx.try_recv().is_err());
+}
