@@ -40,6 +40,13 @@ pub struct NodeSection {
     pub advertise: Option<String>,
     /// Directory for the generation counter and the alert outbox.
     pub data_dir: PathBuf,
+    /// Give peers a heartbeat mailbox: a second UDP port on the listen
+    /// address, read when the node wakes anyway, so that heartbeats do not
+    /// wake it (Linux). Off: heartbeats arrive on the listen port.
+    pub mailbox: bool,
+    /// The mailbox's UDP port; 0: any free port (peers learn it over their
+    /// connection). Pin it where a firewall must let it through.
+    pub mailbox_port: u16,
 }
 
 impl Default for NodeSection {
@@ -49,6 +56,8 @@ impl Default for NodeSection {
             listen: SocketAddr::from(([0, 0, 0, 0], 7800)),
             advertise: None,
             data_dir: PathBuf::from("/var/lib/phimon"),
+            mailbox: true,
+            mailbox_port: 0,
         }
     }
 }

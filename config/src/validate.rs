@@ -123,6 +123,18 @@ impl Config {
                 p.add("node.advertise", format!("{a:?} is not \"host:port\""));
             }
         }
+        if self.node.mailbox
+            && self.node.mailbox_port != 0
+            && self.node.mailbox_port == self.node.listen.port()
+        {
+            p.add(
+                "node.mailbox_port",
+                format!(
+                    "{} is node.listen's port: the mailbox needs a port of its own (0: any free one)",
+                    self.node.mailbox_port
+                ),
+            );
+        }
         if self.node.data_dir.as_os_str().is_empty() {
             p.add(
                 "node.data_dir",

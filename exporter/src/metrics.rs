@@ -83,6 +83,10 @@ pub struct Metrics {
     /// datagrams went back to QUIC because fast-path packets did not
     /// arrive.
     pub transport_fast_path_fallbacks: IntCounter,
+    /// `phimon_transport_mailbox_fallbacks_total`: connections whose
+    /// heartbeats went from the peer's mailbox to its main socket because
+    /// they did not reach the mailbox.
+    pub transport_mailbox_fallbacks: IntCounter,
     /// `phimon_transport_receive_dropped_total`: received frames dropped
     /// because the node fell behind.
     pub transport_receive_dropped: IntCounter,
@@ -415,11 +419,17 @@ impl Metrics {
                 "phimon_transport_fast_path_fallbacks_total",
                 "Connections whose datagrams went back to QUIC because fast-path packets did not arrive."
             ),
+            transport_mailbox_fallbacks: metric!(
+                &r,
+                IntCounter,
+                "phimon_transport_mailbox_fallbacks_total",
+                "Connections whose heartbeats went to the peer's main port because they did not reach its mailbox port."
+            ),
             transport_receive_dropped: metric!(
                 &r,
                 IntCounter,
                 "phimon_transport_receive_dropped_total",
-                "Received datagrams and messages dropped because this node fell behind."
+                "Received datagrams and messages dropped because this node fell behind, or its heartbeat mailbox overflowed."
             ),
             transport_message_timeouts: metric!(
                 &r,

@@ -36,7 +36,7 @@ use phimon_exporter::{
     HttpLimits, HttpState, IntervalHistogram, Metrics, NodeInfo, PeerDetail, ReloadReport, Request,
     SharedSnapshot,
 };
-use phimon_gossip::wire::Channel as FrameChannel;
+use phimon_gossip::wire::{Channel as FrameChannel, Frame};
 use phimon_gossip::{Event, NodeId, Status};
 use phimon_node::Node;
 use phimon_pager::{Delivery, Outbox, OutboxLimits, Webhook};
@@ -157,6 +157,8 @@ struct Sidecar {
     recorder: Option<record::ArrivalRecorder>,
     /// Reused for every frame encoded: no allocation per heartbeat.
     buf: Vec<u8>,
+    /// What one wake-up handles, reused.
+    batch: Vec<Received>,
 }
 
 impl Sidecar {
@@ -326,6 +328,7 @@ impl Sidecar {
             gossip_seen: Default::default(),
             recorder,
             buf: Vec::with_capacity(2048),
+            batch: Vec::new(),
         })
     }
 
@@ -384,12 +387,16 @@ impl Sidecar {
                 },
                 _ = self.timer.fired() => {
                     let now = self.wake();
+                    // Heartbeats waiting in the mailbox first: a deadline
+                    // must not judge a peer whose heartbeat is here.
+                    self.take_inbox(now, None);
                     self.node.handle_timeout(now);
                 }
                 // The HTTP server holds the sender for the process's life;
                 // were it gone, a closed channel must not spin the loop.
                 request = self.control.recv(), if !self.control.is_closed() => {
                     let now = self.wake();
+                    self.take_inbox(now, None);
                     match request {
                         Some(Request::Reload(reply)) => {
                             let _ = reply.send(self.reload(now, "POST /v1/reload").await);
@@ -422,6 +429,7 @@ impl Sidecar {
                 }
                 reply = self.refresh.recv(), if !self.refresh.is_closed() => {
                     let now = self.wake();
+                    self.take_inbox(now, None);
                     self.publish(now);
                     if let Some(reply) = reply {
                         let _ = reply.send(());
@@ -430,11 +438,8 @@ impl Sidecar {
                 msg = self.inbox.recv() => {
                     let Some(msg) = msg else { break };
                     let now = self.wake();
-                    self.on_received(now, msg);
-                    // Handle what else is already there before sending.
-                    while let Ok(msg) = self.inbox.try_recv() {
-                        self.on_received(now, msg);
-                    }
+                    // What else is already there, before sending.
+                    self.take_inbox(now, Some(msg));
                 }
             }
             self.flush();
@@ -472,6 +477,24 @@ impl Sidecar {
         }
     }
 
+    /// Reads the transport's mailbox, then handles `first` and everything
+    /// queued, in order of arrival: mailbox heartbeats, stamped by the
+    /// kernel, were queued behind what came since, and a detector must see
+    /// a peer's heartbeats in the order they arrived.
+    fn take_inbox(&mut self, now: Timestamp, first: Option<Received>) {
+        self.transport.drain_mailbox();
+        let mut batch = std::mem::take(&mut self.batch);
+        batch.extend(first);
+        while let Ok(msg) = self.inbox.try_recv() {
+            batch.push(msg);
+        }
+        batch.sort_by_key(|m| m.received_at);
+        for msg in batch.drain(..) {
+            self.on_received(now, msg);
+        }
+        self.batch = batch;
+    }
+
     fn on_received(&mut self, now: Timestamp, msg: Received) {
         let at = self.timestamp_of(msg.received_at).min(now);
         let r = match msg.channel {
@@ -495,6 +518,11 @@ impl Sidecar {
                 addr: t.to.addr.to_string(),
             };
             let sent = match t.frame.channel() {
+                // A heartbeat may wait in the peer's mailbox: its arrival
+                // time is what counts, not when it is read.
+                FrameChannel::Datagram if matches!(t.frame, Frame::Heartbeat(_)) => {
+                    self.transport.send_deferred_datagram(&peer, &self.buf)
+                }
                 FrameChannel::Datagram => self.transport.send_datagram(&peer, &self.buf),
                 FrameChannel::Message => self.transport.send_message(&peer, self.buf.clone()),
             };
@@ -791,11 +819,12 @@ impl Sidecar {
             tokio::select! {
                 _ = tokio::time::sleep(wait) => {
                     let now = self.now();
+                    self.take_inbox(now, None);
                     self.node.handle_timeout(now);
                 }
                 msg = self.inbox.recv() => if let Some(msg) = msg {
                     let now = self.now();
-                    self.on_received(now, msg);
+                    self.take_inbox(now, Some(msg));
                 }
             }
             self.flush();

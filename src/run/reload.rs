@@ -25,6 +25,7 @@ const FIXED: &[(&str, &str)] = &[
     ("node.id", "it is this node's identity"),
     ("node.listen", "it is a listener"),
     ("node.advertise", "peers know the node by it"),
+    ("node.mailbox", "it is a listener"),
     (
         "node.data_dir",
         "the generation counter and the outbox live there",

@@ -27,6 +27,8 @@ pub fn transport_config(c: &Config) -> TransportConfig {
         cluster_name: c.cluster.name.clone(),
         node_id: Some(c.node.id.clone()),
         max_message_bytes: MAX_MESSAGE_BYTES + 4 * 1024,
+        mailbox: c.node.mailbox && TransportConfig::default().mailbox,
+        mailbox_port: c.node.mailbox_port,
         ..TransportConfig::default()
     }
 }
@@ -179,6 +181,8 @@ impl TransportCounters {
         }
         m.transport_fast_path_fallbacks
             .inc_by(grew(now.fast_path_fallbacks, prev.fast_path_fallbacks));
+        m.transport_mailbox_fallbacks
+            .inc_by(grew(now.mailbox_fallbacks, prev.mailbox_fallbacks));
         m.decode_errors
             .inc_by(grew(now.frame_too_large, prev.frame_too_large));
         m.transport_handshake_failures
