@@ -115,6 +115,12 @@
 //!   (2^36, RFC 9001's limit for ChaCha20-Poly1305) a receive key is
 //!   retired and its connection's datagrams go over QUIC.
 //!
+//! The heartbeat mailbox ([`crate::mailbox`]) receives the same packets
+//! on a second port and passes them through the same tests; its one new
+//! exposure, a queue that can overflow between reads, and how it is
+//! bounded, are in its module docs. Which port heartbeats use is decided
+//! by frames inside the QUIC connection, as above.
+//!
 //! What a member can do: speak only as itself. A receive key belongs to
 //! one connection, whose peer proved its certificate; the delivered
 //! `node_id` is that certificate's, never the packet's. A member cannot
