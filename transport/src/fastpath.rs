@@ -1237,6 +1237,18 @@ mod tests {
         RxKey::new(key, NodeId::from("node-a"), remote, 1)
     }
 
+    /// A's send key, and B's matching receive key installed in `fp`
+    /// (its id), for packets from `src`.
+    fn installed_pair(fp: &FastPath) -> (DirectionKey, u64, SocketAddr) {
+        let s = exporter(b"session");
+        let (a_tx, _) = derive_keys(&s, "node-a", "node-b", true).unwrap();
+        let (_, b_rx) = derive_keys(&s, "node-b", "node-a", false).unwrap();
+        let id = b_rx.id;
+        let src: SocketAddr = "127.0.0.1:7000".parse().unwrap();
+        assert!(fp.install(rx_key(b_rx, src)));
+        (a_tx, id, src)
+    }
+
     /// Seals like `TxPath::seal`, without a connection.
     fn seal(key: &DirectionKey, counter: u64, payload: &[u8]) -> Vec<u8> {
         let mut p = vec![SEALED, VERSION];
@@ -1402,12 +1414,7 @@ mod tests {
     #[test]
     fn a_key_that_met_too_many_forgeries_is_retired() {
         let (fp, mut inbox, _rt) = fast_path();
-        let s = exporter(b"session");
-        let (a_tx, _) = derive_keys(&s, "node-a", "node-b", true).unwrap();
-        let (_, b_rx) = derive_keys(&s, "node-b", "node-a", false).unwrap();
-        let id = b_rx.id;
-        let src: SocketAddr = "127.0.0.1:7000".parse().unwrap();
-        fp.install(rx_key(b_rx, src));
+        let (a_tx, id, src) = installed_pair(&fp);
         lock(&fp.rx).keys.get_mut(&id).unwrap().forgeries = INTEGRITY_LIMIT - 2;
         let mut forged = seal(&a_tx, 5, b"beat");
         *forged.last_mut().unwrap() ^= 1;
@@ -1510,12 +1517,7 @@ mod tests {
     #[test]
     fn checks_judge_the_mailbox_and_the_main_socket_apart() {
         let (fp, _inbox, _rt) = fast_path();
-        let s = exporter(b"session");
-        let (a_tx, _) = derive_keys(&s, "node-a", "node-b", true).unwrap();
-        let (_, b_rx) = derive_keys(&s, "node-b", "node-a", false).unwrap();
-        let id = b_rx.id;
-        let src: SocketAddr = "127.0.0.1:7000".parse().unwrap();
-        fp.install(rx_key(b_rx, src));
+        let (a_tx, id, src) = installed_pair(&fp);
         let now = Instant::now();
         let mut c = 0;
         let mut deliver = |n: u64, mailbox: bool| {

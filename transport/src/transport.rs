@@ -436,13 +436,7 @@ impl Transport {
     /// sealed and written to the socket once the fast path is up (one UDP
     /// packet, no allocation), else handed to quinn as a QUIC datagram.
     pub fn send_datagram(&self, peer: &Peer, payload: &[u8]) -> Result<(), SendError> {
-        if payload.len() > MAX_DATAGRAM {
-            return Err(SendError::TooLarge {
-                len: payload.len(),
-                max: MAX_DATAGRAM,
-            });
-        }
-        self.inner.send(peer, Outbound::Datagram(payload, false))
+        self.datagram(peer, payload, false)
     }
 
     /// As [`Transport::send_datagram`], for a datagram whose arrival time
@@ -451,13 +445,17 @@ impl Transport {
     /// it wakes anyway, and is stamped with the time it arrived (see
     /// [`crate::mailbox`]).
     pub fn send_deferred_datagram(&self, peer: &Peer, payload: &[u8]) -> Result<(), SendError> {
+        self.datagram(peer, payload, true)
+    }
+
+    fn datagram(&self, peer: &Peer, payload: &[u8], deferred: bool) -> Result<(), SendError> {
         if payload.len() > MAX_DATAGRAM {
             return Err(SendError::TooLarge {
                 len: payload.len(),
                 max: MAX_DATAGRAM,
             });
         }
-        self.inner.send(peer, Outbound::Datagram(payload, true))
+        self.inner.send(peer, Outbound::Datagram(payload, deferred))
     }
 
     /// Reads the mailbox: what waited there goes to the receive channel,
