@@ -6,7 +6,9 @@
 //! The loop does only IO. It arms one timer at [`Node::poll_timeout`] —
 //! the next heartbeat to send, the earliest time a monitored peer's phi
 //! can reach the threshold, a pending page — and otherwise sleeps until a
-//! datagram, a message, a signal or an HTTP request arrives. Nothing walks
+//! datagram, a message, a signal or an HTTP request arrives. Heartbeats
+//! do not wake it: they wait in the transport's mailbox, stamped by the
+//! kernel on arrival, and every wake-up reads them first. Nothing walks
 //! the peers on a fixed tick: snapshots for `/metrics` and `/v1/peers` are
 //! built when a scrape asks for one.
 //!
