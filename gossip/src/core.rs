@@ -1256,6 +1256,12 @@ impl Gossip {
             }
             (Some(iso), false) => {
                 self.isolation = None;
+                // Back in contact, this node still holds the verdicts of
+                // its isolation, and its subjects' next heartbeats are a
+                // moment away: as after a stall of its own, silences count
+                // from now and nothing is paged until `hold` has passed,
+                // or it would page about peers only it could not hear.
+                self.monitor.observer_stalled(now);
                 self.events.push_back(Event::Isolation {
                     isolated: false,
                     generation: iso.generation,

@@ -303,3 +303,32 @@ fn a_minority_pages_only_about_itself() {
         );
     }
 }
+
+#[test]
+fn the_minority_of_a_split_never_pages_about_the_majority() {
+    // 3-2 and 4-2 splits, at a few phases.
+    for run in 0..4u64 {
+        let n = 5 + (run % 2) as usize;
+        let mut c = joined(n, config());
+        c.run_for(secs(20 + run));
+        let minority: Vec<usize> = (n - 2..n).collect();
+        let majority: Vec<usize> = (0..n - 2).collect();
+        c.partition(&minority, &majority);
+        c.run_for(secs(30));
+        c.heal();
+        c.run_until(secs(60), |c| (0..n).all(|x| c.all_see(x, Status::Alive)))
+            .expect("healed");
+        c.run_for(secs(10));
+        let a = alerts(&c);
+        let minority_ids: Vec<String> = minority.iter().map(|&i| c.id(i).to_string()).collect();
+        let majority_ids: Vec<String> = majority.iter().map(|&i| c.id(i).to_string()).collect();
+        for p in &a {
+            assert!(
+                !(p.scope == Scope::Node
+                    && minority_ids.contains(&p.observer)
+                    && majority_ids.contains(&p.subject)),
+                "a minority node paged about the majority (run {run}): {p:#?}"
+            );
+        }
+    }
+}
