@@ -67,6 +67,9 @@ const RECEIVE_BUFFER: usize = 4 << 20;
 /// caller; the rest is read by the eager task that such a drain starts.
 const MAX_PER_DRAIN: usize = 4096;
 
+/// Read errors one drain reads past before it gives up until the next.
+const MAX_ERRORS_PER_DRAIN: usize = 8;
+
 /// See the [module docs](self).
 pub(crate) struct Mailbox {
     socket: UdpSocket,
@@ -161,6 +164,7 @@ impl Mailbox {
         b.last_drain = now;
         let mut read = 0;
         let mut dropped = 0u32;
+        let mut errors = 0;
         while read < MAX_PER_DRAIN {
             let (len, src, stamp, overflows, truncated) = {
                 let mut iov = [IoSliceMut::new(&mut b.packet[..])];
@@ -194,10 +198,15 @@ impl Mailbox {
                     Err(Errno::EINTR) => continue,
                     Err(Errno::EAGAIN) => break,
                     Err(e) => {
-                        // ICMP-induced errors and the like: the next
-                        // drain tries again.
+                        // ICMP-induced errors and the like are reported
+                        // once each: read on, since a deadline may be
+                        // judged right after this drain, but not forever.
                         tracing::debug!(error = %e, "mailbox read failed");
-                        break;
+                        errors += 1;
+                        if errors >= MAX_ERRORS_PER_DRAIN {
+                            break;
+                        }
+                        continue;
                     }
                 }
             };
