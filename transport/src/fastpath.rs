@@ -535,8 +535,8 @@ pub(crate) struct TxPath {
     /// Milliseconds after `born` of the last check sent.
     last_check_ms: AtomicU64,
     /// The early check is due once this many packets are sealed: after
-    /// `Ready`, and again after heartbeats move off the mailbox; then
-    /// `u64::MAX` (done).
+    /// `Ready`, and again after the first packet sealed to the mailbox;
+    /// then `u64::MAX` (done).
     early_check_at: AtomicU64,
     /// The peer's mailbox, once it announced one.
     mailbox: OnceLock<SocketAddr>,
@@ -650,17 +650,23 @@ impl TxPath {
     }
 
     fn destination(&self, deferred: bool) -> SocketAddr {
-        match self.mailbox.get() {
-            Some(m) if deferred && self.mailbox_state.load(Ordering::Acquire) != MAILBOX_OFF => *m,
+        match self.live_mailbox() {
+            Some(m) if deferred => m,
             _ => self.remote,
         }
     }
 
+    /// The peer's mailbox, unless it has none or ours do not reach it.
+    fn live_mailbox(&self) -> Option<SocketAddr> {
+        self.mailbox
+            .get()
+            .copied()
+            .filter(|_| self.mailbox_state.load(Ordering::Acquire) != MAILBOX_OFF)
+    }
+
     /// Whether heartbeats go to the peer's mailbox now.
     pub(crate) fn uses_mailbox(&self) -> bool {
-        self.path() == DatagramPath::Fast
-            && self.mailbox.get().is_some()
-            && self.mailbox_state.load(Ordering::Acquire) != MAILBOX_OFF
+        self.path() == DatagramPath::Fast && self.live_mailbox().is_some()
     }
 
     /// The peer announced its mailbox port (for `key_id`, which must be
@@ -764,10 +770,14 @@ impl TxPath {
                 .is_ok()
     }
 
-    /// A packet was just sealed to the mailbox. The first makes the next
-    /// check come early, after a second one: a mailbox that gets nothing
-    /// is found within a few heartbeats.
-    pub(crate) fn sealed_to_mailbox(&self) {
+    /// A packet was just sealed to `to`. Packets to the mailbox are
+    /// counted for checks, and the first makes the next check come early,
+    /// after a second one: a mailbox that gets nothing is found within a
+    /// few heartbeats.
+    pub(crate) fn sealed_to(&self, to: SocketAddr) {
+        if self.mailbox.get() != Some(&to) {
+            return;
+        }
         if self.sent_mailbox.fetch_add(1, Ordering::AcqRel) == 0 {
             let sealed = self.next.load(Ordering::Acquire);
             self.early_check_at.store(
@@ -775,11 +785,6 @@ impl TxPath {
                 Ordering::Release,
             );
         }
-    }
-
-    /// Whether `to` is the peer's mailbox.
-    pub(crate) fn is_mailbox(&self, to: SocketAddr) -> bool {
-        self.mailbox.get() == Some(&to)
     }
 
     /// A notice named our key: check at once, unless one was forced less

@@ -829,9 +829,7 @@ impl Inner {
         let Some(n) = tx.seal(payload, buf) else {
             return false;
         };
-        if tx.is_mailbox(to) {
-            tx.sealed_to_mailbox();
-        }
+        tx.sealed_to(to);
         match self.socket.send_fast(to, tx.local_ip(), &buf[..n]) {
             Ok(()) => true,
             Err(e) => {
