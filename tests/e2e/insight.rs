@@ -225,9 +225,20 @@ async fn a_page_for_a_killed_node_carries_its_evidence() {
     let dir = tempfile::tempdir().unwrap();
     let sink = sink().await;
     let mut c = converged(dir.path(), &paging(3, &sink)).await;
+    // Either observer may be the one that pages, so both must hold 20
+    // samples before the kill; they start their windows a heartbeat apart.
     let live = wait_detail(
         &c,
         0,
+        "node-3",
+        Duration::from_secs(30),
+        "20 samples",
+        |d| d.window_samples >= 20,
+    )
+    .await;
+    wait_detail(
+        &c,
+        1,
         "node-3",
         Duration::from_secs(30),
         "20 samples",
