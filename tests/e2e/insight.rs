@@ -227,25 +227,21 @@ async fn a_page_for_a_killed_node_carries_its_evidence() {
     let mut c = converged(dir.path(), &paging(3, &sink)).await;
     // Either observer may be the one that pages, so both must hold 20
     // samples before the kill; they start their windows a heartbeat apart.
-    let live = wait_detail(
-        &c,
-        0,
-        "node-3",
-        Duration::from_secs(30),
-        "20 samples",
-        |d| d.window_samples >= 20,
-    )
-    .await;
-    wait_detail(
-        &c,
-        1,
-        "node-3",
-        Duration::from_secs(30),
-        "20 samples",
-        |d| d.window_samples >= 20,
-    )
-    .await;
-    let e = live
+    let mut views = Vec::new();
+    for observer in [0, 1] {
+        views.push(
+            wait_detail(
+                &c,
+                observer,
+                "node-3",
+                Duration::from_secs(30),
+                "20 samples",
+                |d| d.window_samples >= 20,
+            )
+            .await,
+        );
+    }
+    let e = views[0]
         .evidence
         .as_ref()
         .expect("an observed peer has evidence");
